@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STATE_DIR ?=
+
+.PHONY: install up test lint unit conformance bench debian-packages
+
+install: debian-packages $(STAMP)
+
+debian-packages:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		scripts/install-debian-packages.sh; \
+	fi
+
+$(STAMP): pyproject.toml
+	@echo ">> creating $(VENV) and installing pocketstack with its test tools"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+up: install
+	$(BIN)/pocketstack up $(if $(STATE_DIR),--state-dir $(STATE_DIR))
+
+lint: install
+	$(BIN)/ruff check pocketstack tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install lint
+	$(BIN)/pytest -p no:cacheprovider
+
+conformance: install
+	tests/peer/run-tempest-identity.sh
+
+bench: install
+	$(BIN)/python bench/run.py

@@ -1,0 +1,245 @@
+"""The `pocketstack` command: `up`, `db upgrade`, `status`, `token rotate-keys`.
+
+Every error it prints says what to do next; it exits non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from pocketstack import __version__, clouds, config
+
+PASSWORD_FILE = "admin-password"
+SERVER_FILE = "server.json"
+
+
+class UsageError(Exception):
+    """A problem the user can fix; the message says how."""
+
+
+def _parse_bind(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--bind expects HOST:PORT (for example 127.0.0.1:8780), got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=config.DEFAULT_STATE_DIR,
+                        help="where the database, keys and images live (default: %(default)s)")
+    parser.add_argument("--db", default="",
+                        help="database URL (default: SQLite in the state dir); "
+                             "postgresql+psycopg://… and mysql+pymysql://… work too")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pocketstack",
+                                     description="An OpenStack-compatible cloud in one process.")
+    parser.add_argument("--version", action="version", version=f"pocketstack {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the all-in-one cloud")
+    _common_args(up)
+    up.add_argument("--bind", default=f"127.0.0.1:{config.DEFAULT_PORT}",
+                    help="HOST:PORT to serve on (default: %(default)s)")
+    up.add_argument("--admin-password", default=None,
+                    help="admin password (else $POCKETSTACK_ADMIN_PASSWORD, else generated)")
+    up.add_argument("--policy-file", type=Path, default=None,
+                    help="YAML file of policy rules overriding the defaults")
+    up.add_argument("--no-clouds-yaml", action="store_true",
+                    help="do not merge a 'pocketstack' entry into ~/.config/openstack/clouds.yaml")
+    up.add_argument("--log-level", default="warning",
+                    choices=["debug", "info", "warning", "error"])
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply pending schema migrations")
+    _common_args(upgrade)
+
+    status = commands.add_parser("status", help="show whether the cloud is up and where")
+    _common_args(status)
+
+    token = commands.add_parser("token", help="token key management")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    rotate = token_commands.add_parser("rotate-keys", help="promote the staged token key")
+    _common_args(rotate)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> config.Settings:
+    state_dir: Path = args.state_dir.expanduser().resolve()
+    return config.Settings(state_dir=state_dir, db_url=args.db,
+                           password_hash_rounds=config.password_hash_rounds_from_env(),
+                           **overrides)  # type: ignore[arg-type]
+
+
+def _admin_password(args: argparse.Namespace, state_dir: Path) -> tuple[str, bool, bool]:
+    """(password, explicitly given, newly generated)."""
+    given = args.admin_password or os.environ.get("POCKETSTACK_ADMIN_PASSWORD")
+    if given:
+        return given, True, False
+    stored = state_dir / PASSWORD_FILE
+    if stored.exists():
+        return stored.read_text().strip(), False, False
+    password = secrets.token_urlsafe(18)
+    fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    return password, False, True
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); is another pocketstack running? "
+            f"Stop it, or pick another port with --bind {host}:PORT") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pocketstack import services
+    from pocketstack.identity import bootstrap as identity_bootstrap
+
+    started = time.monotonic()
+    host, port = _parse_bind(args.bind)
+    settings = _settings(args, bind_host=host, bind_port=port, policy_file=args.policy_file,
+                         write_clouds_yaml=not args.no_clouds_yaml)
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sock = _bound_socket(host, port)
+    password, explicit, generated = _admin_password(args, settings.state_dir)
+    runtime = services.build_runtime(settings)
+    services.upgrade_schema(runtime)
+    runtime.state["identity"].keys.setup()
+    enabled = services.enabled(settings)
+    identity_bootstrap.bootstrap(runtime, password, explicit, [
+        identity_bootstrap.CatalogService(s.catalog_type, s.catalog_name,
+                                          s.catalog_url(settings.base_url))
+        for s in enabled])
+    auth_url = f"{settings.base_url}/identity/v3"
+    written = clouds.write(settings.state_dir, auth_url, password, settings.region,
+                           merge_user_file=settings.write_clouds_yaml)
+    app = services.build_app(runtime)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="off",
+                                           http="httptools", access_log=False))
+    (settings.state_dir / SERVER_FILE).write_text(json.dumps(
+        {"url": settings.base_url, "pid": os.getpid(), "auth_url": auth_url}))
+    _print_banner(settings, auth_url, password if generated else None, written,
+                  [s.name for s in enabled], time.monotonic() - started)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        (settings.state_dir / SERVER_FILE).unlink(missing_ok=True)
+        runtime.db.dispose()
+    print("pocketstack stopped.", flush=True)
+    return 0
+
+
+def _print_banner(settings: config.Settings, auth_url: str, new_password: str | None,
+                  clouds_files: Sequence[Path], service_names: Sequence[str],
+                  elapsed: float) -> None:
+    lines = [
+        f"pocketstack {__version__} is ready at {settings.base_url} ({elapsed:.2f} s)",
+        f"  identity (Keystone v3): {auth_url}",
+        f"  services: {', '.join(service_names)}",
+        "  drivers: identity=sql (tokens: fernet, passwords: bcrypt "
+        f"cost {settings.password_hash_rounds})",
+        f"  state: {settings.state_dir}  database: {_redact(settings.database_url)}",
+        f"  clouds.yaml: {', '.join(str(p) for p in clouds_files)}",
+    ]
+    if new_password is not None:
+        lines.append(f"  admin password (shown once, kept in {settings.state_dir / PASSWORD_FILE}):"
+                     f" {new_password}")
+    lines += ["", "  export OS_CLOUD=pocketstack", "  openstack token issue", "",
+              "Press Ctrl+C to stop."]
+    print("\n".join(lines), flush=True)
+
+
+def _redact(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from pocketstack import services
+
+    settings = _settings(args)
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    runtime = services.build_runtime(settings)
+    changed = services.upgrade_schema(runtime)
+    print("database upgraded" if changed else "database already up to date")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    server_file = settings.state_dir / SERVER_FILE
+    if not server_file.exists():
+        print(f"pocketstack is not running for {settings.state_dir}. Start it with: pocketstack up"
+              f" --state-dir {settings.state_dir}")
+        return 3
+    info = json.loads(server_file.read_text())
+    try:
+        with urllib.request.urlopen(f"{info['url']}/identity/v3", timeout=5) as response:
+            healthy = response.status == 200
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"pocketstack (pid {info['pid']}) is not answering at {info['url']}: {exc}. "
+              "If it crashed, start it again with: pocketstack up")
+        return 1
+    print(f"pocketstack is up at {info['url']} (pid {info['pid']})" if healthy else
+          f"pocketstack at {info['url']} answered unexpectedly; see its log")
+    print(f"  auth url: {info['auth_url']}\n  state: {settings.state_dir}")
+    return 0 if healthy else 1
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from pocketstack.identity import tokens
+
+    settings = _settings(args)
+    repository = tokens.KeyRepository(settings.key_dir, settings.max_active_keys)
+    primary = repository.rotate()
+    print(f"token keys rotated in {settings.key_dir}: key {primary} now signs new tokens; "
+          "running servers pick it up within a second")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {
+        "up": cmd_up,
+        "db": cmd_db_upgrade,
+        "status": cmd_status,
+        "token": cmd_rotate_keys,
+    }
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"pocketstack: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Settings: one object, built once from the command line and environment, passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8780
+DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    state_dir: Path = DEFAULT_STATE_DIR
+    bind_host: str = "127.0.0.1"
+    bind_port: int = DEFAULT_PORT
+    db_url: str = ""
+    admin_password: str | None = None
+    policy_file: Path | None = None
+    write_clouds_yaml: bool = True
+    token_expiration_s: int = 3600
+    password_hash_rounds: int = 12
+    max_active_keys: int = 3
+    region: str = "RegionOne"
+    public_host: str = ""
+    services: tuple[str, ...] = field(default=("identity",))
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.state_dir / 'pocketstack.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients reach: the bind address, or loopback when bound to all addresses."""
+        host = self.public_host or self.bind_host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.bind_port}"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.state_dir / "fernet-keys"
+
+
+def password_hash_rounds_from_env(default: int = 12) -> int:
+    """Operators and benchmarks match Keystone's bcrypt cost with POCKETSTACK_PASSWORD_HASH_ROUNDS."""
+    raw = os.environ.get("POCKETSTACK_PASSWORD_HASH_ROUNDS")
+    if not raw:
+        return default
+    rounds = int(raw)
+    if not 4 <= rounds <= 31:
+        raise ValueError("POCKETSTACK_PASSWORD_HASH_ROUNDS must be between 4 and 31")
+    return rounds

@@ -1,0 +1,1 @@
+"""Machinery shared by every service; imports no service (see docs/architecture.md)."""

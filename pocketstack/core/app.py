@@ -1,0 +1,153 @@
+"""Assembles the one ASGI app: every service mounted at its path prefix.
+
+Also owns what every request shares: the request id, the runtime (settings,
+database, policy, token validator) in the ASGI scope, and the mapping of
+domain exceptions to each service's upstream error body.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pocketstack.core import errors
+from pocketstack.core import runtime as runtime_mod
+
+LOG = logging.getLogger(__name__)
+
+ErrorRenderer = Callable[[errors.PocketstackError], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class MountedService:
+    """A service's ASGI app and the prefix it answers under (`/identity`)."""
+
+    name: str
+    prefix: str
+    app: ASGIApp
+
+
+class RootApp:
+    """Routes by prefix, tags each request with an id and the runtime."""
+
+    def __init__(self, runtime: runtime_mod.Runtime, services: Sequence[MountedService]) -> None:
+        self.runtime = runtime
+        self.services = sorted(services, key=lambda s: len(s.prefix), reverse=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = f"req-{uuid.uuid4()}"
+        scope["pocketstack.runtime"] = self.runtime
+        scope["pocketstack.request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-openstack-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        path: str = scope["path"]
+        for service in self.services:
+            if path == service.prefix or path.startswith(service.prefix + "/"):
+                child = dict(scope)
+                child["root_path"] = scope.get("root_path", "") + service.prefix
+                child["path"] = path if path != service.prefix else path + "/"
+                await service.app(child, receive, send_with_id)
+                return
+        response = JSONResponse(
+            {"error": {"code": 404, "title": "Not Found", "message": f"No service at {path}"}},
+            status_code=404,
+        )
+        await response(scope, receive, send_with_id)
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def runtime_of(request: Request) -> runtime_mod.Runtime:
+    runtime: runtime_mod.Runtime = request.scope["pocketstack.runtime"]
+    return runtime
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("pocketstack.request_id", ""))
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return "/".join(parts) or "body"
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    """One sentence naming the first bad field, as upstream's jsonschema messages do."""
+    first = exc.errors()[0]
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return "Malformed request body: the body is not valid JSON."
+    field = _field_path(first.get("loc", ()))
+    if kind == "missing":
+        return f"Invalid input for field '{field}': '{field.rsplit('/', 1)[-1]}' is a required property."
+    if kind == "extra_forbidden":
+        return f"Invalid input for field '{field}': additional properties are not allowed."
+    return f"Invalid input for field '{field}': {first.get('msg', 'invalid value')}."
+
+
+def install_error_handlers(app: FastAPI, render: ErrorRenderer) -> None:
+    """Map domain exceptions, validation errors and routing misses to one body shape."""
+
+    def respond(exc: errors.PocketstackError) -> Response:
+        headers: dict[str, str] = {}
+        if isinstance(exc, errors.Unauthorized):
+            headers["WWW-Authenticate"] = "Keystone uri=\"\""
+        return JSONResponse(render(exc), status_code=exc.status, headers=headers)
+
+    async def on_domain_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.PocketstackError)
+        return respond(exc)
+
+    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return respond(errors.Invalid(describe_validation_error(exc)))
+
+    async def on_http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        by_status: dict[int, type[errors.PocketstackError]] = {
+            404: errors.NotFound,
+            405: errors.MethodNotAllowed,
+            400: errors.Invalid,
+        }
+        cls = by_status.get(exc.status_code, errors.PocketstackError)
+        message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
+        error = cls(message)
+        error.status = exc.status_code
+        return respond(error)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        LOG.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return respond(errors.PocketstackError("An unexpected error prevented the request."))
+
+    app.add_exception_handler(errors.PocketstackError, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,1 @@
+"""Identity: a Keystone v3 compatible API, tokens, RBAC data and the service catalog."""

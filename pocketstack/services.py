@@ -1,0 +1,89 @@
+"""The registry of services: what `up` mounts, migrates, authorizes and lists in the catalog.
+
+Adding a service means one entry here (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.types import ASGIApp
+
+from pocketstack import config
+from pocketstack.core import app as app_mod
+from pocketstack.core import db as db_mod
+from pocketstack.core import migrate
+from pocketstack.core import policy as policy_mod
+from pocketstack.core.runtime import Runtime
+from pocketstack.identity import api as identity_api
+from pocketstack.identity import auth as identity_auth
+from pocketstack.identity import policies as identity_policies
+
+_PACKAGE = Path(__file__).parent
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """How one service plugs into the process."""
+
+    name: str
+    catalog_type: str
+    catalog_name: str
+    prefix: str
+    catalog_suffix: str
+    migrations: Path
+    policies: Sequence[policy_mod.Rule]
+    create_app: Callable[[], ASGIApp]
+    install: Callable[[Runtime], object]
+
+    def catalog_url(self, base_url: str) -> str:
+        return f"{base_url}{self.prefix}{self.catalog_suffix}"
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    "identity": ServiceSpec(
+        name="identity",
+        catalog_type="identity",
+        catalog_name="keystone",
+        prefix="/identity",
+        catalog_suffix="",
+        migrations=_PACKAGE / "identity" / "migrations",
+        policies=identity_policies.RULES,
+        create_app=identity_api.create_app,
+        install=identity_auth.install,
+    ),
+}
+
+
+def enabled(settings: config.Settings) -> list[ServiceSpec]:
+    unknown = [name for name in settings.services if name not in SERVICES]
+    if unknown:
+        raise ValueError(f"unknown services: {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+    return [SERVICES[name] for name in settings.services]
+
+
+def migration_dirs(specs: Sequence[ServiceSpec]) -> list[Path]:
+    return [spec.migrations for spec in specs]
+
+
+def build_runtime(settings: config.Settings) -> Runtime:
+    """Database, policy and each service's process state; no schema changes, no HTTP."""
+    enforcer = policy_mod.Enforcer(settings.policy_file)
+    runtime = Runtime(settings=settings, db=db_mod.Database(settings.database_url),
+                      enforcer=enforcer)
+    for spec in enabled(settings):
+        enforcer.register(spec.policies)
+        spec.install(runtime)
+    return runtime
+
+
+def upgrade_schema(runtime: Runtime) -> bool:
+    return migrate.upgrade(runtime.db, migration_dirs(enabled(runtime.settings)))
+
+
+def build_app(runtime: Runtime) -> ASGIApp:
+    mounted = [app_mod.MountedService(spec.name, spec.prefix, spec.create_app())
+               for spec in enabled(runtime.settings)]
+    return app_mod.RootApp(runtime, mounted)
