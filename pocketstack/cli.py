@@ -6,6 +6,7 @@ Every error it prints says what to do next; it exits non-zero on failure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -35,31 +36,51 @@ def _parse_bind(text: str) -> tuple[str, int]:
 
 
 def _common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=config.DEFAULT_STATE_DIR,
-                        help="where the database, keys and images live (default: %(default)s)")
-    parser.add_argument("--db", default="",
-                        help="database URL (default: SQLite in the state dir); "
-                             "postgresql+psycopg://… and mysql+pymysql://… work too")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=config.DEFAULT_STATE_DIR,
+        help="where the database, keys and images live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--db",
+        default="",
+        help="database URL (default: SQLite in the state dir); "
+        "postgresql+psycopg://… and mysql+pymysql://… work too",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pocketstack",
-                                     description="An OpenStack-compatible cloud in one process.")
+    parser = argparse.ArgumentParser(
+        prog="pocketstack", description="An OpenStack-compatible cloud in one process."
+    )
     parser.add_argument("--version", action="version", version=f"pocketstack {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start the all-in-one cloud")
     _common_args(up)
-    up.add_argument("--bind", default=f"127.0.0.1:{config.DEFAULT_PORT}",
-                    help="HOST:PORT to serve on (default: %(default)s)")
-    up.add_argument("--admin-password", default=None,
-                    help="admin password (else $POCKETSTACK_ADMIN_PASSWORD, else generated)")
-    up.add_argument("--policy-file", type=Path, default=None,
-                    help="YAML file of policy rules overriding the defaults")
-    up.add_argument("--no-clouds-yaml", action="store_true",
-                    help="do not merge a 'pocketstack' entry into ~/.config/openstack/clouds.yaml")
-    up.add_argument("--log-level", default="warning",
-                    choices=["debug", "info", "warning", "error"])
+    up.add_argument(
+        "--bind",
+        default=f"127.0.0.1:{config.DEFAULT_PORT}",
+        help="HOST:PORT to serve on (default: %(default)s)",
+    )
+    up.add_argument(
+        "--admin-password",
+        default=None,
+        help="admin password (else $POCKETSTACK_ADMIN_PASSWORD, else generated)",
+    )
+    up.add_argument(
+        "--policy-file",
+        type=Path,
+        default=None,
+        help="YAML file of policy rules overriding the defaults",
+    )
+    up.add_argument(
+        "--no-clouds-yaml",
+        action="store_true",
+        help="do not merge a 'pocketstack' entry into ~/.config/openstack/clouds.yaml",
+    )
+    up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -76,11 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **overrides: object) -> config.Settings:
-    state_dir: Path = args.state_dir.expanduser().resolve()
-    return config.Settings(state_dir=state_dir, db_url=args.db,
-                           password_hash_rounds=config.password_hash_rounds_from_env(),
-                           **overrides)  # type: ignore[arg-type]
+def _settings(args: argparse.Namespace) -> config.Settings:
+    return config.Settings(
+        state_dir=args.state_dir.expanduser().resolve(),
+        db_url=args.db,
+        password_hash_rounds=config.password_hash_rounds_from_env(),
+    )
 
 
 def _admin_password(args: argparse.Namespace, state_dir: Path) -> tuple[str, bool, bool]:
@@ -108,7 +130,8 @@ def _bound_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise UsageError(
             f"cannot listen on {host}:{port} ({exc.strerror}); is another pocketstack running? "
-            f"Stop it, or pick another port with --bind {host}:PORT") from None
+            f"Stop it, or pick another port with --bind {host}:PORT"
+        ) from None
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
@@ -122,8 +145,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     host, port = _parse_bind(args.bind)
-    settings = _settings(args, bind_host=host, bind_port=port, policy_file=args.policy_file,
-                         write_clouds_yaml=not args.no_clouds_yaml)
+    settings = dataclasses.replace(
+        _settings(args),
+        bind_host=host,
+        bind_port=port,
+        policy_file=args.policy_file,
+        write_clouds_yaml=not args.no_clouds_yaml,
+    )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bound_socket(host, port)
     password, explicit, generated = _admin_password(args, settings.state_dir)
@@ -131,20 +159,42 @@ def cmd_up(args: argparse.Namespace) -> int:
     services.upgrade_schema(runtime)
     runtime.state["identity"].keys.setup()
     enabled = services.enabled(settings)
-    identity_bootstrap.bootstrap(runtime, password, explicit, [
-        identity_bootstrap.CatalogService(s.catalog_type, s.catalog_name,
-                                          s.catalog_url(settings.base_url))
-        for s in enabled])
+    identity_bootstrap.bootstrap(
+        runtime,
+        password,
+        explicit,
+        [
+            identity_bootstrap.CatalogService(
+                s.catalog_type, s.catalog_name, s.catalog_url(settings.base_url)
+            )
+            for s in enabled
+        ],
+    )
     auth_url = f"{settings.base_url}/identity/v3"
-    written = clouds.write(settings.state_dir, auth_url, password, settings.region,
-                           merge_user_file=settings.write_clouds_yaml)
+    written = clouds.write(
+        settings.state_dir,
+        auth_url,
+        password,
+        settings.region,
+        merge_user_file=settings.write_clouds_yaml,
+    )
     app = services.build_app(runtime)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, lifespan="off",
-                                           http="httptools", access_log=False))
-    (settings.state_dir / SERVER_FILE).write_text(json.dumps(
-        {"url": settings.base_url, "pid": os.getpid(), "auth_url": auth_url}))
-    _print_banner(settings, auth_url, password if generated else None, written,
-                  [s.name for s in enabled], time.monotonic() - started)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level=args.log_level, lifespan="off", http="httptools", access_log=False
+        )
+    )
+    (settings.state_dir / SERVER_FILE).write_text(
+        json.dumps({"url": settings.base_url, "pid": os.getpid(), "auth_url": auth_url})
+    )
+    _print_banner(
+        settings,
+        auth_url,
+        password if generated else None,
+        written,
+        [s.name for s in enabled],
+        time.monotonic() - started,
+    )
     try:
         server.run(sockets=[sock])
     finally:
@@ -154,9 +204,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(settings: config.Settings, auth_url: str, new_password: str | None,
-                  clouds_files: Sequence[Path], service_names: Sequence[str],
-                  elapsed: float) -> None:
+def _print_banner(
+    settings: config.Settings,
+    auth_url: str,
+    new_password: str | None,
+    clouds_files: Sequence[Path],
+    service_names: Sequence[str],
+    elapsed: float,
+) -> None:
     lines = [
         f"pocketstack {__version__} is ready at {settings.base_url} ({elapsed:.2f} s)",
         f"  identity (Keystone v3): {auth_url}",
@@ -167,10 +222,17 @@ def _print_banner(settings: config.Settings, auth_url: str, new_password: str | 
         f"  clouds.yaml: {', '.join(str(p) for p in clouds_files)}",
     ]
     if new_password is not None:
-        lines.append(f"  admin password (shown once, kept in {settings.state_dir / PASSWORD_FILE}):"
-                     f" {new_password}")
-    lines += ["", "  export OS_CLOUD=pocketstack", "  openstack token issue", "",
-              "Press Ctrl+C to stop."]
+        lines.append(
+            f"  admin password (shown once, kept in {settings.state_dir / PASSWORD_FILE}):"
+            f" {new_password}"
+        )
+    lines += [
+        "",
+        "  export OS_CLOUD=pocketstack",
+        "  openstack token issue",
+        "",
+        "Press Ctrl+C to stop.",
+    ]
     print("\n".join(lines), flush=True)
 
 
@@ -196,19 +258,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     server_file = settings.state_dir / SERVER_FILE
     if not server_file.exists():
-        print(f"pocketstack is not running for {settings.state_dir}. Start it with: pocketstack up"
-              f" --state-dir {settings.state_dir}")
+        print(
+            f"pocketstack is not running for {settings.state_dir}. Start it with: pocketstack up"
+            f" --state-dir {settings.state_dir}"
+        )
         return 3
     info = json.loads(server_file.read_text())
     try:
         with urllib.request.urlopen(f"{info['url']}/identity/v3", timeout=5) as response:
             healthy = response.status == 200
     except (urllib.error.URLError, OSError) as exc:
-        print(f"pocketstack (pid {info['pid']}) is not answering at {info['url']}: {exc}. "
-              "If it crashed, start it again with: pocketstack up")
+        print(
+            f"pocketstack (pid {info['pid']}) is not answering at {info['url']}: {exc}. "
+            "If it crashed, start it again with: pocketstack up"
+        )
         return 1
-    print(f"pocketstack is up at {info['url']} (pid {info['pid']})" if healthy else
-          f"pocketstack at {info['url']} answered unexpectedly; see its log")
+    print(
+        f"pocketstack is up at {info['url']} (pid {info['pid']})"
+        if healthy
+        else f"pocketstack at {info['url']} answered unexpectedly; see its log"
+    )
     print(f"  auth url: {info['auth_url']}\n  state: {settings.state_dir}")
     return 0 if healthy else 1
 
@@ -219,8 +288,10 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
     repository = tokens.KeyRepository(settings.key_dir, settings.max_active_keys)
     primary = repository.rotate()
-    print(f"token keys rotated in {settings.key_dir}: key {primary} now signs new tokens; "
-          "running servers pick it up within a second")
+    print(
+        f"token keys rotated in {settings.key_dir}: key {primary} now signs new tokens; "
+        "running servers pick it up within a second"
+    )
     return 0
 
 

@@ -47,8 +47,9 @@ def _merge(path: Path, cloud: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def write(state_dir: Path, auth_url: str, password: str, region: str,
-          merge_user_file: bool) -> list[Path]:
+def write(
+    state_dir: Path, auth_url: str, password: str, region: str, merge_user_file: bool
+) -> list[Path]:
     """Write <state_dir>/clouds.yaml and, unless disabled, merge into the user's; returns paths."""
     cloud = entry(auth_url, password, region)
     written = [state_dir / "clouds.yaml"]

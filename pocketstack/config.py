@@ -46,7 +46,7 @@ class Settings:
 
 
 def password_hash_rounds_from_env(default: int = 12) -> int:
-    """Operators and benchmarks match Keystone's bcrypt cost with POCKETSTACK_PASSWORD_HASH_ROUNDS."""
+    """The bcrypt cost; operators and benchmarks match Keystone's through the environment."""
     raw = os.environ.get("POCKETSTACK_PASSWORD_HASH_ROUNDS")
     if not raw:
         return default

@@ -71,8 +71,9 @@ def migration_dirs(specs: Sequence[ServiceSpec]) -> list[Path]:
 def build_runtime(settings: config.Settings) -> Runtime:
     """Database, policy and each service's process state; no schema changes, no HTTP."""
     enforcer = policy_mod.Enforcer(settings.policy_file)
-    runtime = Runtime(settings=settings, db=db_mod.Database(settings.database_url),
-                      enforcer=enforcer)
+    runtime = Runtime(
+        settings=settings, db=db_mod.Database(settings.database_url), enforcer=enforcer
+    )
     for spec in enabled(settings):
         enforcer.register(spec.policies)
         spec.install(runtime)
@@ -84,6 +85,8 @@ def upgrade_schema(runtime: Runtime) -> bool:
 
 
 def build_app(runtime: Runtime) -> ASGIApp:
-    mounted = [app_mod.MountedService(spec.name, spec.prefix, spec.create_app())
-               for spec in enabled(runtime.settings)]
+    mounted = [
+        app_mod.MountedService(spec.name, spec.prefix, spec.create_app())
+        for spec in enabled(runtime.settings)
+    ]
     return app_mod.RootApp(runtime, mounted)

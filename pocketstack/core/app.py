@@ -107,7 +107,8 @@ def describe_validation_error(exc: RequestValidationError) -> str:
         return "Malformed request body: the body is not valid JSON."
     field = _field_path(first.get("loc", ()))
     if kind == "missing":
-        return f"Invalid input for field '{field}': '{field.rsplit('/', 1)[-1]}' is a required property."
+        name = field.rsplit("/", 1)[-1]
+        return f"Invalid input for field '{field}': '{name}' is a required property."
     if kind == "extra_forbidden":
         return f"Invalid input for field '{field}': additional properties are not allowed."
     return f"Invalid input for field '{field}': {first.get('msg', 'invalid value')}."
@@ -119,7 +120,7 @@ def install_error_handlers(app: FastAPI, render: ErrorRenderer) -> None:
     def respond(exc: errors.PocketstackError) -> Response:
         headers: dict[str, str] = {}
         if isinstance(exc, errors.Unauthorized):
-            headers["WWW-Authenticate"] = "Keystone uri=\"\""
+            headers["WWW-Authenticate"] = 'Keystone uri=""'
         return JSONResponse(render(exc), status_code=exc.status, headers=headers)
 
     async def on_domain_error(_request: Request, exc: Exception) -> Response:

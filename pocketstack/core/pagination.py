@@ -69,9 +69,7 @@ def _after(model: Any, sort: Sequence[SortKey], marker: Any) -> ColumnElement[bo
     """Rows strictly after `marker` in the (key1, key2, ...) lexicographic order."""
     clauses = []
     for index, key in enumerate(sort):
-        equal_prefix = [
-            getattr(model, k.column) == getattr(marker, k.column) for k in sort[:index]
-        ]
+        equal_prefix = [getattr(model, k.column) == getattr(marker, k.column) for k in sort[:index]]
         column = getattr(model, key.column)
         value = getattr(marker, key.column)
         beyond = column < value if key.descending else column > value

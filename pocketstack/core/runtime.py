@@ -31,6 +31,9 @@ class Runtime:
     def context(self, auth: context_mod.AuthInfo | None = None) -> context_mod.RequestContext:
         """A context for work no HTTP request started (bootstrap, agents, CLI)."""
         return context_mod.RequestContext(
-            request_id="req-internal", enforcer=self.enforcer, db=self.db, auth=auth,
+            request_id="req-internal",
+            enforcer=self.enforcer,
+            db=self.db,
+            auth=auth,
             runtime=self,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -36,7 +37,9 @@ def base_of(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def ok(body: Mapping[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def ok(
+    body: Mapping[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return JSONResponse(dict(body), status_code=status, headers=headers)
 
 
@@ -100,8 +103,11 @@ def _auth_request(body: schemas.AuthBody) -> identity_auth.AuthRequest:
             raise errors.Invalid("Invalid input for field 'identity/password/user': id or name.")
         domain = user.domain or schemas.DomainRef()
         password = identity_auth.PasswordMethod(
-            password=user.password, user_id=user.id, user_name=user.name,
-            domain_id=domain.id, domain_name=domain.name,
+            password=user.password,
+            user_id=user.id,
+            user_name=user.name,
+            domain_id=domain.id,
+            domain_name=domain.name,
         )
     app_cred = None
     if identity.application_credential is not None:
@@ -109,8 +115,12 @@ def _auth_request(body: schemas.AuthBody) -> identity_auth.AuthRequest:
         ac_user = ac.user or schemas.AppCredUser()
         ac_domain = ac_user.domain or schemas.DomainRef()
         app_cred = identity_auth.ApplicationCredentialMethod(
-            secret=ac.secret, id=ac.id, name=ac.name, user_id=ac_user.id,
-            user_name=ac_user.name, user_domain_id=ac_domain.id,
+            secret=ac.secret,
+            id=ac.id,
+            name=ac.name,
+            user_id=ac_user.id,
+            user_name=ac_user.name,
+            user_domain_id=ac_domain.id,
             user_domain_name=ac_domain.name,
         )
     return identity_auth.AuthRequest(
@@ -134,8 +144,10 @@ def _scope_request(scope: schemas.Scope | str | None) -> identity_auth.ScopeRequ
         if scope.project.id is None and scope.project.name is None:
             raise errors.Invalid("Invalid input for field 'scope/project': id or name.")
         return identity_auth.ScopeRequest(
-            project_id=scope.project.id, project_name=scope.project.name,
-            project_domain_id=domain.id, project_domain_name=domain.name,
+            project_id=scope.project.id,
+            project_name=scope.project.name,
+            project_domain_id=domain.id,
+            project_domain_name=domain.name,
         )
     if scope.domain is not None:
         if scope.domain.id is None and scope.domain.name is None:
@@ -156,8 +168,9 @@ def _token_body(ctx_runtime: Any, info: Any, request: Request) -> dict[str, Any]
 @router.post("/v3/auth/tokens")
 def issue_token(request: Request, body: schemas.AuthBody, ctx: OptionalCtx) -> Response:
     token, info = identity_auth.authenticate(ctx.runtime, _auth_request(body))
-    return ok(_token_body(ctx.runtime, info, request), status=201,
-              headers={"X-Subject-Token": token})
+    return ok(
+        _token_body(ctx.runtime, info, request), status=201, headers={"X-Subject-Token": token}
+    )
 
 
 def _subject(request: Request) -> str:
@@ -213,15 +226,22 @@ def get_auth_projects(request: Request, ctx: Ctx) -> Response:
 def get_auth_domains(request: Request, ctx: Ctx) -> Response:
     base = base_of(request)
     domains = identity_service.user_domains(ctx, _auth_of(ctx).user_id)
-    return ok(schemas.collection(
-        "domains", [schemas.domain_view(d, base) for d in domains], f"{base}/v3/auth/domains"))
+    return ok(
+        schemas.collection(
+            "domains", [schemas.domain_view(d, base) for d in domains], f"{base}/v3/auth/domains"
+        )
+    )
 
 
 @router.get("/v3/auth/system")
 def get_auth_system(request: Request, ctx: Ctx) -> Response:
     has_role = identity_service.has_system_role(ctx, _auth_of(ctx).user_id)
-    return ok({"system": [{"all": True}] if has_role else [],
-               "links": {"self": f"{base_of(request)}/v3/auth/system"}})
+    return ok(
+        {
+            "system": [{"all": True}] if has_role else [],
+            "links": {"self": f"{base_of(request)}/v3/auth/system"},
+        }
+    )
 
 
 # Domains ------------------------------------------------------------------------------
@@ -241,8 +261,11 @@ def list_domains(request: Request, ctx: Ctx) -> Response:
     filters = query_filters(request, {"name": str, "enabled": bool})
     base = base_of(request)
     domains = identity_service.list_domains(ctx, filters)
-    return ok(schemas.collection(
-        "domains", [schemas.domain_view(d, base) for d in domains], f"{base}/v3/domains"))
+    return ok(
+        schemas.collection(
+            "domains", [schemas.domain_view(d, base) for d in domains], f"{base}/v3/domains"
+        )
+    )
 
 
 @router.get("/v3/domains/{domain_id}")
@@ -276,9 +299,7 @@ def _project_target(project: Any) -> dict[str, Any]:
     return {"target": {"project": {"id": project.id, "domain_id": project.domain_id}}}
 
 
-def _project_body(
-    ctx: RequestContext, request: Request, project: Any
-) -> dict[str, Any]:
+def _project_body(ctx: RequestContext, request: Request, project: Any) -> dict[str, Any]:
     tags = identity_service.tags_of(ctx, [project.id])[project.id]
     body = schemas.project_view(project, base_of(request), tags)
     if _flag(request, "parents_as_list"):
@@ -323,8 +344,11 @@ def _projects_response(
 ) -> Response:
     base = base_of(request)
     tags = identity_service.tags_of(ctx, [p.id for p in projects])
-    return ok(schemas.collection(
-        "projects", [schemas.project_view(p, base, tags[p.id]) for p in projects], base + path))
+    return ok(
+        schemas.collection(
+            "projects", [schemas.project_view(p, base, tags[p.id]) for p in projects], base + path
+        )
+    )
 
 
 def _tag_filter(request: Request) -> identity_service.TagFilter:
@@ -333,8 +357,10 @@ def _tag_filter(request: Request) -> identity_service.TagFilter:
         return tuple(t for t in raw.split(",") if t) if raw else ()
 
     return identity_service.TagFilter(
-        all_of=values("tags"), any_of=values("tags-any"),
-        not_all_of=values("not-tags"), not_any_of=values("not-tags-any"),
+        all_of=values("tags"),
+        any_of=values("tags-any"),
+        not_all_of=values("not-tags"),
+        not_any_of=values("not-tags-any"),
     )
 
 
@@ -342,7 +368,6 @@ def _tag_filter(request: Request) -> identity_service.TagFilter:
 def create_project(request: Request, body: schemas.ProjectCreateBody, ctx: Ctx) -> Response:
     known, extra = body.project.split()
     tags = known.pop("tags", [])
-    known.pop("is_domain", None)
     ctx.authorize("identity:create_project", {"target": {"project": known}})
     project = identity_service.create_project(ctx, known, extra, tags)
     return ok({"project": _project_body(ctx, request, project)}, status=201)
@@ -351,13 +376,13 @@ def create_project(request: Request, body: schemas.ProjectCreateBody, ctx: Ctx) 
 @router.get("/v3/projects")
 def list_projects(request: Request, ctx: Ctx) -> Response:
     filters = query_filters(
-        request, {"name": str, "domain_id": str, "enabled": bool, "parent_id": str})
+        request,
+        {"name": str, "domain_id": str, "enabled": bool, "parent_id": str, "is_domain": bool},
+    )
     auth = _auth_of(ctx)
     if "domain_id" not in filters and auth.domain_id and not ctx.can("identity:list_domains"):
         filters["domain_id"] = auth.domain_id
     ctx.authorize("identity:list_projects", {"target": {"domain_id": filters.get("domain_id")}})
-    if request.query_params.get("is_domain", "false").lower() not in FALSE_WORDS:
-        return _projects_response(ctx, request, [], "/v3/projects")
     projects = identity_service.list_projects(ctx, filters, _tag_filter(request))
     return _projects_response(ctx, request, projects, "/v3/projects")
 
@@ -425,8 +450,10 @@ def add_project_tag(request: Request, project_id: str, tag: str, ctx: Ctx) -> Re
     if not 1 <= len(tag) <= 255 or "/" in tag or "," in tag:
         raise errors.Invalid(f"Invalid tag {tag!r}: 1 to 255 characters, no '/' or ','.")
     identity_service.add_project_tag(ctx, project_id, tag)
-    return Response(status_code=201, headers={
-        "Location": f"{base_of(request)}/v3/projects/{project_id}/tags/{tag}"})
+    return Response(
+        status_code=201,
+        headers={"Location": f"{base_of(request)}/v3/projects/{project_id}/tags/{tag}"},
+    )
 
 
 @router.delete("/v3/projects/{project_id}/tags/{tag}")
@@ -446,8 +473,9 @@ def _user_target(user: Any) -> dict[str, Any]:
 @router.post("/v3/users")
 def create_user(request: Request, body: schemas.UserCreateBody, ctx: Ctx) -> Response:
     known, extra = body.user.split()
-    ctx.authorize("identity:create_user", {"target": {"user": {
-        "domain_id": known.get("domain_id")}}})
+    ctx.authorize(
+        "identity:create_user", {"target": {"user": {"domain_id": known.get("domain_id")}}}
+    )
     user = identity_service.create_user(ctx, known, extra)
     return ok({"user": schemas.user_view(user, base_of(request))}, status=201)
 
@@ -461,8 +489,9 @@ def list_users(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("identity:list_users", {"target": {"domain_id": filters.get("domain_id")}})
     base = base_of(request)
     users = identity_service.list_users(ctx, filters)
-    return ok(schemas.collection(
-        "users", [schemas.user_view(u, base) for u in users], f"{base}/v3/users"))
+    return ok(
+        schemas.collection("users", [schemas.user_view(u, base) for u in users], f"{base}/v3/users")
+    )
 
 
 @router.get("/v3/users/{user_id}")
@@ -476,6 +505,8 @@ def get_user(request: Request, user_id: str, ctx: Ctx) -> Response:
 def update_user(request: Request, user_id: str, body: schemas.UserUpdateBody, ctx: Ctx) -> Response:
     ctx.authorize("identity:update_user", {"target": {"user": {"id": user_id}}})
     known, extra = body.user.split()
+    if known.pop("id", user_id) != user_id:
+        raise errors.Invalid("The user id in the body does not match the URL.")
     user = identity_service.update_user(ctx, user_id, known, extra)
     return ok({"user": schemas.user_view(user, base_of(request))})
 
@@ -489,21 +520,25 @@ def delete_user(user_id: str, ctx: Ctx) -> Response:
 
 @router.post("/v3/users/{user_id}/password")
 def change_password(user_id: str, body: schemas.PasswordChangeBody, ctx: OptionalCtx) -> Response:
-    identity_service.change_password(
-        ctx, user_id, body.user.original_password, body.user.password)
+    identity_service.change_password(ctx, user_id, body.user.original_password, body.user.password)
     return no_content()
 
 
 @router.get("/v3/users/{user_id}/groups")
 def list_user_groups(request: Request, user_id: str, ctx: Ctx) -> Response:
     user = identity_service.get_user(ctx, user_id)
-    ctx.authorize("identity:list_groups_for_user", _user_target(user) | {
-        "domain_id": user.domain_id})
+    ctx.authorize(
+        "identity:list_groups_for_user", _user_target(user) | {"domain_id": user.domain_id}
+    )
     base = base_of(request)
     groups = identity_service.list_user_groups(ctx, user_id)
-    return ok(schemas.collection(
-        "groups", [schemas.group_view(g, base) for g in groups],
-        f"{base}/v3/users/{user_id}/groups"))
+    return ok(
+        schemas.collection(
+            "groups",
+            [schemas.group_view(g, base) for g in groups],
+            f"{base}/v3/users/{user_id}/groups",
+        )
+    )
 
 
 @router.get("/v3/users/{user_id}/projects")
@@ -519,26 +554,30 @@ def list_user_projects(request: Request, user_id: str, ctx: Ctx) -> Response:
 # Application credentials --------------------------------------------------------------
 
 
-def _app_cred_body(ctx: RequestContext, request: Request, cred: Any, secret: str | None = None) -> dict[str, Any]:
+def _app_cred_body(
+    ctx: RequestContext, request: Request, cred: Any, secret: str | None = None
+) -> dict[str, Any]:
     roles = identity_service.role_names(ctx, cred.role_ids)
-    return schemas.application_credential_view(cred, base_of(request), roles, secret)
+    rules = identity_service.access_rules_by_id(ctx, cred.access_rule_ids)
+    return schemas.application_credential_view(cred, base_of(request), roles, rules, secret)
 
 
 @router.post("/v3/users/{user_id}/application_credentials")
 def create_application_credential(
     request: Request, user_id: str, body: schemas.ApplicationCredentialCreateBody, ctx: Ctx
 ) -> Response:
-    ctx.authorize("identity:create_application_credential",
-                  {"user_id": user_id, "target": {"user": {"id": user_id}}})
+    ctx.authorize(
+        "identity:create_application_credential",
+        {"user_id": user_id, "target": {"user": {"id": user_id}}},
+    )
     spec = body.application_credential
     secret = spec.secret or secrets.token_urlsafe(64)
-    fields = spec.model_dump(exclude={"secret", "roles"})
+    fields = spec.model_dump(exclude={"secret", "roles"}, exclude_none=True)
     if spec.expires_at is not None and spec.expires_at.tzinfo is not None:
-        fields["expires_at"] = spec.expires_at.astimezone(tz=None).replace(tzinfo=None)
+        fields["expires_at"] = spec.expires_at.astimezone(UTC).replace(tzinfo=None)
     roles = [r.model_dump(exclude_none=True) for r in spec.roles] if spec.roles else None
     cred = identity_service.create_application_credential(ctx, user_id, fields, roles, secret)
-    return ok({"application_credential": _app_cred_body(ctx, request, cred, secret)},
-              status=201)
+    return ok({"application_credential": _app_cred_body(ctx, request, cred, secret)}, status=201)
 
 
 @router.get("/v3/users/{user_id}/application_credentials")
@@ -546,10 +585,15 @@ def list_application_credentials(request: Request, user_id: str, ctx: Ctx) -> Re
     ctx.authorize("identity:list_application_credentials", {"target": {"user": {"id": user_id}}})
     base = base_of(request)
     creds = identity_service.list_application_credentials(
-        ctx, user_id, request.query_params.get("name"))
-    return ok(schemas.collection(
-        "application_credentials", [_app_cred_body(ctx, request, c) for c in creds],
-        f"{base}/v3/users/{user_id}/application_credentials"))
+        ctx, user_id, request.query_params.get("name")
+    )
+    return ok(
+        schemas.collection(
+            "application_credentials",
+            [_app_cred_body(ctx, request, c) for c in creds],
+            f"{base}/v3/users/{user_id}/application_credentials",
+        )
+    )
 
 
 @router.get("/v3/users/{user_id}/application_credentials/{credential_id}")
@@ -563,9 +607,36 @@ def get_application_credential(
 
 @router.delete("/v3/users/{user_id}/application_credentials/{credential_id}")
 def delete_application_credential(user_id: str, credential_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("identity:delete_application_credential",
-                  {"target": {"user": {"id": user_id}}})
+    ctx.authorize("identity:delete_application_credential", {"target": {"user": {"id": user_id}}})
     identity_service.delete_application_credential(ctx, user_id, credential_id)
+    return no_content()
+
+
+@router.get("/v3/users/{user_id}/access_rules")
+def list_access_rules(request: Request, user_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:list_access_rules", {"target": {"user": {"id": user_id}}})
+    base = base_of(request)
+    rules = identity_service.list_access_rules(ctx, user_id)
+    return ok(
+        schemas.collection(
+            "access_rules",
+            [schemas.access_rule_view(r, base) for r in rules],
+            f"{base}/v3/users/{user_id}/access_rules",
+        )
+    )
+
+
+@router.get("/v3/users/{user_id}/access_rules/{rule_id}")
+def get_access_rule(request: Request, user_id: str, rule_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_access_rule", {"target": {"user": {"id": user_id}}})
+    rule = identity_service.get_access_rule(ctx, user_id, rule_id)
+    return ok({"access_rule": schemas.access_rule_view(rule, base_of(request))})
+
+
+@router.delete("/v3/users/{user_id}/access_rules/{rule_id}")
+def delete_access_rule(user_id: str, rule_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:delete_access_rule", {"target": {"user": {"id": user_id}}})
+    identity_service.delete_access_rule(ctx, user_id, rule_id)
     return no_content()
 
 
@@ -590,8 +661,11 @@ def list_groups(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("identity:list_groups", {"target": {"domain_id": filters.get("domain_id")}})
     base = base_of(request)
     groups = identity_service.list_groups(ctx, filters)
-    return ok(schemas.collection(
-        "groups", [schemas.group_view(g, base) for g in groups], f"{base}/v3/groups"))
+    return ok(
+        schemas.collection(
+            "groups", [schemas.group_view(g, base) for g in groups], f"{base}/v3/groups"
+        )
+    )
 
 
 @router.get("/v3/groups/{group_id}")
@@ -625,9 +699,13 @@ def list_group_users(request: Request, group_id: str, ctx: Ctx) -> Response:
     filters = query_filters(request, {"name": str, "domain_id": str, "enabled": bool})
     base = base_of(request)
     users = identity_service.list_group_users(ctx, group_id, filters)
-    return ok(schemas.collection(
-        "users", [schemas.user_view(u, base) for u in users],
-        f"{base}/v3/groups/{group_id}/users"))
+    return ok(
+        schemas.collection(
+            "users",
+            [schemas.user_view(u, base) for u in users],
+            f"{base}/v3/groups/{group_id}/users",
+        )
+    )
 
 
 @router.put("/v3/groups/{group_id}/users/{user_id}")
@@ -657,7 +735,9 @@ def remove_user_from_group(group_id: str, user_id: str, ctx: Ctx) -> Response:
 # Roles --------------------------------------------------------------------------------
 
 
-def _role_fields(spec: schemas.RoleCreate | schemas.RoleUpdate) -> tuple[dict[str, Any], dict[str, Any]]:
+def _role_fields(
+    spec: schemas.RoleCreate | schemas.RoleUpdate,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     known, extra = spec.split()
     if "options" in known:
         known["options"] = {k: v for k, v in (known["options"] or {}).items() if v is not None}
@@ -678,14 +758,17 @@ def list_roles(request: Request, ctx: Ctx) -> Response:
     filters = query_filters(request, {"name": str, "domain_id": str})
     base = base_of(request)
     roles = identity_service.list_roles(ctx, filters)
-    return ok(schemas.collection(
-        "roles", [schemas.role_view(r, base) for r in roles], f"{base}/v3/roles"))
+    return ok(
+        schemas.collection("roles", [schemas.role_view(r, base) for r in roles], f"{base}/v3/roles")
+    )
 
 
 @router.get("/v3/roles/{role_id}")
 def get_role(request: Request, role_id: str, ctx: Ctx) -> Response:
     ctx.authorize("identity:get_role")
-    return ok({"role": schemas.role_view(identity_service.get_role(ctx, role_id), base_of(request))})
+    return ok(
+        {"role": schemas.role_view(identity_service.get_role(ctx, role_id), base_of(request))}
+    )
 
 
 @router.patch("/v3/roles/{role_id}")
@@ -754,20 +837,24 @@ def _inference_list(request: Request, prior: Any, implied: list[Any]) -> dict[st
 def list_implied_roles(request: Request, prior_id: str, ctx: Ctx) -> Response:
     ctx.authorize("identity:list_implied_roles")
     [(prior, implied)] = identity_service.list_implied_roles(ctx, prior_id)
-    return ok({
-        "role_inference": _inference_list(request, prior, implied),
-        "links": {"self": f"{base_of(request)}/v3/roles/{prior_id}/implies"},
-    })
+    return ok(
+        {
+            "role_inference": _inference_list(request, prior, implied),
+            "links": {"self": f"{base_of(request)}/v3/roles/{prior_id}/implies"},
+        }
+    )
 
 
 @router.get("/v3/role_inferences")
 def list_role_inferences(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("identity:list_role_inference_rules")
     rules = identity_service.list_implied_roles(ctx)
-    return ok({
-        "role_inferences": [_inference_list(request, p, i) for p, i in rules],
-        "links": {"self": f"{base_of(request)}/v3/role_inferences"},
-    })
+    return ok(
+        {
+            "role_inferences": [_inference_list(request, p, i) for p, i in rules],
+            "links": {"self": f"{base_of(request)}/v3/role_inferences"},
+        }
+    )
 
 
 # Grants -------------------------------------------------------------------------------
@@ -776,12 +863,14 @@ _TARGETS = {"projects": "project", "domains": "domain"}
 _ACTORS = {"users": "user", "groups": "group"}
 
 
-def _grant(targets: str, target_id: str, actors: str, actor_id: str, role_id: str,
-           inherited: bool = False) -> identity_service.Grant:
+def _grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, inherited: bool = False
+) -> identity_service.Grant:
     if targets not in _TARGETS or actors not in _ACTORS:
         raise errors.NotFound("The resource could not be found.")
     return identity_service.Grant(
-        _ACTORS[actors], actor_id, _TARGETS[targets], target_id, role_id, inherited)
+        _ACTORS[actors], actor_id, _TARGETS[targets], target_id, role_id, inherited
+    )
 
 
 def _grant_target(grant: identity_service.Grant) -> dict[str, Any]:
@@ -792,8 +881,9 @@ def _grant_target(grant: identity_service.Grant) -> dict[str, Any]:
 
 
 @router.put("/v3/{targets}/{target_id}/{actors}/{actor_id}/roles/{role_id}")
-def create_grant(targets: str, target_id: str, actors: str, actor_id: str, role_id: str,
-                 ctx: Ctx) -> Response:
+def create_grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, ctx: Ctx
+) -> Response:
     grant = _grant(targets, target_id, actors, actor_id, role_id)
     ctx.authorize("identity:create_grant", _grant_target(grant))
     identity_service.create_grant(ctx, grant)
@@ -802,8 +892,9 @@ def create_grant(targets: str, target_id: str, actors: str, actor_id: str, role_
 
 @router.head("/v3/{targets}/{target_id}/{actors}/{actor_id}/roles/{role_id}")
 @router.get("/v3/{targets}/{target_id}/{actors}/{actor_id}/roles/{role_id}")
-def check_grant(targets: str, target_id: str, actors: str, actor_id: str, role_id: str,
-                ctx: Ctx) -> Response:
+def check_grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, ctx: Ctx
+) -> Response:
     grant = _grant(targets, target_id, actors, actor_id, role_id)
     ctx.authorize("identity:check_grant", _grant_target(grant))
     identity_service.check_grant(ctx, grant)
@@ -811,8 +902,9 @@ def check_grant(targets: str, target_id: str, actors: str, actor_id: str, role_i
 
 
 @router.delete("/v3/{targets}/{target_id}/{actors}/{actor_id}/roles/{role_id}")
-def revoke_grant(targets: str, target_id: str, actors: str, actor_id: str, role_id: str,
-                 ctx: Ctx) -> Response:
+def revoke_grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, ctx: Ctx
+) -> Response:
     grant = _grant(targets, target_id, actors, actor_id, role_id)
     ctx.authorize("identity:revoke_grant", _grant_target(grant))
     identity_service.delete_grant(ctx, grant)
@@ -820,15 +912,22 @@ def revoke_grant(targets: str, target_id: str, actors: str, actor_id: str, role_
 
 
 @router.get("/v3/{targets}/{target_id}/{actors}/{actor_id}/roles")
-def list_grants(request: Request, targets: str, target_id: str, actors: str, actor_id: str,
-                ctx: Ctx) -> Response:
+def list_grants(
+    request: Request, targets: str, target_id: str, actors: str, actor_id: str, ctx: Ctx
+) -> Response:
     grant = _grant(targets, target_id, actors, actor_id, "")
     ctx.authorize("identity:list_grants", _grant_target(grant))
     base = base_of(request)
     roles = identity_service.list_grant_roles(
-        ctx, grant.actor_type, actor_id, grant.target_type, target_id)
-    return ok(schemas.collection("roles", [schemas.role_view(r, base) for r in roles],
-                                 f"{base}/v3/{targets}/{target_id}/{actors}/{actor_id}/roles"))
+        ctx, grant.actor_type, actor_id, grant.target_type, target_id
+    )
+    return ok(
+        schemas.collection(
+            "roles",
+            [schemas.role_view(r, base) for r in roles],
+            f"{base}/v3/{targets}/{target_id}/{actors}/{actor_id}/roles",
+        )
+    )
 
 
 @router.put("/v3/system/{actors}/{actor_id}/roles/{role_id}")
@@ -842,7 +941,8 @@ def _system_grant(actors: str, actor_id: str, role_id: str) -> identity_service.
     if actors not in _ACTORS:
         raise errors.NotFound("The resource could not be found.")
     return identity_service.Grant(
-        _ACTORS[actors], actor_id, "system", identity_service.SYSTEM_TARGET, role_id)
+        _ACTORS[actors], actor_id, "system", identity_service.SYSTEM_TARGET, role_id
+    )
 
 
 @router.head("/v3/system/{actors}/{actor_id}/roles/{role_id}")
@@ -866,9 +966,15 @@ def list_system_grants(request: Request, actors: str, actor_id: str, ctx: Ctx) -
     grant = _system_grant(actors, actor_id, "")
     base = base_of(request)
     roles = identity_service.list_grant_roles(
-        ctx, grant.actor_type, actor_id, "system", identity_service.SYSTEM_TARGET)
-    return ok(schemas.collection("roles", [schemas.role_view(r, base) for r in roles],
-                                 f"{base}/v3/system/{actors}/{actor_id}/roles"))
+        ctx, grant.actor_type, actor_id, "system", identity_service.SYSTEM_TARGET
+    )
+    return ok(
+        schemas.collection(
+            "roles",
+            [schemas.role_view(r, base) for r in roles],
+            f"{base}/v3/system/{actors}/{actor_id}/roles",
+        )
+    )
 
 
 @router.get("/v3/role_assignments")
@@ -888,19 +994,24 @@ def list_role_assignments(request: Request, ctx: Ctx) -> Response:
     if query.include_subtree:
         if not query.project_id:
             raise errors.Invalid("include_subtree needs scope.project.id.")
-        ctx.authorize("identity:list_role_assignments_for_tree",
-                      {"target": {"project": {"id": query.project_id}}})
+        ctx.authorize(
+            "identity:list_role_assignments_for_tree",
+            {"target": {"project": {"id": query.project_id}}},
+        )
     else:
-        ctx.authorize("identity:list_role_assignments",
-                      {"target": {"domain_id": query.domain_id}})
+        ctx.authorize("identity:list_role_assignments", {"target": {"domain_id": query.domain_id}})
     if query.effective and query.group_id:
         raise errors.Invalid("effective and group.id cannot be combined.")
     grants = identity_service.list_assignments(ctx, query)
     names = _assignment_names(ctx, grants) if _flag(request, "include_names") else None
     base = base_of(request)
-    return ok(schemas.collection(
-        "role_assignments", [schemas.grant_view(g, base, names) for g in grants],
-        f"{base}/v3/role_assignments"))
+    return ok(
+        schemas.collection(
+            "role_assignments",
+            [schemas.grant_view(g, base, names) for g in grants],
+            f"{base}/v3/role_assignments",
+        )
+    )
 
 
 def _assignment_names(
@@ -913,8 +1024,13 @@ def _assignment_names(
         d = domains.get(domain_id or "")
         return {"id": domain_id, "name": d.name if d else None}
 
-    names: dict[str, dict[str, Any]] = {"role": {}, "user": {}, "group": {}, "project": {},
-                                        "domain": {}}
+    names: dict[str, dict[str, Any]] = {
+        "role": {},
+        "user": {},
+        "group": {},
+        "project": {},
+        "domain": {},
+    }
     roles = identity_service.role_names(ctx, {g.role_id for g in grants})
     for rid, role in roles.items():
         entry: dict[str, Any] = {"name": role.name}
@@ -922,7 +1038,8 @@ def _assignment_names(
             entry["domain"] = domain_ref(role.domain_id)
         names["role"][rid] = entry
     lookups: dict[str, Callable[[RequestContext, str], Any]] = {
-        "user": identity_service.get_user, "group": identity_service.get_group,
+        "user": identity_service.get_user,
+        "group": identity_service.get_group,
         "project": identity_service.get_project,
     }
     for grant in grants:
@@ -968,10 +1085,12 @@ def create_region_with_id(
 def list_regions(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("identity:list_regions")
     base = base_of(request)
-    regions = identity_service.list_regions(
-        ctx, query_filters(request, {"parent_region_id": str}))
-    return ok(schemas.collection(
-        "regions", [schemas.region_view(r, base) for r in regions], f"{base}/v3/regions"))
+    regions = identity_service.list_regions(ctx, query_filters(request, {"parent_region_id": str}))
+    return ok(
+        schemas.collection(
+            "regions", [schemas.region_view(r, base) for r in regions], f"{base}/v3/regions"
+        )
+    )
 
 
 @router.get("/v3/regions/{region_id}")
@@ -1011,9 +1130,13 @@ def list_services(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("identity:list_services")
     base = base_of(request)
     services = identity_service.list_services(
-        ctx, query_filters(request, {"type": str, "name": str}))
-    return ok(schemas.collection(
-        "services", [schemas.service_view(s, base) for s in services], f"{base}/v3/services"))
+        ctx, query_filters(request, {"type": str, "name": str})
+    )
+    return ok(
+        schemas.collection(
+            "services", [schemas.service_view(s, base) for s in services], f"{base}/v3/services"
+        )
+    )
 
 
 @router.get("/v3/services/{service_id}")
@@ -1064,8 +1187,11 @@ def list_endpoints(request: Request, ctx: Ctx) -> Response:
     base = base_of(request)
     filters = query_filters(request, {"interface": str, "service_id": str, "region_id": str})
     endpoints = identity_service.list_endpoints(ctx, filters)
-    return ok(schemas.collection(
-        "endpoints", [schemas.endpoint_view(e, base) for e in endpoints], f"{base}/v3/endpoints"))
+    return ok(
+        schemas.collection(
+            "endpoints", [schemas.endpoint_view(e, base) for e in endpoints], f"{base}/v3/endpoints"
+        )
+    )
 
 
 @router.get("/v3/endpoints/{endpoint_id}")
@@ -1100,9 +1226,7 @@ def _credential_target(credential: Any) -> dict[str, Any]:
 
 
 @router.post("/v3/credentials")
-def create_credential(
-    request: Request, body: schemas.CredentialCreateBody, ctx: Ctx
-) -> Response:
+def create_credential(request: Request, body: schemas.CredentialCreateBody, ctx: Ctx) -> Response:
     ctx.authorize("identity:create_credential", _credential_target(body.credential))
     known, extra = body.credential.split()
     credential = identity_service.create_credential(ctx, known, extra)
@@ -1116,9 +1240,13 @@ def list_credentials(request: Request, ctx: Ctx) -> Response:
         filters["user_id"] = _auth_of(ctx).user_id
     base = base_of(request)
     credentials = identity_service.list_credentials(ctx, filters)
-    return ok(schemas.collection(
-        "credentials", [schemas.credential_view(c, base) for c in credentials],
-        f"{base}/v3/credentials"))
+    return ok(
+        schemas.collection(
+            "credentials",
+            [schemas.credential_view(c, base) for c in credentials],
+            f"{base}/v3/credentials",
+        )
+    )
 
 
 @router.get("/v3/credentials/{credential_id}")
@@ -1132,8 +1260,10 @@ def get_credential(request: Request, credential_id: str, ctx: Ctx) -> Response:
 def update_credential(
     request: Request, credential_id: str, body: schemas.CredentialUpdateBody, ctx: Ctx
 ) -> Response:
-    ctx.authorize("identity:update_credential",
-                  _credential_target(identity_service.get_credential(ctx, credential_id)))
+    ctx.authorize(
+        "identity:update_credential",
+        _credential_target(identity_service.get_credential(ctx, credential_id)),
+    )
     known, extra = body.credential.split()
     credential = identity_service.update_credential(ctx, credential_id, known, extra)
     return ok({"credential": schemas.credential_view(credential, base_of(request))})
@@ -1141,9 +1271,254 @@ def update_credential(
 
 @router.delete("/v3/credentials/{credential_id}")
 def delete_credential(credential_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("identity:delete_credential",
-                  _credential_target(identity_service.get_credential(ctx, credential_id)))
+    ctx.authorize(
+        "identity:delete_credential",
+        _credential_target(identity_service.get_credential(ctx, credential_id)),
+    )
     identity_service.delete_credential(ctx, credential_id)
+    return no_content()
+
+
+# Policies, endpoint groups, OAuth1 consumers ------------------------------------------
+
+
+@router.post("/v3/policies")
+def create_policy(request: Request, body: schemas.PolicyCreateBody, ctx: Ctx) -> Response:
+    ctx.authorize("identity:create_policy")
+    known, extra = body.policy.split()
+    policy = identity_service.create_policy(ctx, known, extra)
+    return ok({"policy": schemas.policy_view(policy, base_of(request))}, status=201)
+
+
+@router.get("/v3/policies")
+def list_policies(request: Request, ctx: Ctx) -> Response:
+    ctx.authorize("identity:list_policies")
+    base = base_of(request)
+    policies = identity_service.list_policies(ctx, query_filters(request, {"type": str}))
+    return ok(
+        schemas.collection(
+            "policies", [schemas.policy_view(p, base) for p in policies], f"{base}/v3/policies"
+        )
+    )
+
+
+@router.get("/v3/policies/{policy_id}")
+def get_policy(request: Request, policy_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_policy")
+    policy = identity_service.get_policy(ctx, policy_id)
+    return ok({"policy": schemas.policy_view(policy, base_of(request))})
+
+
+@router.patch("/v3/policies/{policy_id}")
+def update_policy(
+    request: Request, policy_id: str, body: schemas.PolicyUpdateBody, ctx: Ctx
+) -> Response:
+    ctx.authorize("identity:update_policy")
+    known, extra = body.policy.split()
+    policy = identity_service.update_policy(ctx, policy_id, known, extra)
+    return ok({"policy": schemas.policy_view(policy, base_of(request))})
+
+
+@router.delete("/v3/policies/{policy_id}")
+def delete_policy(policy_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:delete_policy")
+    identity_service.delete_policy(ctx, policy_id)
+    return no_content()
+
+
+_EP_GROUPS = "/v3/OS-EP-FILTER/endpoint_groups"
+
+
+@router.post(_EP_GROUPS)
+def create_endpoint_group(
+    request: Request, body: schemas.EndpointGroupCreateBody, ctx: Ctx
+) -> Response:
+    ctx.authorize("identity:create_endpoint_group")
+    group = identity_service.create_endpoint_group(
+        ctx, body.endpoint_group.model_dump(exclude_unset=True)
+    )
+    return ok({"endpoint_group": schemas.endpoint_group_view(group, base_of(request))}, status=201)
+
+
+@router.get(_EP_GROUPS)
+def list_endpoint_groups(request: Request, ctx: Ctx) -> Response:
+    ctx.authorize("identity:list_endpoint_groups")
+    base = base_of(request)
+    groups = identity_service.list_endpoint_groups(ctx, query_filters(request, {"name": str}))
+    return ok(
+        schemas.collection(
+            "endpoint_groups",
+            [schemas.endpoint_group_view(g, base) for g in groups],
+            base + _EP_GROUPS,
+        )
+    )
+
+
+@router.get(_EP_GROUPS + "/{group_id}")
+def get_endpoint_group(request: Request, group_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_endpoint_group")
+    group = identity_service.get_endpoint_group(ctx, group_id)
+    return ok({"endpoint_group": schemas.endpoint_group_view(group, base_of(request))})
+
+
+@router.head(_EP_GROUPS + "/{group_id}")
+def check_endpoint_group(group_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_endpoint_group")
+    identity_service.get_endpoint_group(ctx, group_id)
+    return Response(status_code=200)
+
+
+@router.patch(_EP_GROUPS + "/{group_id}")
+def update_endpoint_group(
+    request: Request, group_id: str, body: schemas.EndpointGroupUpdateBody, ctx: Ctx
+) -> Response:
+    ctx.authorize("identity:update_endpoint_group")
+    group = identity_service.update_endpoint_group(
+        ctx, group_id, body.endpoint_group.model_dump(exclude_unset=True)
+    )
+    return ok({"endpoint_group": schemas.endpoint_group_view(group, base_of(request))})
+
+
+@router.delete(_EP_GROUPS + "/{group_id}")
+def delete_endpoint_group(group_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:delete_endpoint_group")
+    identity_service.delete_endpoint_group(ctx, group_id)
+    return no_content()
+
+
+_CONSUMERS = "/v3/OS-OAUTH1/consumers"
+
+
+@router.post(_CONSUMERS)
+def create_consumer(request: Request, body: schemas.ConsumerCreateBody, ctx: Ctx) -> Response:
+    ctx.authorize("identity:create_consumer")
+    known, extra = body.consumer.split()
+    secret = secrets.token_urlsafe(24)
+    consumer = identity_service.create_consumer(ctx, known, extra, secret)
+    view = schemas.consumer_view(consumer, base_of(request)) | {"secret": secret}
+    return ok({"consumer": view}, status=201)
+
+
+@router.get(_CONSUMERS)
+def list_consumers(request: Request, ctx: Ctx) -> Response:
+    ctx.authorize("identity:list_consumers")
+    base = base_of(request)
+    consumers = identity_service.list_consumers(ctx)
+    return ok(
+        schemas.collection(
+            "consumers", [schemas.consumer_view(c, base) for c in consumers], base + _CONSUMERS
+        )
+    )
+
+
+@router.get(_CONSUMERS + "/{consumer_id}")
+def get_consumer(request: Request, consumer_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_consumer")
+    consumer = identity_service.get_consumer(ctx, consumer_id)
+    return ok({"consumer": schemas.consumer_view(consumer, base_of(request))})
+
+
+@router.patch(_CONSUMERS + "/{consumer_id}")
+def update_consumer(
+    request: Request, consumer_id: str, body: schemas.ConsumerUpdateBody, ctx: Ctx
+) -> Response:
+    ctx.authorize("identity:update_consumer")
+    known, extra = body.consumer.split()
+    consumer = identity_service.update_consumer(ctx, consumer_id, known, extra)
+    return ok({"consumer": schemas.consumer_view(consumer, base_of(request))})
+
+
+@router.delete(_CONSUMERS + "/{consumer_id}")
+def delete_consumer(consumer_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:delete_consumer")
+    identity_service.delete_consumer(ctx, consumer_id)
+    return no_content()
+
+
+# Domain configuration -----------------------------------------------------------------
+
+
+def _default_config_part(group: str | None, option: str | None) -> dict[str, Any]:
+    defaults = identity_service.DEFAULT_DOMAIN_CONFIG
+    if group is None:
+        return defaults
+    if group not in defaults or (option is not None and option not in defaults[group]):
+        raise errors.NotFound(f"No default configuration for {group}/{option or ''}.")
+    return {option: defaults[group][option]} if option else {group: defaults[group]}
+
+
+@router.get("/v3/domains/config/default")
+def get_default_domain_config(ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_domain_config_default")
+    return ok({"config": _default_config_part(None, None)})
+
+
+@router.get("/v3/domains/config/{group}/default")
+def get_default_domain_config_group(group: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_domain_config_default")
+    return ok({"config": _default_config_part(group, None)})
+
+
+@router.get("/v3/domains/config/{group}/{option}/default")
+def get_default_domain_config_option(group: str, option: str, ctx: Ctx) -> Response:
+    ctx.authorize("identity:get_domain_config_default")
+    return ok({"config": _default_config_part(group, option)})
+
+
+@router.put("/v3/domains/{domain_id}/config")
+def replace_domain_config(domain_id: str, body: schemas.DomainConfigBody, ctx: Ctx) -> Response:
+    ctx.authorize("identity:create_domain_config")
+    config, created = identity_service.replace_domain_config(ctx, domain_id, body.config)
+    return ok({"config": config}, status=201 if created else 200)
+
+
+def _config_part(config: dict[str, Any], group: str | None, option: str | None) -> dict[str, Any]:
+    if group is None:
+        return config
+    if group not in config:
+        raise errors.NotFound(f"Could not find group {group} in the domain configuration.")
+    if option is None:
+        return {group: config[group]}
+    if option not in config[group]:
+        raise errors.NotFound(f"Could not find option {option} in group {group}.")
+    return {option: config[group][option]}
+
+
+@router.get("/v3/domains/{domain_id}/config")
+@router.get("/v3/domains/{domain_id}/config/{group}")
+@router.get("/v3/domains/{domain_id}/config/{group}/{option}")
+def get_domain_config(
+    domain_id: str, ctx: Ctx, group: str | None = None, option: str | None = None
+) -> Response:
+    ctx.authorize("identity:get_domain_config")
+    config = identity_service.get_domain_config(ctx, domain_id)
+    return ok({"config": _config_part(config, group, option)})
+
+
+@router.patch("/v3/domains/{domain_id}/config")
+@router.patch("/v3/domains/{domain_id}/config/{group}")
+@router.patch("/v3/domains/{domain_id}/config/{group}/{option}")
+def update_domain_config(
+    domain_id: str,
+    body: schemas.DomainConfigBody,
+    ctx: Ctx,
+    group: str | None = None,
+    option: str | None = None,
+) -> Response:
+    ctx.authorize("identity:update_domain_config")
+    update = {group: body.config} if option is not None and group is not None else body.config
+    config = identity_service.merge_domain_config(ctx, domain_id, update, group, option)
+    return ok({"config": config})
+
+
+@router.delete("/v3/domains/{domain_id}/config")
+@router.delete("/v3/domains/{domain_id}/config/{group}")
+@router.delete("/v3/domains/{domain_id}/config/{group}/{option}")
+def delete_domain_config(
+    domain_id: str, ctx: Ctx, group: str | None = None, option: str | None = None
+) -> Response:
+    ctx.authorize("identity:delete_domain_config")
+    identity_service.delete_domain_config(ctx, domain_id, group, option)
     return no_content()
 
 

@@ -45,8 +45,12 @@ class ScopeRequest:
     @property
     def explicit(self) -> bool:
         return bool(
-            self.project_id or self.project_name or self.domain_id or self.domain_name
-            or self.system or self.unscoped
+            self.project_id
+            or self.project_name
+            or self.domain_id
+            or self.domain_name
+            or self.system
+            or self.unscoped
         )
 
 
@@ -164,13 +168,18 @@ def authenticate(runtime: Runtime, request: AuthRequest) -> tuple[str, AuthInfo]
         if app_cred.expires_at is not None:
             expires_at = min(expires_at, app_cred.expires_at)
         payload = tokens.TokenPayload(
-            user_id=user_id, methods=methods, audit_ids=audit_ids, issued_at=issued_at,
-            expires_at=expires_at, project_id=app_cred.project_id,
+            user_id=user_id,
+            methods=methods,
+            audit_ids=audit_ids,
+            issued_at=issued_at,
+            expires_at=expires_at,
+            project_id=app_cred.project_id,
             application_credential_id=app_cred.id,
         )
     else:
-        payload = _scoped_payload(runtime, user_id, request.scope, methods, audit_ids,
-                                  issued_at, expires_at)
+        payload = _scoped_payload(
+            runtime, user_id, request.scope, methods, audit_ids, issued_at, expires_at
+        )
     info = _resolve(runtime, payload)
     if info is None:
         raise errors.Unauthorized(_UNAUTHORIZED)
@@ -263,7 +272,9 @@ def _scoped_payload(
                 raise errors.Unauthorized(_UNAUTHORIZED)
             try:
                 project = identity_service.find_project(
-                    session, project_id=scope.project_id, name=scope.project_name,
+                    session,
+                    project_id=scope.project_id,
+                    name=scope.project_name,
                     domain_id=domain_key,
                 )
             except errors.NotFound:
@@ -286,8 +297,14 @@ def _scoped_payload(
             ):
                 project_id = default_project
     return tokens.TokenPayload(
-        user_id=user_id, methods=methods, audit_ids=audit_ids, issued_at=issued_at,
-        expires_at=expires_at, project_id=project_id, domain_id=domain_id, system=system,
+        user_id=user_id,
+        methods=methods,
+        audit_ids=audit_ids,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        project_id=project_id,
+        domain_id=domain_id,
+        system=system,
     )
 
 
@@ -372,12 +389,12 @@ def _resolve(runtime: Runtime, payload: tokens.TokenPayload) -> AuthInfo | None:
             if project_domain is None or not project_domain.enabled:
                 return None
             fields.update(
-                project_id=project.id, project_name=project.name,
-                project_domain_id=project_domain.id, project_domain_name=project_domain.name,
+                project_id=project.id,
+                project_name=project.name,
+                project_domain_id=project_domain.id,
+                project_domain_name=project_domain.name,
             )
-            role_ids = identity_service.effective_role_ids(
-                session, user.id, "project", project.id
-            )
+            role_ids = identity_service.effective_role_ids(session, user.id, "project", project.id)
         elif payload.domain_id:
             domain = session.get(models.Domain, payload.domain_id)
             if domain is None or not domain.enabled:
@@ -390,7 +407,9 @@ def _resolve(runtime: Runtime, payload: tokens.TokenPayload) -> AuthInfo | None:
                 session, user.id, "system", identity_service.SYSTEM_TARGET
             )
         if payload.application_credential_id:
-            credential = session.get(models.ApplicationCredential, payload.application_credential_id)
+            credential = session.get(
+                models.ApplicationCredential, payload.application_credential_id
+            )
             if credential is None:
                 return None
             role_ids &= identity_service.implied_closure(session, credential.role_ids)

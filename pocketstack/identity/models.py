@@ -39,6 +39,8 @@ class Project(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("identity_project.id"), index=True)
     description: Mapped[str | None] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A project acting as a domain: it shares its id with the Domain row it stands for.
+    is_domain: Mapped[bool] = mapped_column(Boolean, default=False)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
@@ -162,7 +164,19 @@ class ApplicationCredential(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
     role_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    access_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    access_rule_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class AccessRule(Base):
+    """What an application credential may call; kept per user and shared between credentials."""
+
+    __tablename__ = "identity_access_rule"
+    __table_args__ = (UniqueConstraint("user_id", "service", "path", "method"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("identity_user.id", ondelete="CASCADE"))
+    service: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(16))
 
 
 class Credential(Base):
@@ -173,6 +187,44 @@ class Credential(Base):
     type: Mapped[str] = mapped_column(String(255))
     blob: Mapped[str] = mapped_column(Text)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Policy(Base):
+    """An opaque policy blob stored for other services (Keystone's /v3/policies)."""
+
+    __tablename__ = "identity_policy"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(255))
+    blob: Mapped[str] = mapped_column(Text)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EndpointGroup(Base):
+    __tablename__ = "identity_endpoint_group"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Consumer(Base):
+    """An OAuth1 consumer (OS-OAUTH1); the secret is shown once, stored hashed."""
+
+    __tablename__ = "identity_oauth1_consumer"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DomainConfig(Base):
+    """Per-domain identity driver options, as `/v3/domains/{id}/config` sets them."""
+
+    __tablename__ = "identity_domain_config"
+    domain_id: Mapped[str] = mapped_column(
+        ForeignKey("identity_domain.id", ondelete="CASCADE"), primary_key=True
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class RevocationEvent(Base):

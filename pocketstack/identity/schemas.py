@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from pocketstack.identity import models
 from pocketstack.identity import service as identity_service
@@ -46,13 +46,13 @@ def _check_tag(tag: str) -> str:
 class DomainCreate(Entity):
     name: str = Name64
     description: str | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class DomainUpdate(Entity):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     description: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class DomainCreateBody(Strict):
@@ -66,10 +66,10 @@ class DomainUpdateBody(Strict):
 class ProjectCreate(Entity):
     name: str = Name64
     description: str | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
     domain_id: str | None = Field(default=None, max_length=64)
     parent_id: str | None = Field(default=None, max_length=64)
-    is_domain: bool = False
+    is_domain: StrictBool = False
     tags: list[str] = Field(default_factory=list, max_length=80)
 
     @field_validator("tags")
@@ -77,21 +77,14 @@ class ProjectCreate(Entity):
     def _tags(cls, tags: list[str]) -> list[str]:
         return [_check_tag(t) for t in tags]
 
-    @field_validator("is_domain")
-    @classmethod
-    def _not_domain(cls, is_domain: bool) -> bool:
-        if is_domain:
-            raise ValueError("projects acting as domains are not supported; create a domain")
-        return is_domain
-
 
 class ProjectUpdate(Entity):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     description: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     domain_id: str | None = None
     parent_id: str | None = None
-    is_domain: bool | None = None
+    is_domain: StrictBool | None = None
     tags: list[str] | None = Field(default=None, max_length=80)
 
     @field_validator("tags")
@@ -128,16 +121,17 @@ class UserCreate(Entity):
     domain_id: str | None = Field(default=None, max_length=64)
     default_project_id: str | None = Field(default=None, max_length=64)
     description: str | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
     password: str | None = Field(default=None, max_length=4096)
 
 
 class UserUpdate(Entity):
+    id: str | None = None
     name: str | None = Field(default=None, min_length=1, max_length=255)
     domain_id: str | None = None
     default_project_id: str | None = Field(default=None, max_length=64)
     description: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     password: str | None = Field(default=None, max_length=4096)
 
 
@@ -182,7 +176,7 @@ class GroupUpdateBody(Strict):
 
 
 class RoleOptions(Strict):
-    immutable: bool | None = None
+    immutable: StrictBool | None = None
 
 
 class RoleCreate(Entity):
@@ -233,14 +227,14 @@ class ServiceCreate(Entity):
     type: str = Name255
     name: str | None = Field(default=None, max_length=255)
     description: str | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class ServiceUpdate(Entity):
     type: str | None = Field(default=None, min_length=1, max_length=255)
     name: str | None = Field(default=None, max_length=255)
     description: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class ServiceCreateBody(Strict):
@@ -260,7 +254,7 @@ class EndpointCreate(Entity):
     url: str = Field(min_length=1, max_length=225)
     region_id: str | None = Field(default=None, max_length=255)
     region: str | None = Field(default=None, max_length=255)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class EndpointUpdate(Entity):
@@ -269,7 +263,7 @@ class EndpointUpdate(Entity):
     url: str | None = Field(default=None, min_length=1, max_length=225)
     region_id: str | None = Field(default=None, max_length=255)
     region: str | None = Field(default=None, max_length=255)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class EndpointCreateBody(Strict):
@@ -305,6 +299,66 @@ class CredentialUpdateBody(Strict):
     credential: CredentialUpdate
 
 
+class PolicyCreate(Entity):
+    type: str = Name255
+    blob: str
+
+
+class PolicyUpdate(Entity):
+    type: str | None = Field(default=None, min_length=1, max_length=255)
+    blob: str | None = None
+
+
+class PolicyCreateBody(Strict):
+    policy: PolicyCreate
+
+
+class PolicyUpdateBody(Strict):
+    policy: PolicyUpdate
+
+
+class EndpointGroupFilters(Strict):
+    service_id: str | None = None
+    region_id: str | None = None
+    interface: Interface | None = None
+
+
+class EndpointGroupCreate(Strict):
+    name: str = Name255
+    description: str | None = None
+    filters: EndpointGroupFilters
+
+
+class EndpointGroupUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+    filters: EndpointGroupFilters | None = None
+
+
+class EndpointGroupCreateBody(Strict):
+    endpoint_group: EndpointGroupCreate
+
+
+class EndpointGroupUpdateBody(Strict):
+    endpoint_group: EndpointGroupUpdate
+
+
+class ConsumerCreate(Entity):
+    description: str | None = None
+
+
+class ConsumerCreateBody(Strict):
+    consumer: ConsumerCreate = Field(default_factory=ConsumerCreate)
+
+
+class ConsumerUpdateBody(Strict):
+    consumer: ConsumerCreate
+
+
+class DomainConfigBody(Strict):
+    config: dict[str, Any]
+
+
 class RoleRef(Strict):
     id: str | None = None
     name: str | None = None
@@ -324,7 +378,7 @@ class ApplicationCredentialCreate(Strict):
     secret: str | None = Field(default=None, min_length=1, max_length=4096)
     expires_at: datetime | None = None
     roles: list[RoleRef] | None = None
-    unrestricted: bool = False
+    unrestricted: StrictBool = False
     access_rules: list[AccessRule] | None = None
 
 
@@ -382,7 +436,7 @@ class ProjectScope(BaseModel):
 
 
 class SystemScope(BaseModel):
-    all: bool = False
+    all: StrictBool = False
 
 
 class Scope(BaseModel):
@@ -416,26 +470,51 @@ def _with_extra(row: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def domain_view(d: models.Domain, base: str) -> dict[str, Any]:
-    return _with_extra(d, {
-        "id": d.id, "name": d.name, "description": d.description or "", "enabled": d.enabled,
-        "tags": [], "options": {}, "links": {"self": f"{base}/v3/domains/{d.id}"},
-    })
+    return _with_extra(
+        d,
+        {
+            "id": d.id,
+            "name": d.name,
+            "description": d.description or "",
+            "enabled": d.enabled,
+            "tags": [],
+            "options": {},
+            "links": {"self": f"{base}/v3/domains/{d.id}"},
+        },
+    )
 
 
 def project_view(p: models.Project, base: str, tags: list[str]) -> dict[str, Any]:
-    return _with_extra(p, {
-        "id": p.id, "name": p.name, "domain_id": p.domain_id, "description": p.description or "",
-        "enabled": p.enabled, "parent_id": p.parent_id or p.domain_id, "is_domain": False,
-        "tags": tags, "options": {}, "links": {"self": f"{base}/v3/projects/{p.id}"},
-    })
+    return _with_extra(
+        p,
+        {
+            "id": p.id,
+            "name": p.name,
+            "domain_id": None if p.is_domain else p.domain_id,
+            "description": p.description or "",
+            "enabled": p.enabled,
+            "is_domain": p.is_domain,
+            "parent_id": None if p.is_domain else p.parent_id or p.domain_id,
+            "tags": tags,
+            "options": {},
+            "links": {"self": f"{base}/v3/projects/{p.id}"},
+        },
+    )
 
 
 def user_view(u: models.User, base: str) -> dict[str, Any]:
-    body = _with_extra(u, {
-        "id": u.id, "name": u.name, "domain_id": u.domain_id, "enabled": u.enabled,
-        "password_expires_at": None, "options": {},
-        "links": {"self": f"{base}/v3/users/{u.id}"},
-    })
+    body = _with_extra(
+        u,
+        {
+            "id": u.id,
+            "name": u.name,
+            "domain_id": u.domain_id,
+            "enabled": u.enabled,
+            "password_expires_at": None,
+            "options": {},
+            "links": {"self": f"{base}/v3/users/{u.id}"},
+        },
+    )
     if u.description is not None:
         body["description"] = u.description
     if u.default_project_id:
@@ -444,40 +523,65 @@ def user_view(u: models.User, base: str) -> dict[str, Any]:
 
 
 def group_view(g: models.Group, base: str) -> dict[str, Any]:
-    return _with_extra(g, {
-        "id": g.id, "name": g.name, "domain_id": g.domain_id,
-        "description": g.description or "", "links": {"self": f"{base}/v3/groups/{g.id}"},
-    })
+    return _with_extra(
+        g,
+        {
+            "id": g.id,
+            "name": g.name,
+            "domain_id": g.domain_id,
+            "description": g.description or "",
+            "links": {"self": f"{base}/v3/groups/{g.id}"},
+        },
+    )
 
 
 def role_view(r: models.Role, base: str) -> dict[str, Any]:
-    return _with_extra(r, {
-        "id": r.id, "name": r.name, "domain_id": r.domain_id or None,
-        "description": r.description, "options": dict(r.options or {}),
-        "links": {"self": f"{base}/v3/roles/{r.id}"},
-    })
+    return _with_extra(
+        r,
+        {
+            "id": r.id,
+            "name": r.name,
+            "domain_id": r.domain_id or None,
+            "description": r.description,
+            "options": dict(r.options or {}),
+            "links": {"self": f"{base}/v3/roles/{r.id}"},
+        },
+    )
 
 
 def role_ref_view(r: models.Role, base: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": r.id, "name": r.name,
-                            "links": {"self": f"{base}/v3/roles/{r.id}"}}
+    body: dict[str, Any] = {
+        "id": r.id,
+        "name": r.name,
+        "links": {"self": f"{base}/v3/roles/{r.id}"},
+    }
     if r.domain_id:
         body["domain_id"] = r.domain_id
     return body
 
 
 def region_view(r: models.Region, base: str) -> dict[str, Any]:
-    return _with_extra(r, {
-        "id": r.id, "description": r.description, "parent_region_id": r.parent_region_id,
-        "links": {"self": f"{base}/v3/regions/{r.id}"},
-    })
+    return _with_extra(
+        r,
+        {
+            "id": r.id,
+            "description": r.description,
+            "parent_region_id": r.parent_region_id,
+            "links": {"self": f"{base}/v3/regions/{r.id}"},
+        },
+    )
 
 
 def service_view(s: models.Service, base: str) -> dict[str, Any]:
-    body = _with_extra(s, {
-        "id": s.id, "type": s.type, "enabled": s.enabled,
-        "links": {"self": f"{base}/v3/services/{s.id}"},
-    })
+    body = _with_extra(
+        s,
+        {
+            "id": s.id,
+            "type": s.type,
+            "enabled": s.enabled,
+            "links": {"self": f"{base}/v3/services/{s.id}"},
+        },
+    )
     if s.name is not None:
         body["name"] = s.name
     if s.description is not None:
@@ -486,32 +590,103 @@ def service_view(s: models.Service, base: str) -> dict[str, Any]:
 
 
 def endpoint_view(e: models.Endpoint, base: str) -> dict[str, Any]:
-    return _with_extra(e, {
-        "id": e.id, "service_id": e.service_id, "interface": e.interface,
-        "region_id": e.region_id, "region": e.region_id, "url": e.url, "enabled": e.enabled,
-        "links": {"self": f"{base}/v3/endpoints/{e.id}"},
-    })
+    return _with_extra(
+        e,
+        {
+            "id": e.id,
+            "service_id": e.service_id,
+            "interface": e.interface,
+            "region_id": e.region_id,
+            "region": e.region_id,
+            "url": e.url,
+            "enabled": e.enabled,
+            "links": {"self": f"{base}/v3/endpoints/{e.id}"},
+        },
+    )
 
 
 def credential_view(c: models.Credential, base: str) -> dict[str, Any]:
-    return _with_extra(c, {
-        "id": c.id, "user_id": c.user_id, "project_id": c.project_id, "type": c.type,
-        "blob": c.blob, "links": {"self": f"{base}/v3/credentials/{c.id}"},
-    })
+    return _with_extra(
+        c,
+        {
+            "id": c.id,
+            "user_id": c.user_id,
+            "project_id": c.project_id,
+            "type": c.type,
+            "blob": c.blob,
+            "links": {"self": f"{base}/v3/credentials/{c.id}"},
+        },
+    )
+
+
+def access_rule_view(rule: models.AccessRule, base: str) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "service": rule.service,
+        "path": rule.path,
+        "method": rule.method,
+        "links": {"self": f"{base}/v3/users/{rule.user_id}/access_rules/{rule.id}"},
+    }
+
+
+def policy_view(p: models.Policy, base: str) -> dict[str, Any]:
+    return _with_extra(
+        p,
+        {
+            "id": p.id,
+            "type": p.type,
+            "blob": p.blob,
+            "links": {"self": f"{base}/v3/policies/{p.id}"},
+        },
+    )
+
+
+def endpoint_group_view(g: models.EndpointGroup, base: str) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "name": g.name,
+        "description": g.description,
+        "filters": g.filters,
+        "links": {"self": f"{base}/v3/OS-EP-FILTER/endpoint_groups/{g.id}"},
+    }
+
+
+def consumer_view(c: models.Consumer, base: str) -> dict[str, Any]:
+    return _with_extra(
+        c,
+        {
+            "id": c.id,
+            "description": c.description,
+            "links": {"self": f"{base}/v3/OS-OAUTH1/consumers/{c.id}"},
+        },
+    )
 
 
 def application_credential_view(
-    c: models.ApplicationCredential, base: str, roles: dict[str, models.Role],
+    c: models.ApplicationCredential,
+    base: str,
+    roles: dict[str, models.Role],
+    rules: dict[str, models.AccessRule],
     secret: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": c.id, "name": c.name, "description": c.description, "user_id": c.user_id,
-        "project_id": c.project_id, "expires_at": timestamp(c.expires_at),
-        "unrestricted": c.unrestricted, "access_rules": c.access_rules or [],
+        "id": c.id,
+        "name": c.name,
+        "description": c.description,
+        "user_id": c.user_id,
+        "project_id": c.project_id,
+        # Echoed in the naive ISO form clients sent it in, as Keystone does.
+        "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+        "unrestricted": c.unrestricted,
+        "access_rules": [
+            {"id": r.id, "path": r.path, "method": r.method, "service": r.service}
+            for r in (rules[rid] for rid in c.access_rule_ids if rid in rules)
+        ],
         "system": None,
         "roles": [
             {"id": rid, "name": roles[rid].name, "domain_id": roles[rid].domain_id or None}
-            for rid in c.role_ids if rid in roles
+            for rid in c.role_ids
+            if rid in roles
         ],
         "links": {"self": f"{base}/v3/users/{c.user_id}/application_credentials/{c.id}"},
     }
@@ -528,6 +703,7 @@ def grant_view(
     grant: identity_service.Grant, base: str, names: dict[str, dict[str, Any]] | None
 ) -> dict[str, Any]:
     """One entry of /v3/role_assignments, with names when `include_names` was asked."""
+
     def ref(kind: str, key: str) -> dict[str, Any]:
         body: dict[str, Any] = {"id": key}
         if names is not None and key in names.get(kind, {}):
@@ -545,11 +721,11 @@ def grant_view(
     if grant.inherited:
         scope["OS-INHERIT:inherited_to"] = "projects"
     body["scope"] = scope
-    actor = grant.via_group_id and ("group", grant.via_group_id) or (
-        grant.actor_type, grant.actor_id)
-    links = {
-        "assignment": f"{base}/v3/{target_path}/{actor[0]}s/{actor[1]}/roles/{grant.role_id}"
-    }
+    actor = (grant.via_group_id and ("group", grant.via_group_id)) or (
+        grant.actor_type,
+        grant.actor_id,
+    )
+    links = {"assignment": f"{base}/v3/{target_path}/{actor[0]}s/{actor[1]}/roles/{grant.role_id}"}
     if grant.via_group_id:
         links["membership"] = f"{base}/v3/groups/{grant.via_group_id}/users/{grant.actor_id}"
     body["links"] = links
@@ -579,24 +755,30 @@ def catalog_view(
             url = _endpoint_url(endpoint.url, project_id)
             if url is None:
                 continue
-            endpoints.append({
-                "id": endpoint.id, "interface": endpoint.interface,
-                "region_id": endpoint.region_id, "region": endpoint.region_id, "url": url,
-            })
-        result.append({"id": entry.id, "type": entry.type, "name": entry.name,
-                       "endpoints": endpoints})
+            endpoints.append(
+                {
+                    "id": endpoint.id,
+                    "interface": endpoint.interface,
+                    "region_id": endpoint.region_id,
+                    "region": endpoint.region_id,
+                    "url": url,
+                }
+            )
+        result.append(
+            {"id": entry.id, "type": entry.type, "name": entry.name, "endpoints": endpoints}
+        )
     return result
 
 
-def token_view(
-    info: Any, catalog: list[identity_service.CatalogEntry] | None
-) -> dict[str, Any]:
+def token_view(info: Any, catalog: list[identity_service.CatalogEntry] | None) -> dict[str, Any]:
     """The body of POST/GET /v3/auth/tokens, as keystoneauth and Tempest read it."""
     token: dict[str, Any] = {
         "methods": list(info.methods),
         "user": {
             "domain": {"id": info.user_domain_id, "name": info.user_domain_name},
-            "id": info.user_id, "name": info.user_name, "password_expires_at": None,
+            "id": info.user_id,
+            "name": info.user_name,
+            "password_expires_at": None,
         },
         "audit_ids": list(info.audit_ids),
         "expires_at": timestamp(info.expires_at),
@@ -605,7 +787,8 @@ def token_view(
     if info.project_id:
         token["project"] = {
             "domain": {"id": info.project_domain_id, "name": info.project_domain_name},
-            "id": info.project_id, "name": info.project_name,
+            "id": info.project_id,
+            "name": info.project_name,
         }
         token["is_domain"] = False
     elif info.domain_id:

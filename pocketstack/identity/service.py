@@ -38,7 +38,9 @@ def new_id() -> str:
 def bump_revision(session: Session) -> None:
     """Mark that identity changed, so every worker drops its cached token views."""
     result = session.execute(
-        update(models.Revision).where(models.Revision.id == 1).values(value=models.Revision.value + 1)
+        update(models.Revision)
+        .where(models.Revision.id == 1)
+        .values(value=models.Revision.value + 1)
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         session.add(models.Revision(id=1, value=1))
@@ -89,7 +91,10 @@ def _filtered(stmt: Any, model: type[Any], filters: Mapping[str, Any]) -> Any:
 
 
 def create_domain(
-    ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any], domain_id: str | None = None
+    ctx: RequestContext,
+    fields: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    domain_id: str | None = None,
 ) -> models.Domain:
     with ctx.db.write() as session:
         domain = models.Domain(id=domain_id or new_id(), enabled=True, extra={})
@@ -108,7 +113,7 @@ def get_domain(ctx: RequestContext, domain_id: str) -> models.Domain:
 
 def find_domain(session: Session, *, domain_id: str | None, name: str | None) -> models.Domain:
     if domain_id:
-        return _get(session, models.Domain, domain_id, "domain")  # type: ignore[no-any-return]
+        return _get(session, models.Domain, domain_id, "domain")
     domain = session.scalar(select(models.Domain).where(models.Domain.name == name))
     if domain is None:
         raise _not_found("domain", str(name))
@@ -138,30 +143,35 @@ def update_domain(
 
 def delete_domain(ctx: RequestContext, domain_id: str) -> None:
     with ctx.db.write() as session:
-        domain: models.Domain = _get(session, models.Domain, domain_id, "domain")
-        if domain.enabled:
-            raise errors.Forbidden(
-                f"Cannot delete a domain that is enabled, please disable it first: {domain_id}."
-            )
-        project_ids = list(
-            session.scalars(select(models.Project.id).where(models.Project.domain_id == domain_id))
-        )
-        user_ids = list(
-            session.scalars(select(models.User.id).where(models.User.domain_id == domain_id))
-        )
-        group_ids = list(
-            session.scalars(select(models.Group.id).where(models.Group.domain_id == domain_id))
-        )
-        _delete_projects(session, _bottom_up(session, project_ids))
-        for user_id in user_ids:
-            _delete_user_rows(session, user_id)
-        for group_id in group_ids:
-            _delete_group_rows(session, group_id)
-        session.execute(delete(models.Role).where(models.Role.domain_id == domain_id))
-        _delete_assignments_on(session, "domain", [domain_id])
-        session.delete(domain)
-        _revoke(session, domain_id=domain_id)
+        _delete_domain(session, domain_id)
         bump_revision(session)
+
+
+def _delete_domain(session: Session, domain_id: str) -> None:
+    """Delete a disabled domain and everything in it: projects, users, groups, roles."""
+    domain: models.Domain = _get(session, models.Domain, domain_id, "domain")
+    if domain.enabled:
+        raise errors.Forbidden(
+            f"Cannot delete a domain that is enabled, please disable it first: {domain_id}."
+        )
+    project_ids = list(
+        session.scalars(select(models.Project.id).where(models.Project.domain_id == domain_id))
+    )
+    user_ids = list(
+        session.scalars(select(models.User.id).where(models.User.domain_id == domain_id))
+    )
+    group_ids = list(
+        session.scalars(select(models.Group.id).where(models.Group.domain_id == domain_id))
+    )
+    _delete_projects(session, _bottom_up(session, project_ids))
+    for user_id in user_ids:
+        _delete_user_rows(session, user_id)
+    for group_id in group_ids:
+        _delete_group_rows(session, group_id)
+    session.execute(delete(models.Role).where(models.Role.domain_id == domain_id))
+    _delete_assignments_on(session, "domain", [domain_id])
+    session.delete(domain)
+    _revoke(session, domain_id=domain_id)
 
 
 # Projects -----------------------------------------------------------------
@@ -170,31 +180,50 @@ def delete_domain(ctx: RequestContext, domain_id: str) -> None:
 def create_project(
     ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any], tags: Sequence[str]
 ) -> models.Project:
+    """Create a project; with `is_domain` it is also a domain, sharing its id."""
     with ctx.db.write() as session:
         values = dict(fields)
-        parent_id = values.get("parent_id")
-        parent: models.Project | None = None
-        if parent_id:
-            parent = _get(session, models.Project, parent_id, "project")
-        domain_id = values.get("domain_id") or (
-            parent.domain_id if parent else _default_domain_for(ctx)
-        )
-        values["domain_id"] = domain_id
-        domain = session.get(models.Domain, domain_id)
-        if domain is None:
-            raise _not_found("domain", domain_id)
-        if parent is not None and parent.domain_id != domain_id:
-            raise errors.Invalid(
-                "Cannot create project, the parent project is in a different domain "
-                f"({parent.domain_id}) than the project ({domain_id})."
+        project_id = new_id()
+        if values.get("is_domain"):
+            if values.get("parent_id"):
+                raise errors.Invalid("A project acting as a domain cannot have a parent.")
+            session.add(
+                models.Domain(
+                    id=project_id,
+                    name=values["name"],
+                    description=values.get("description"),
+                    enabled=values.get("enabled", True),
+                    extra={},
+                )
             )
-        project = models.Project(id=new_id(), enabled=True, extra={})
+            _flush_unique(session, "domain", f"name {values['name']}")
+            values["domain_id"] = project_id
+        values["domain_id"] = _project_domain(ctx, session, values)
+        project = models.Project(id=project_id, enabled=True, is_domain=False, extra={})
         _apply_extra(project, values, extra)
         session.add(project)
-        _flush_unique(session, "project", f"name {project.name} at domain ID {domain_id}")
+        _flush_unique(session, "project", f"name {project.name} at domain ID {project.domain_id}")
         _set_tags(session, project.id, tags)
         bump_revision(session)
         return project
+
+
+def _project_domain(ctx: RequestContext, session: Session, values: Mapping[str, Any]) -> str:
+    """The domain a new project lands in: given, else its parent's, else the caller's."""
+    parent: models.Project | None = None
+    if values.get("parent_id"):
+        parent = _get(session, models.Project, values["parent_id"], "project")
+    domain_id: str = values.get("domain_id") or (
+        parent.domain_id if parent else _default_domain_for(ctx)
+    )
+    if session.get(models.Domain, domain_id) is None:
+        raise _not_found("domain", domain_id)
+    if parent is not None and parent.domain_id != domain_id:
+        raise errors.Invalid(
+            "Cannot create project, the parent project is in a different domain "
+            f"({parent.domain_id}) than the project ({domain_id})."
+        )
+    return domain_id
 
 
 def _default_domain_for(ctx: RequestContext) -> str:
@@ -214,7 +243,7 @@ def find_project(
     session: Session, *, project_id: str | None, name: str | None, domain_id: str | None
 ) -> models.Project:
     if project_id:
-        return _get(session, models.Project, project_id, "project")  # type: ignore[no-any-return]
+        return _get(session, models.Project, project_id, "project")
     project = session.scalar(
         select(models.Project).where(
             models.Project.name == name, models.Project.domain_id == domain_id
@@ -256,6 +285,10 @@ def update_project(
         _flush_unique(session, "project", f"name {project.name} at domain ID {project.domain_id}")
         if tags is not None:
             _set_tags(session, project_id, tags)
+        if project.is_domain:
+            twin: models.Domain = _get(session, models.Domain, project_id, "domain")
+            twin.name, twin.enabled = project.name, project.enabled
+            twin.description = project.description
         if fields.get("enabled") is False:
             _revoke(session, project_id=project_id)
         bump_revision(session)
@@ -264,7 +297,11 @@ def update_project(
 
 def delete_project(ctx: RequestContext, project_id: str) -> None:
     with ctx.db.write() as session:
-        _get(session, models.Project, project_id, "project")
+        project: models.Project = _get(session, models.Project, project_id, "project")
+        if project.is_domain:
+            _delete_domain(session, project_id)
+            bump_revision(session)
+            return
         child = session.scalar(
             select(models.Project.id).where(models.Project.parent_id == project_id).limit(1)
         )
@@ -531,9 +568,7 @@ def _delete_user_rows(session: Session, user_id: str) -> None:
     )
     session.execute(delete(models.GroupMembership).where(models.GroupMembership.user_id == user_id))
     session.execute(
-        delete(models.ApplicationCredential).where(
-            models.ApplicationCredential.user_id == user_id
-        )
+        delete(models.ApplicationCredential).where(models.ApplicationCredential.user_id == user_id)
     )
     session.execute(delete(models.Credential).where(models.Credential.user_id == user_id))
     session.execute(delete(models.User).where(models.User.id == user_id))
@@ -640,9 +675,11 @@ def list_group_users(
 ) -> list[models.User]:
     with ctx.db.read() as session:
         _get(session, models.Group, group_id, "group")
-        stmt = select(models.User).join(
-            models.GroupMembership, models.GroupMembership.user_id == models.User.id
-        ).where(models.GroupMembership.group_id == group_id)
+        stmt = (
+            select(models.User)
+            .join(models.GroupMembership, models.GroupMembership.user_id == models.User.id)
+            .where(models.GroupMembership.group_id == group_id)
+        )
         stmt = _filtered(stmt, models.User, filters)
         return list(session.scalars(stmt.order_by(models.User.name)))
 
@@ -654,9 +691,11 @@ def list_user_groups(ctx: RequestContext, user_id: str) -> list[models.Group]:
 
 
 def _groups_of(session: Session, user_id: str) -> list[models.Group]:
-    stmt = select(models.Group).join(
-        models.GroupMembership, models.GroupMembership.group_id == models.Group.id
-    ).where(models.GroupMembership.user_id == user_id)
+    stmt = (
+        select(models.Group)
+        .join(models.GroupMembership, models.GroupMembership.group_id == models.Group.id)
+        .where(models.GroupMembership.user_id == user_id)
+    )
     return list(session.scalars(stmt.order_by(models.Group.name)))
 
 
@@ -736,7 +775,7 @@ def role_names(ctx: RequestContext, role_ids: Iterable[str]) -> dict[str, models
 
 def find_role(session: Session, *, role_id: str | None, name: str | None) -> models.Role:
     if role_id:
-        return _get(session, models.Role, role_id, "role")  # type: ignore[no-any-return]
+        return _get(session, models.Role, role_id, "role")
     role = session.scalar(
         select(models.Role).where(models.Role.name == name, models.Role.domain_id == "")
     )
@@ -924,7 +963,11 @@ def delete_grant(ctx: RequestContext, grant: Grant) -> None:
 
 
 def list_grant_roles(
-    ctx: RequestContext, actor_type: str, actor_id: str, target_type: str, target_id: str,
+    ctx: RequestContext,
+    actor_type: str,
+    actor_id: str,
+    target_type: str,
+    target_id: str,
     inherited: bool = False,
 ) -> list[models.Role]:
     with ctx.db.read() as session:
@@ -934,14 +977,16 @@ def list_grant_roles(
             _get(session, models.Project, target_id, "project")
         elif target_type == "domain":
             _get(session, models.Domain, target_id, "domain")
-        stmt = select(models.Role).join(
-            models.Assignment, models.Assignment.role_id == models.Role.id
-        ).where(
-            models.Assignment.actor_type == actor_type,
-            models.Assignment.actor_id == actor_id,
-            models.Assignment.target_type == target_type,
-            models.Assignment.target_id == target_id,
-            models.Assignment.inherited == inherited,
+        stmt = (
+            select(models.Role)
+            .join(models.Assignment, models.Assignment.role_id == models.Role.id)
+            .where(
+                models.Assignment.actor_type == actor_type,
+                models.Assignment.actor_id == actor_id,
+                models.Assignment.target_type == target_type,
+                models.Assignment.target_id == target_id,
+                models.Assignment.inherited == inherited,
+            )
         )
         return list(session.scalars(stmt.order_by(models.Role.name)))
 
@@ -1023,13 +1068,20 @@ def _effective(session: Session, grants: list[Grant]) -> list[Grant]:
         )
     )
     graph = _implication_map(session)
+    domain_roles = set(session.scalars(select(models.Role.id).where(models.Role.domain_id != "")))
     result: dict[tuple[Any, ...], Grant] = {}
 
     def emit(grant: Grant) -> None:
-        for role_id in sorted(expand_implied(graph, [grant.role_id])):
+        # Domain-specific roles only carry implications; they never appear effective.
+        for role_id in sorted(expand_implied(graph, [grant.role_id]) - domain_roles):
             g = Grant(
-                grant.actor_type, grant.actor_id, grant.target_type, grant.target_id,
-                role_id, False, grant.via_group_id,
+                grant.actor_type,
+                grant.actor_id,
+                grant.target_type,
+                grant.target_id,
+                role_id,
+                False,
+                grant.via_group_id,
             )
             result.setdefault(_grant_key(g), g)
 
@@ -1078,9 +1130,7 @@ def effective_role_ids(
     """The role ids a user holds on one target: direct, via groups, inherited, implied."""
     group_ids = list(
         session.scalars(
-            select(models.GroupMembership.group_id).where(
-                models.GroupMembership.user_id == user_id
-            )
+            select(models.GroupMembership.group_id).where(models.GroupMembership.user_id == user_id)
         )
     )
     actors = [("user", user_id)] + [("group", g) for g in group_ids]
@@ -1108,7 +1158,8 @@ def effective_role_ids(
                     )
                 )
             )
-    return implied_closure(session, role_ids)
+    domain_roles = set(session.scalars(select(models.Role.id).where(models.Role.domain_id != "")))
+    return implied_closure(session, role_ids) - domain_roles
 
 
 def user_projects(ctx: RequestContext, user_id: str) -> list[models.Project]:
@@ -1122,11 +1173,7 @@ def user_projects(ctx: RequestContext, user_id: str) -> list[models.Project]:
                 for a in session.scalars(select(models.Assignment))
             ],
         )
-        ids = {
-            g.target_id
-            for g in grants
-            if g.actor_id == user_id and g.target_type == "project"
-        }
+        ids = {g.target_id for g in grants if g.actor_id == user_id and g.target_type == "project"}
         if not ids:
             return []
         stmt = select(models.Project).where(models.Project.id.in_(ids))
@@ -1139,9 +1186,7 @@ def user_domains(ctx: RequestContext, user_id: str) -> list[models.Domain]:
         stmt = select(models.Assignment.target_id).where(
             models.Assignment.target_type == "domain",
             models.Assignment.inherited.is_(False),
-            (
-                (models.Assignment.actor_type == "user") & (models.Assignment.actor_id == user_id)
-            )
+            ((models.Assignment.actor_type == "user") & (models.Assignment.actor_id == user_id))
             | (
                 (models.Assignment.actor_type == "group")
                 & (models.Assignment.actor_id.in_(group_ids))
@@ -1164,55 +1209,97 @@ def has_system_role(ctx: RequestContext, user_id: str) -> bool:
         return bool(effective_role_ids(session, user_id, "system", SYSTEM_TARGET))
 
 
-# Regions, services, endpoints --------------------------------------------------
+# Simple catalog-like records ------------------------------------------------------
+#
+# Regions, services, endpoints, credentials, policies, endpoint groups and
+# OAuth1 consumers are plain records: create, show, list with exact filters,
+# patch, delete. These helpers are the one implementation they share.
+
+
+def _create_row(
+    ctx: RequestContext, row: Any, fields: Mapping[str, Any], extra: Mapping[str, Any], kind: str
+) -> Any:
+    with ctx.db.write() as session:
+        _apply_extra(row, fields, extra)
+        session.add(row)
+        _flush_unique(session, kind, f"ID {row.id}")
+        bump_revision(session)
+        return row
+
+
+def _show_row(ctx: RequestContext, model: type[Any], key: str, kind: str) -> Any:
+    with ctx.db.read() as session:
+        return _get(session, model, key, kind)
+
+
+def _list_rows(
+    ctx: RequestContext, model: type[Any], filters: Mapping[str, Any], order: Any
+) -> list[Any]:
+    with ctx.db.read() as session:
+        return list(session.scalars(_filtered(select(model), model, filters).order_by(order)))
+
+
+def _update_row(
+    ctx: RequestContext,
+    model: type[Any],
+    key: str,
+    kind: str,
+    fields: Mapping[str, Any],
+    extra: Mapping[str, Any],
+) -> Any:
+    with ctx.db.write() as session:
+        row = _get(session, model, key, kind)
+        _apply_extra(row, fields, extra)
+        bump_revision(session)
+        return row
+
+
+def _delete_row(ctx: RequestContext, model: type[Any], key: str, kind: str) -> None:
+    with ctx.db.write() as session:
+        session.delete(_get(session, model, key, kind))
+        bump_revision(session)
 
 
 def create_region(
     ctx: RequestContext, region_id: str | None, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Region:
     with ctx.db.write() as session:
-        values = dict(fields)
-        parent = values.get("parent_region_id")
+        parent = fields.get("parent_region_id")
         if parent and session.get(models.Region, parent) is None:
-            raise errors.NotFound(f"Could not find region: {parent}.")
+            raise _not_found("region", parent)
         key = region_id or new_id()
         if session.get(models.Region, key) is not None:
             raise errors.Conflict(
                 f"Conflict occurred attempting to store region - Duplicate ID, {key}."
             )
         region = models.Region(id=key, description="", extra={})
-        _apply_extra(region, values, extra)
+        _apply_extra(region, fields, extra)
         session.add(region)
         bump_revision(session)
         return region
 
 
 def get_region(ctx: RequestContext, region_id: str) -> models.Region:
-    with ctx.db.read() as session:
-        region: models.Region = _get(session, models.Region, region_id, "region")
-        return region
+    return _show_row(ctx, models.Region, region_id, "region")
 
 
 def list_regions(ctx: RequestContext, filters: Mapping[str, Any]) -> list[models.Region]:
-    with ctx.db.read() as session:
-        stmt = _filtered(select(models.Region), models.Region, filters)
-        return list(session.scalars(stmt.order_by(models.Region.id)))
+    return _list_rows(ctx, models.Region, filters, models.Region.id)
 
 
 def update_region(
     ctx: RequestContext, region_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Region:
-    with ctx.db.write() as session:
-        region: models.Region = _get(session, models.Region, region_id, "region")
-        parent = fields.get("parent_region_id")
-        if parent:
+    parent = fields.get("parent_region_id")
+    if parent:
+        with ctx.db.read() as session:
             if session.get(models.Region, parent) is None:
-                raise errors.NotFound(f"Could not find region: {parent}.")
+                raise _not_found("region", parent)
             if parent == region_id or region_id in _region_ancestors(session, parent):
                 raise errors.Invalid("The parent region would make a cycle.")
-        _apply_extra(region, fields, extra)
-        bump_revision(session)
-        return region
+    return _update_row(
+        ctx, models.Region, region_id, "region", fields, extra
+    )
 
 
 def _region_ancestors(session: Session, region_id: str) -> set[str]:
@@ -1226,48 +1313,36 @@ def _region_ancestors(session: Session, region_id: str) -> set[str]:
 
 
 def delete_region(ctx: RequestContext, region_id: str) -> None:
-    with ctx.db.write() as session:
-        region = _get(session, models.Region, region_id, "region")
+    with ctx.db.read() as session:
         child = session.scalar(
             select(models.Region.id).where(models.Region.parent_region_id == region_id).limit(1)
         )
-        if child is not None:
-            raise errors.Forbidden(f"Cannot delete region {region_id}: it has child regions.")
-        session.delete(region)
-        bump_revision(session)
+    if child is not None:
+        raise errors.Forbidden(f"Cannot delete region {region_id}: it has child regions.")
+    _delete_row(ctx, models.Region, region_id, "region")
 
 
 def create_service(
     ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Service:
-    with ctx.db.write() as session:
-        service = models.Service(id=new_id(), enabled=True, extra={})
-        _apply_extra(service, fields, extra)
-        session.add(service)
-        bump_revision(session)
-        return service
+    row = models.Service(id=new_id(), enabled=True, extra={})
+    return _create_row(ctx, row, fields, extra, "service")
 
 
 def get_service(ctx: RequestContext, service_id: str) -> models.Service:
-    with ctx.db.read() as session:
-        service: models.Service = _get(session, models.Service, service_id, "service")
-        return service
+    return _show_row(ctx, models.Service, service_id, "service")
 
 
 def list_services(ctx: RequestContext, filters: Mapping[str, Any]) -> list[models.Service]:
-    with ctx.db.read() as session:
-        stmt = _filtered(select(models.Service), models.Service, filters)
-        return list(session.scalars(stmt.order_by(models.Service.type)))
+    return _list_rows(ctx, models.Service, filters, models.Service.type)
 
 
 def update_service(
     ctx: RequestContext, service_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Service:
-    with ctx.db.write() as session:
-        service: models.Service = _get(session, models.Service, service_id, "service")
-        _apply_extra(service, fields, extra)
-        bump_revision(session)
-        return service
+    return _update_row(
+        ctx, models.Service, service_id, "service", fields, extra
+    )
 
 
 def delete_service(ctx: RequestContext, service_id: str) -> None:
@@ -1278,54 +1353,45 @@ def delete_service(ctx: RequestContext, service_id: str) -> None:
         bump_revision(session)
 
 
+def _prepare_endpoint_refs(ctx: RequestContext, fields: Mapping[str, Any]) -> None:
+    """404 for an unknown service; a region named by an endpoint is created on the fly,
+    as Keystone does."""
+    with ctx.db.write() as session:
+        service_id = fields.get("service_id")
+        if service_id and session.get(models.Service, service_id) is None:
+            raise _not_found("service", service_id)
+        region_id = fields.get("region_id")
+        if region_id and session.get(models.Region, region_id) is None:
+            session.add(models.Region(id=region_id, description="", extra={}))
+
+
 def create_endpoint(
     ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Endpoint:
-    with ctx.db.write() as session:
-        _check_endpoint_refs(session, fields)
-        endpoint = models.Endpoint(id=new_id(), enabled=True, extra={})
-        _apply_extra(endpoint, fields, extra)
-        session.add(endpoint)
-        bump_revision(session)
-        return endpoint
-
-
-def _check_endpoint_refs(session: Session, fields: Mapping[str, Any]) -> None:
-    service_id = fields.get("service_id")
-    if service_id and session.get(models.Service, service_id) is None:
-        raise errors.NotFound(f"Could not find service: {service_id}.")
-    region_id = fields.get("region_id")
-    if region_id and session.get(models.Region, region_id) is None:
-        raise errors.NotFound(f"Could not find region: {region_id}.")
+    _prepare_endpoint_refs(ctx, fields)
+    row = models.Endpoint(id=new_id(), enabled=True, extra={})
+    return _create_row(ctx, row, fields, extra, "endpoint")
 
 
 def get_endpoint(ctx: RequestContext, endpoint_id: str) -> models.Endpoint:
-    with ctx.db.read() as session:
-        endpoint: models.Endpoint = _get(session, models.Endpoint, endpoint_id, "endpoint")
-        return endpoint
+    return _show_row(ctx, models.Endpoint, endpoint_id, "endpoint")
 
 
 def list_endpoints(ctx: RequestContext, filters: Mapping[str, Any]) -> list[models.Endpoint]:
-    with ctx.db.read() as session:
-        stmt = _filtered(select(models.Endpoint), models.Endpoint, filters)
-        return list(session.scalars(stmt.order_by(models.Endpoint.id)))
+    return _list_rows(ctx, models.Endpoint, filters, models.Endpoint.id)
 
 
 def update_endpoint(
     ctx: RequestContext, endpoint_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Endpoint:
-    with ctx.db.write() as session:
-        endpoint: models.Endpoint = _get(session, models.Endpoint, endpoint_id, "endpoint")
-        _check_endpoint_refs(session, fields)
-        _apply_extra(endpoint, fields, extra)
-        bump_revision(session)
-        return endpoint
+    _prepare_endpoint_refs(ctx, fields)
+    return _update_row(
+        ctx, models.Endpoint, endpoint_id, "endpoint", fields, extra
+    )
 
 
 def delete_endpoint(ctx: RequestContext, endpoint_id: str) -> None:
-    with ctx.db.write() as session:
-        session.delete(_get(session, models.Endpoint, endpoint_id, "endpoint"))
-        bump_revision(session)
+    _delete_row(ctx, models.Endpoint, endpoint_id, "endpoint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1348,69 +1414,258 @@ def load_catalog(session: Session) -> list[CatalogEntry]:
     """Enabled services with their enabled endpoints, URL templates unexpanded."""
     services = list(
         session.scalars(
-            select(models.Service).where(models.Service.enabled.is_(True)).order_by(
-                models.Service.type
-            )
+            select(models.Service)
+            .where(models.Service.enabled.is_(True))
+            .order_by(models.Service.type)
         )
     )
     endpoints: dict[str, list[CatalogEndpoint]] = {}
     for endpoint in session.scalars(
-        select(models.Endpoint).where(models.Endpoint.enabled.is_(True)).order_by(
-            models.Endpoint.interface
-        )
+        select(models.Endpoint)
+        .where(models.Endpoint.enabled.is_(True))
+        .order_by(models.Endpoint.interface)
     ):
         endpoints.setdefault(endpoint.service_id, []).append(
             CatalogEndpoint(endpoint.id, endpoint.interface, endpoint.region_id, endpoint.url)
         )
     return [
-        CatalogEntry(s.id, s.type, s.name or "", tuple(endpoints.get(s.id, ())))
-        for s in services
+        CatalogEntry(s.id, s.type, s.name or "", tuple(endpoints.get(s.id, ()))) for s in services
     ]
 
 
-# Credentials --------------------------------------------------------------------
+# Credentials, policies, endpoint groups, OAuth1 consumers ------------------------
 
 
 def create_credential(
     ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Credential:
-    with ctx.db.write() as session:
-        if fields.get("project_id"):
-            _get(session, models.Project, fields["project_id"], "project")
-        credential = models.Credential(id=new_id(), extra={})
-        _apply_extra(credential, fields, extra)
-        session.add(credential)
-        return credential
+    if fields.get("project_id"):
+        get_project(ctx, fields["project_id"])
+    row = models.Credential(id=new_id(), extra={})
+    return _create_row(ctx, row, fields, extra, "credential")
 
 
 def get_credential(ctx: RequestContext, credential_id: str) -> models.Credential:
-    with ctx.db.read() as session:
-        credential: models.Credential = _get(
-            session, models.Credential, credential_id, "credential"
-        )
-        return credential
+    return _show_row(
+        ctx, models.Credential, credential_id, "credential"
+    )
 
 
 def list_credentials(ctx: RequestContext, filters: Mapping[str, Any]) -> list[models.Credential]:
-    with ctx.db.read() as session:
-        stmt = _filtered(select(models.Credential), models.Credential, filters)
-        return list(session.scalars(stmt.order_by(models.Credential.id)))
+    return _list_rows(ctx, models.Credential, filters, models.Credential.id)
 
 
 def update_credential(
     ctx: RequestContext, credential_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Credential:
-    with ctx.db.write() as session:
-        credential: models.Credential = _get(
-            session, models.Credential, credential_id, "credential"
-        )
-        _apply_extra(credential, fields, extra)
-        return credential
+    return _update_row(
+        ctx, models.Credential, credential_id, "credential", fields, extra
+    )
 
 
 def delete_credential(ctx: RequestContext, credential_id: str) -> None:
+    _delete_row(ctx, models.Credential, credential_id, "credential")
+
+
+def create_policy(
+    ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any]
+) -> models.Policy:
+    row = models.Policy(id=new_id(), extra={})
+    return _create_row(ctx, row, fields, extra, "policy")
+
+
+def get_policy(ctx: RequestContext, policy_id: str) -> models.Policy:
+    return _show_row(ctx, models.Policy, policy_id, "policy")
+
+
+def list_policies(ctx: RequestContext, filters: Mapping[str, Any]) -> list[models.Policy]:
+    return _list_rows(ctx, models.Policy, filters, models.Policy.id)
+
+
+def update_policy(
+    ctx: RequestContext, policy_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
+) -> models.Policy:
+    return _update_row(
+        ctx, models.Policy, policy_id, "policy", fields, extra
+    )
+
+
+def delete_policy(ctx: RequestContext, policy_id: str) -> None:
+    _delete_row(ctx, models.Policy, policy_id, "policy")
+
+
+def create_endpoint_group(ctx: RequestContext, fields: Mapping[str, Any]) -> models.EndpointGroup:
+    row = models.EndpointGroup(id=new_id(), filters={})
+    return _create_row(ctx, row, fields, {}, "endpoint group")
+
+
+def get_endpoint_group(ctx: RequestContext, group_id: str) -> models.EndpointGroup:
+    return _show_row(
+        ctx, models.EndpointGroup, group_id, "endpoint group"
+    )
+
+
+def list_endpoint_groups(
+    ctx: RequestContext, filters: Mapping[str, Any]
+) -> list[models.EndpointGroup]:
+    return _list_rows(ctx, models.EndpointGroup, filters, models.EndpointGroup.name)
+
+
+def update_endpoint_group(
+    ctx: RequestContext, group_id: str, fields: Mapping[str, Any]
+) -> models.EndpointGroup:
+    return _update_row(
+        ctx, models.EndpointGroup, group_id, "endpoint group", fields, {}
+    )
+
+
+def delete_endpoint_group(ctx: RequestContext, group_id: str) -> None:
+    _delete_row(ctx, models.EndpointGroup, group_id, "endpoint group")
+
+
+def create_consumer(
+    ctx: RequestContext, fields: Mapping[str, Any], extra: Mapping[str, Any], secret: str
+) -> models.Consumer:
+    hashed = passwords.hash_secret(secret, ctx.runtime.settings.password_hash_rounds)
+    row = models.Consumer(id=new_id(), secret_hash=hashed, extra={})
+    return _create_row(ctx, row, fields, extra, "consumer")
+
+
+def get_consumer(ctx: RequestContext, consumer_id: str) -> models.Consumer:
+    return _show_row(ctx, models.Consumer, consumer_id, "consumer")
+
+
+def list_consumers(ctx: RequestContext) -> list[models.Consumer]:
+    return _list_rows(ctx, models.Consumer, {}, models.Consumer.id)
+
+
+def update_consumer(
+    ctx: RequestContext, consumer_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
+) -> models.Consumer:
+    return _update_row(
+        ctx, models.Consumer, consumer_id, "consumer", fields, extra
+    )
+
+
+def delete_consumer(ctx: RequestContext, consumer_id: str) -> None:
+    _delete_row(ctx, models.Consumer, consumer_id, "consumer")
+
+
+# Domain configuration -------------------------------------------------------------
+
+DEFAULT_DOMAIN_CONFIG: dict[str, dict[str, Any]] = {
+    "identity": {"driver": "sql", "list_limit": None},
+    "ldap": {
+        "url": "ldap://localhost",
+        "user": None,
+        "suffix": "cn=example,cn=com",
+        "query_scope": "one",
+        "page_size": 0,
+        "alias_dereferencing": "default",
+        "user_tree_dn": None,
+        "user_filter": None,
+        "user_objectclass": "inetOrgPerson",
+        "user_id_attribute": "cn",
+        "user_name_attribute": "sn",
+        "user_mail_attribute": "mail",
+        "user_enabled_attribute": "enabled",
+        "group_tree_dn": None,
+        "group_filter": None,
+        "group_objectclass": "groupOfNames",
+        "group_id_attribute": "cn",
+        "group_name_attribute": "ou",
+        "group_member_attribute": "member",
+        "use_tls": False,
+    },
+}
+CONFIG_GROUPS = tuple(DEFAULT_DOMAIN_CONFIG)
+
+
+def _check_config(config: Mapping[str, Any]) -> None:
+    for group, options in config.items():
+        if group not in CONFIG_GROUPS:
+            raise errors.Forbidden(
+                f"Group {group!r} cannot be set in a domain configuration; "
+                f"allowed groups: {', '.join(CONFIG_GROUPS)}."
+            )
+        if not isinstance(options, Mapping):
+            raise errors.Invalid(f"Domain configuration group {group!r} must be an object.")
+        unknown = set(options) - set(DEFAULT_DOMAIN_CONFIG[group])
+        if unknown:
+            raise errors.Forbidden(
+                f"Option(s) {', '.join(sorted(unknown))} of group {group!r} cannot be set "
+                "in a domain configuration."
+            )
+
+
+def get_domain_config(ctx: RequestContext, domain_id: str) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        _get(session, models.Domain, domain_id, "domain")
+        row = session.get(models.DomainConfig, domain_id)
+        if row is None or not row.config:
+            raise errors.NotFound(f"Could not find domain config for domain {domain_id}.")
+        return dict(row.config)
+
+
+def replace_domain_config(
+    ctx: RequestContext, domain_id: str, config: Mapping[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Set the whole configuration; True when none existed before."""
+    _check_config(config)
     with ctx.db.write() as session:
-        session.delete(_get(session, models.Credential, credential_id, "credential"))
+        _get(session, models.Domain, domain_id, "domain")
+        row = session.get(models.DomainConfig, domain_id)
+        created = row is None or not row.config
+        if row is None:
+            row = models.DomainConfig(domain_id=domain_id, config={})
+            session.add(row)
+        row.config = {g: dict(o) for g, o in config.items()}
+        return dict(row.config), created
+
+
+def merge_domain_config(
+    ctx: RequestContext,
+    domain_id: str,
+    config: Mapping[str, Any],
+    group: str | None = None,
+    option: str | None = None,
+) -> dict[str, Any]:
+    """Update some groups or options of an existing configuration; returns the whole one."""
+    _check_config(config)
+    with ctx.db.write() as session:
+        row = session.get(models.DomainConfig, domain_id)
+        if row is None or not row.config:
+            raise errors.NotFound(f"Could not find domain config for domain {domain_id}.")
+        current = {g: dict(o) for g, o in row.config.items()}
+        for name, options in config.items():
+            if group is not None and name != group:
+                raise errors.Invalid(f"The body names group {name!r}, the URL {group!r}.")
+            if option is not None and set(options) != {option}:
+                raise errors.Invalid(f"The body must set exactly the option {option!r}.")
+            current.setdefault(name, {}).update(options)
+        row.config = current
+        return current
+
+
+def delete_domain_config(
+    ctx: RequestContext, domain_id: str, group: str | None = None, option: str | None = None
+) -> None:
+    with ctx.db.write() as session:
+        row = session.get(models.DomainConfig, domain_id)
+        if row is None or not row.config:
+            raise errors.NotFound(f"Could not find domain config for domain {domain_id}.")
+        current = {g: dict(o) for g, o in row.config.items()}
+        if group is None:
+            current = {}
+        elif option is None:
+            if current.pop(group, None) is None:
+                raise errors.NotFound(f"Could not find group {group} in domain {domain_id}.")
+        elif current.get(group, {}).pop(option, _MISSING) is _MISSING:
+            raise errors.NotFound(f"Could not find option {option} in group {group}.")
+        row.config = {g: o for g, o in current.items() if o}
+
+
+_MISSING = object()
 
 
 # Application credentials ----------------------------------------------------------
@@ -1431,47 +1686,140 @@ def create_application_credential(
         raise errors.Forbidden(
             "A restricted application credential cannot create another application credential."
         )
+    expires_at = fields.get("expires_at")
+    if expires_at is not None and expires_at <= now():
+        raise errors.Invalid("expires_at must be in the future.")
     hashed = passwords.hash_secret(secret, ctx.runtime.settings.password_hash_rounds)
-    held = dict(auth.roles)
     with ctx.db.write() as session:
         _get(session, models.User, user_id, "user")
-        if requested_roles:
-            role_ids = []
-            for ref in requested_roles:
-                role = (
-                    session.get(models.Role, ref["id"])
-                    if ref.get("id")
-                    else session.scalar(
-                        select(models.Role).where(models.Role.name == ref.get("name"))
-                    )
-                )
-                if role is None or role.id not in held:
-                    raise errors.Forbidden(
-                        f"The caller does not hold role {ref.get('id') or ref.get('name')} on "
-                        f"project {auth.project_id}, so it cannot delegate it."
-                    )
-                role_ids.append(role.id)
-        else:
-            role_ids = list(held)
-        expires_at = fields.get("expires_at")
-        if expires_at is not None and expires_at <= now():
-            raise errors.Invalid("expires_at must be in the future.")
+        role_ids = _delegated_roles(session, dict(auth.roles), requested_roles, auth.project_id)
         credential = models.ApplicationCredential(
             id=new_id(),
             user_id=user_id,
             project_id=auth.project_id,
             secret_hash=hashed,
-            role_ids=sorted(set(role_ids)),
+            role_ids=role_ids,
             name=fields["name"],
             description=fields.get("description"),
             expires_at=expires_at,
             unrestricted=bool(fields.get("unrestricted", False)),
-            access_rules=list(fields.get("access_rules") or []),
+            access_rule_ids=_access_rule_ids(session, user_id, fields.get("access_rules") or []),
         )
         session.add(credential)
         _flush_unique(session, "application_credential", f"name {credential.name}")
         bump_revision(session)
         return credential
+
+
+def _delegated_roles(
+    session: Session,
+    held: Mapping[str, str],
+    requested: Sequence[Mapping[str, str]] | None,
+    project_id: str,
+) -> list[str]:
+    """The requested roles (by id or name), each of which the caller must hold; default all."""
+    if not requested:
+        return sorted(held)
+    role_ids = set()
+    for ref in requested:
+        role_id = ref.get("id") or next(
+            (rid for rid, name in held.items() if name == ref.get("name")), None
+        )
+        if role_id is None or role_id not in held:
+            raise errors.Forbidden(
+                f"The caller does not hold role {ref.get('id') or ref.get('name')} on "
+                f"project {project_id}, so it cannot delegate it."
+            )
+        role_ids.add(role_id)
+    return sorted(role_ids)
+
+
+def _access_rule_ids(
+    session: Session, user_id: str, rules: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Reuse the user's identical rules, create the others; a rule given by id must exist."""
+    ids = []
+    for rule in rules:
+        if rule.get("id") and not rule.get("path"):
+            existing = session.get(models.AccessRule, rule["id"])
+            if existing is None or existing.user_id != user_id:
+                raise _not_found("access rule", rule["id"])
+            ids.append(existing.id)
+            continue
+        if not (rule.get("service") and rule.get("path") and rule.get("method")):
+            raise errors.Invalid("An access rule needs service, path and method, or an id.")
+        match = session.scalar(
+            select(models.AccessRule).where(
+                models.AccessRule.user_id == user_id,
+                models.AccessRule.service == rule["service"],
+                models.AccessRule.path == rule["path"],
+                models.AccessRule.method == rule["method"],
+            )
+        )
+        if match is None:
+            match = models.AccessRule(
+                id=rule.get("id") or new_id(),
+                user_id=user_id,
+                service=rule["service"],
+                path=rule["path"],
+                method=rule["method"],
+            )
+            session.add(match)
+            session.flush()
+        ids.append(match.id)
+    return ids
+
+
+def access_rules_by_id(
+    ctx: RequestContext, rule_ids: Iterable[str]
+) -> dict[str, models.AccessRule]:
+    ids = list(set(rule_ids))
+    if not ids:
+        return {}
+    with ctx.db.read() as session:
+        return {
+            r.id: r
+            for r in session.scalars(select(models.AccessRule).where(models.AccessRule.id.in_(ids)))
+        }
+
+
+def list_access_rules(ctx: RequestContext, user_id: str) -> list[models.AccessRule]:
+    with ctx.db.read() as session:
+        _get(session, models.User, user_id, "user")
+        return list(
+            session.scalars(
+                select(models.AccessRule)
+                .where(models.AccessRule.user_id == user_id)
+                .order_by(models.AccessRule.id)
+            )
+        )
+
+
+def get_access_rule(ctx: RequestContext, user_id: str, rule_id: str) -> models.AccessRule:
+    with ctx.db.read() as session:
+        rule = session.get(models.AccessRule, rule_id)
+        if rule is None or rule.user_id != user_id:
+            raise _not_found("access rule", rule_id)
+        return rule
+
+
+def delete_access_rule(ctx: RequestContext, user_id: str, rule_id: str) -> None:
+    """Delete a rule no application credential uses any more (403 while one does)."""
+    with ctx.db.write() as session:
+        rule = session.get(models.AccessRule, rule_id)
+        if rule is None or rule.user_id != user_id:
+            raise _not_found("access rule", rule_id)
+        for credential in session.scalars(
+            select(models.ApplicationCredential).where(
+                models.ApplicationCredential.user_id == user_id
+            )
+        ):
+            if rule_id in credential.access_rule_ids:
+                raise errors.Forbidden(
+                    f"Access rule {rule_id} is used by application credential "
+                    f"{credential.id}; delete that first."
+                )
+        session.delete(rule)
 
 
 def get_application_credential(

@@ -117,7 +117,9 @@ class KeyRepository:
         tmp.replace(self.directory / str(index))
 
     def rotate(self) -> int:
-        """Promote the staged key to primary, stage a new one, prune the oldest; returns the new primary index."""
+        """Promote the staged key to primary, stage a new one, prune the oldest.
+
+        Returns the index of the new primary key."""
         indexes = self._indexes()
         if not indexes:
             self.setup()
