@@ -386,7 +386,12 @@ def write_doc(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="pocketstack vs upstream Keystone benchmark")
-    p.add_argument("--pocketstack-cmd", default=str(REPO / ".venv" / "bin" / "pocketstack"))
+    default_cmd = str(REPO / ".venv" / "bin" / "pocketstack")
+    p.add_argument(
+        "--pocketstack-cmd",
+        default=default_cmd,
+        help="pocketstack executable (default: the repo's .venv)",
+    )
     p.add_argument("--only", choices=["all", "pocketstack", "keystone"], default="all")
     p.add_argument(
         "--duration",
@@ -449,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
 
     if want_ps:
-        meta["pocketstack"] = f"`{args.pocketstack_cmd}` ({_git_rev()})"
+        rev = _git_rev() if args.pocketstack_cmd == default_cmd else "custom command"
+        meta["pocketstack"] = f"`{args.pocketstack_cmd}` ({rev})"
         run_dir = Path(tempfile.mkdtemp(prefix="pocketstack-", dir=runs))
         one(pocketstack_target(args.pocketstack_cmd, run_dir, password, args.hash_rounds))
     if want_ks:
