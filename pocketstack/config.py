@@ -8,6 +8,12 @@ from pathlib import Path
 
 DEFAULT_PORT = 8780
 DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +34,11 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return self.db_url or f"sqlite:///{self.state_dir / 'pocketstack.db'}"
+        """The SQLAlchemy URL, with the drivers pocketstack ships chosen for bare schemes."""
+        if not self.db_url:
+            return f"sqlite:///{self.state_dir / 'pocketstack.db'}"
+        scheme, sep, rest = self.db_url.partition("://")
+        return f"{_DRIVERS.get(scheme, scheme)}{sep}{rest}"
 
     @property
     def base_url(self) -> str:

@@ -7,6 +7,7 @@ PACKAGES=(
     python3-venv python3-dev build-essential
     iproute2 iptables nftables dnsmasq-base haproxy busybox-static socat
     qemu-utils qemu-system-x86
+    postgresql mariadb-server
 )
 
 missing=()

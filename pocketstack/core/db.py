@@ -12,7 +12,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -20,6 +21,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 class Base(DeclarativeBase):
     """Declarative base shared by all services' models (one metadata, one migration run)."""
+
+
+# Microseconds matter (revocation compares issue times); MySQL/MariaDB drop them unless asked.
+PreciseDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from pocketstack.core.db import Base
+from pocketstack.core.db import Base, PreciseDateTime
 
 
 class Domain(Base):
@@ -63,7 +62,7 @@ class User(Base):
     default_project_id: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
 
 
 class Group(Base):
@@ -161,7 +160,7 @@ class ApplicationCredential(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("identity_user.id", ondelete="CASCADE"))
     project_id: Mapped[str | None] = mapped_column(String(64))
     secret_hash: Mapped[str] = mapped_column(String(255))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
     role_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     access_rule_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -237,8 +236,8 @@ class RevocationEvent(Base):
     project_id: Mapped[str | None] = mapped_column(String(64))
     domain_id: Mapped[str | None] = mapped_column(String(64))
     application_credential_id: Mapped[str | None] = mapped_column(String(64))
-    issued_before: Mapped[datetime] = mapped_column(DateTime)
-    revoked_at: Mapped[datetime] = mapped_column(DateTime)
+    issued_before: Mapped[datetime] = mapped_column(PreciseDateTime)
+    revoked_at: Mapped[datetime] = mapped_column(PreciseDateTime)
 
 
 class Revision(Base):

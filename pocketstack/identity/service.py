@@ -1297,9 +1297,7 @@ def update_region(
                 raise _not_found("region", parent)
             if parent == region_id or region_id in _region_ancestors(session, parent):
                 raise errors.Invalid("The parent region would make a cycle.")
-    return _update_row(
-        ctx, models.Region, region_id, "region", fields, extra
-    )
+    return _update_row(ctx, models.Region, region_id, "region", fields, extra)
 
 
 def _region_ancestors(session: Session, region_id: str) -> set[str]:
@@ -1340,9 +1338,7 @@ def list_services(ctx: RequestContext, filters: Mapping[str, Any]) -> list[model
 def update_service(
     ctx: RequestContext, service_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Service:
-    return _update_row(
-        ctx, models.Service, service_id, "service", fields, extra
-    )
+    return _update_row(ctx, models.Service, service_id, "service", fields, extra)
 
 
 def delete_service(ctx: RequestContext, service_id: str) -> None:
@@ -1385,9 +1381,7 @@ def update_endpoint(
     ctx: RequestContext, endpoint_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Endpoint:
     _prepare_endpoint_refs(ctx, fields)
-    return _update_row(
-        ctx, models.Endpoint, endpoint_id, "endpoint", fields, extra
-    )
+    return _update_row(ctx, models.Endpoint, endpoint_id, "endpoint", fields, extra)
 
 
 def delete_endpoint(ctx: RequestContext, endpoint_id: str) -> None:
@@ -1446,9 +1440,7 @@ def create_credential(
 
 
 def get_credential(ctx: RequestContext, credential_id: str) -> models.Credential:
-    return _show_row(
-        ctx, models.Credential, credential_id, "credential"
-    )
+    return _show_row(ctx, models.Credential, credential_id, "credential")
 
 
 def list_credentials(ctx: RequestContext, filters: Mapping[str, Any]) -> list[models.Credential]:
@@ -1458,9 +1450,7 @@ def list_credentials(ctx: RequestContext, filters: Mapping[str, Any]) -> list[mo
 def update_credential(
     ctx: RequestContext, credential_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Credential:
-    return _update_row(
-        ctx, models.Credential, credential_id, "credential", fields, extra
-    )
+    return _update_row(ctx, models.Credential, credential_id, "credential", fields, extra)
 
 
 def delete_credential(ctx: RequestContext, credential_id: str) -> None:
@@ -1485,9 +1475,7 @@ def list_policies(ctx: RequestContext, filters: Mapping[str, Any]) -> list[model
 def update_policy(
     ctx: RequestContext, policy_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Policy:
-    return _update_row(
-        ctx, models.Policy, policy_id, "policy", fields, extra
-    )
+    return _update_row(ctx, models.Policy, policy_id, "policy", fields, extra)
 
 
 def delete_policy(ctx: RequestContext, policy_id: str) -> None:
@@ -1500,9 +1488,7 @@ def create_endpoint_group(ctx: RequestContext, fields: Mapping[str, Any]) -> mod
 
 
 def get_endpoint_group(ctx: RequestContext, group_id: str) -> models.EndpointGroup:
-    return _show_row(
-        ctx, models.EndpointGroup, group_id, "endpoint group"
-    )
+    return _show_row(ctx, models.EndpointGroup, group_id, "endpoint group")
 
 
 def list_endpoint_groups(
@@ -1514,9 +1500,7 @@ def list_endpoint_groups(
 def update_endpoint_group(
     ctx: RequestContext, group_id: str, fields: Mapping[str, Any]
 ) -> models.EndpointGroup:
-    return _update_row(
-        ctx, models.EndpointGroup, group_id, "endpoint group", fields, {}
-    )
+    return _update_row(ctx, models.EndpointGroup, group_id, "endpoint group", fields, {})
 
 
 def delete_endpoint_group(ctx: RequestContext, group_id: str) -> None:
@@ -1542,9 +1526,7 @@ def list_consumers(ctx: RequestContext) -> list[models.Consumer]:
 def update_consumer(
     ctx: RequestContext, consumer_id: str, fields: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> models.Consumer:
-    return _update_row(
-        ctx, models.Consumer, consumer_id, "consumer", fields, extra
-    )
+    return _update_row(ctx, models.Consumer, consumer_id, "consumer", fields, extra)
 
 
 def delete_consumer(ctx: RequestContext, consumer_id: str) -> None:

@@ -6,6 +6,7 @@ dir; each test gets a copy, so a test costs milliseconds, not a migration.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -108,10 +109,13 @@ class Cloud:
 def cloud(template_dir: Path, tmp_path: Path) -> Iterator[Cloud]:
     state_dir = tmp_path / "state"
     shutil.copytree(template_dir, state_dir)
-    yield from _cloud(_settings(state_dir))
+    with running(_settings(state_dir)) as started:
+        yield started
 
 
-def _cloud(settings: config.Settings) -> Iterator[Cloud]:
+@contextlib.contextmanager
+def running(settings: config.Settings) -> Iterator[Cloud]:
+    """The app on `settings`, served in-process until the block ends."""
     runtime = services.build_runtime(settings)
     with TestClient(services.build_app(runtime), base_url=BASE) as client:
         yield Cloud(client, runtime)
@@ -124,7 +128,7 @@ def cloud_factory(template_dir: Path, tmp_path: Path) -> Any:
     state_dir = tmp_path / "state"
     shutil.copytree(template_dir, state_dir)
 
-    def start(**changes: Any) -> Iterator[Cloud]:
-        return _cloud(replace(_settings(state_dir), **changes))
+    def start(**changes: Any) -> contextlib.AbstractContextManager[Cloud]:
+        return running(replace(_settings(state_dir), **changes))
 
     return start

@@ -136,7 +136,7 @@ def test_project_disable_or_delete_revokes_its_tokens(
 def test_operator_policy_file_overrides_a_default(cloud_factory: Any, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text('"identity:list_projects": "role:reader"\n')
-    for cloud in cloud_factory(policy_file=policy):
+    with cloud_factory(policy_file=policy) as cloud:
         admin = cloud.admin
         project = cloud.create(admin, "project", name="audited")
         cloud.user_with_role(admin, "auditor", project["id"], "reader")

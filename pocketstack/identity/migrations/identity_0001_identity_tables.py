@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "identity_0001"
 down_revision = None
@@ -86,8 +87,20 @@ def upgrade() -> None:
         sa.Column("project_id", sa.String(length=64), nullable=True),
         sa.Column("domain_id", sa.String(length=64), nullable=True),
         sa.Column("application_credential_id", sa.String(length=64), nullable=True),
-        sa.Column("issued_before", sa.DateTime(), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(), nullable=False),
+        sa.Column(
+            "issued_before",
+            sa.DateTime()
+            .with_variant(mysql.DATETIME(fsp=6), "mariadb")
+            .with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "revoked_at",
+            sa.DateTime()
+            .with_variant(mysql.DATETIME(fsp=6), "mariadb")
+            .with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -207,7 +220,13 @@ def upgrade() -> None:
         sa.Column("default_project_id", sa.String(length=64), nullable=True),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("extra", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime()
+            .with_variant(mysql.DATETIME(fsp=6), "mariadb")
+            .with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=False,
+        ),
         sa.ForeignKeyConstraint(
             ["domain_id"],
             ["identity_domain.id"],
@@ -234,7 +253,13 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=64), nullable=False),
         sa.Column("project_id", sa.String(length=64), nullable=True),
         sa.Column("secret_hash", sa.String(length=255), nullable=False),
-        sa.Column("expires_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "expires_at",
+            sa.DateTime()
+            .with_variant(mysql.DATETIME(fsp=6), "mariadb")
+            .with_variant(mysql.DATETIME(fsp=6), "mysql"),
+            nullable=True,
+        ),
         sa.Column("unrestricted", sa.Boolean(), nullable=False),
         sa.Column("role_ids", sa.JSON(), nullable=False),
         sa.Column("access_rule_ids", sa.JSON(), nullable=False),

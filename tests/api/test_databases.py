@@ -1,0 +1,68 @@
+"""The same cloud on PostgreSQL and MariaDB: migrations, bootstrap, tokens, revocation,
+concurrent writers, and a restart that keeps everything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from pocketstack import config, services
+from pocketstack.identity import bootstrap
+from tests import dbservers
+from tests.api.conftest import ADMIN_PASSWORD, CATALOG, Cloud, running
+
+BACKENDS: dict[str, tuple[Callable[[], AbstractContextManager[str]], Callable[[], str | None]]] = {
+    "postgresql": (dbservers.postgres, dbservers.missing_postgres),
+    "mariadb": (dbservers.mariadb, dbservers.missing_mariadb),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    start, missing = BACKENDS[request.param]
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with start() as url:
+        yield url
+
+
+def _start(state_dir: Path, url: str) -> AbstractContextManager[Cloud]:
+    settings = config.Settings(state_dir=state_dir, db_url=url, password_hash_rounds=4)
+    runtime = services.build_runtime(settings)
+    services.upgrade_schema(runtime)
+    runtime.state["identity"].keys.setup()
+    bootstrap.bootstrap(runtime, ADMIN_PASSWORD, True, CATALOG)
+    runtime.db.dispose()
+    return running(settings)
+
+
+def test_cloud_runs_on_the_database(database_url: str, tmp_path: Path) -> None:
+    with _start(tmp_path, database_url) as cloud:
+        admin = cloud.admin
+        project = cloud.create(admin, "project", name="on-server-db", tags=["x"])
+        user = cloud.user_with_role(admin, "dbuser", project["id"], "member")
+        token = cloud.token("dbuser", "dbuser-pw", project="on-server-db")
+        assert cloud.call("GET", f"/v3/projects/{project['id']}", token).status_code == 200
+
+        assert sorted(_create_concurrently(cloud, admin, 12)) == [201] + [409] * 11
+
+        cloud.call("PATCH", f"/v3/users/{user['id']}", admin, {"user": {"enabled": False}})
+        assert cloud.call("GET", "/v3/auth/projects", token).status_code == 401
+
+    with _start(tmp_path, database_url) as cloud:
+        listed = cloud.call("GET", "/v3/projects?name=on-server-db", admin).json()
+        assert [p["tags"] for p in listed["projects"]] == [["x"]]
+        assert cloud.call("GET", "/v3/auth/projects", token).status_code == 401
+
+
+def _create_concurrently(cloud: Cloud, admin: str, count: int) -> list[int]:
+    def create(_: int) -> int:
+        return int(cloud.call("POST", "/v3/users", admin, {"user": {"name": "racer"}}).status_code)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(create, range(count)))
