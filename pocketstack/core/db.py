@@ -77,5 +77,22 @@ class Database:
         with self._write() as session, session.begin():
             yield session
 
+    def scalar_outside_transaction(self, sql: str) -> Any:
+        """One value from a single read on a raw pooled connection.
+
+        The cheapest query there is, for checks that run on every request (a
+        revision counter): no ORM, no session, no explicit BEGIN.
+        """
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone()
+            cursor.close()
+            conn.rollback()
+            return row[0] if row else None
+        finally:
+            conn.close()
+
     def dispose(self) -> None:
         self.engine.dispose()

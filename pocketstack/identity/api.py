@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, Response
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors
 from pocketstack.core.auth import Ctx, OptionalCtx
-from pocketstack.core.context import RequestContext
+from pocketstack.core.context import AuthInfo, RequestContext
+from pocketstack.core.runtime import Runtime
 from pocketstack.identity import auth as identity_auth
 from pocketstack.identity import schemas
 from pocketstack.identity import service as identity_service
@@ -160,8 +161,10 @@ def _scope_request(scope: schemas.Scope | str | None) -> identity_auth.ScopeRequ
     return identity_auth.ScopeRequest()
 
 
-def _token_body(ctx_runtime: Any, info: Any, request: Request) -> dict[str, Any]:
-    catalog = None if _flag(request, "nocatalog") else identity_auth.catalog(ctx_runtime)
+def _token_body(
+    runtime: Runtime, info: AuthInfo, request: Request, refresh: bool
+) -> dict[str, Any]:
+    catalog = None if _flag(request, "nocatalog") else identity_auth.catalog(runtime, refresh)
     return schemas.token_view(info, catalog)
 
 
@@ -169,7 +172,9 @@ def _token_body(ctx_runtime: Any, info: Any, request: Request) -> dict[str, Any]
 def issue_token(request: Request, body: schemas.AuthBody, ctx: OptionalCtx) -> Response:
     token, info = identity_auth.authenticate(ctx.runtime, _auth_request(body))
     return ok(
-        _token_body(ctx.runtime, info, request), status=201, headers={"X-Subject-Token": token}
+        _token_body(ctx.runtime, info, request, refresh=True),
+        status=201,
+        headers={"X-Subject-Token": token},
     )
 
 
@@ -185,7 +190,10 @@ def validate_token(request: Request, ctx: Ctx) -> Response:
     subject = _subject(request)
     info = identity_auth.validate_subject(ctx, subject)
     ctx.authorize("identity:validate_token", {"target": {"token": {"user_id": info.user_id}}})
-    return ok(_token_body(ctx.runtime, info, request), headers={"X-Subject-Token": subject})
+    return ok(
+        _token_body(ctx.runtime, info, request, refresh=False),
+        headers={"X-Subject-Token": subject},
+    )
 
 
 @router.head("/v3/auth/tokens")
@@ -212,7 +220,9 @@ def get_auth_catalog(request: Request, ctx: Ctx) -> Response:
     auth = _auth_of(ctx)
     if not (auth.project_id or auth.domain_id or auth.system):
         raise errors.Forbidden("The catalog needs a scoped token.")
-    entries = schemas.catalog_view(identity_auth.catalog(ctx.runtime), auth.project_id)
+    entries = schemas.catalog_view(
+        identity_auth.catalog(ctx.runtime, refresh=False), auth.project_id
+    )
     return ok(schemas.collection("catalog", entries, f"{base_of(request)}/v3/auth/catalog"))
 
 

@@ -111,13 +111,14 @@ def state_of(runtime: Runtime) -> IdentityState:
     return state
 
 
-def _refresh(runtime: Runtime, session: Session) -> IdentityState:
-    """Drop caches if identity changed anywhere since we last looked."""
+def _refresh(runtime: Runtime) -> IdentityState:
+    """Drop caches if identity changed anywhere since we last looked (one cheap read)."""
     state = state_of(runtime)
-    revision = identity_service.current_revision(session)
+    revision = identity_service.current_revision(runtime.db)
     if revision != state.revision:
-        events = list(session.scalars(select(models.RevocationEvent)))
-        catalog = identity_service.load_catalog(session)
+        with runtime.db.read() as session:
+            events = list(session.scalars(select(models.RevocationEvent)))
+            catalog = identity_service.load_catalog(session)
         with state.lock:
             state.validated.clear()
             state.revocations = events
@@ -142,6 +143,7 @@ def authenticate(runtime: Runtime, request: AuthRequest) -> tuple[str, AuthInfo]
     elif "token" in request.methods:
         if not request.token:
             raise errors.Invalid("Invalid input for field 'identity/token/id': missing.")
+        _refresh(runtime)
         parent = _open_valid(runtime, request.token)
         user_id = parent.user_id
         if parent.application_credential_id:
@@ -321,22 +323,22 @@ def _open_valid(runtime: Runtime, token: str) -> tokens.TokenPayload:
         raise errors.Unauthorized(_UNAUTHORIZED) from None
     if payload.expires_at <= identity_service.now():
         raise errors.Unauthorized(_UNAUTHORIZED)
-    with runtime.db.read() as session:
-        state = _refresh(runtime, session)
-    if _is_revoked(state.revocations, payload):
+    if _is_revoked(state_of(runtime).revocations, payload):
         raise errors.Unauthorized(_UNAUTHORIZED)
     return payload
 
 
-def validate(runtime: Runtime, token: str) -> AuthInfo:
-    """What `token` grants now; Unauthorized if it is invalid, expired or revoked."""
-    with runtime.db.read() as session:
-        state = _refresh(runtime, session)
-        cached = state.validated.get(token)
-        if cached is not None:
-            if cached.expires_at <= identity_service.now():
-                raise errors.Unauthorized(_UNAUTHORIZED)
-            return cached
+def validate(runtime: Runtime, token: str, refresh: bool = True) -> AuthInfo:
+    """What `token` grants now; Unauthorized if it is invalid, expired or revoked.
+
+    `refresh=False` skips the revision check when this request already made it.
+    """
+    state = _refresh(runtime) if refresh else state_of(runtime)
+    cached = state.validated.get(token)
+    if cached is not None:
+        if cached.expires_at <= identity_service.now():
+            raise errors.Unauthorized(_UNAUTHORIZED)
+        return cached
     payload = _open_valid(runtime, token)
     info = _resolve(runtime, payload)
     if info is None:
@@ -437,7 +439,7 @@ def _resolve(runtime: Runtime, payload: tokens.TokenPayload) -> AuthInfo | None:
 def validate_subject(ctx: RequestContext, subject_token: str) -> AuthInfo:
     """GET/HEAD /v3/auth/tokens: 404 (not 401) when the subject token is not valid."""
     try:
-        return validate(ctx.runtime, subject_token)
+        return validate(ctx.runtime, subject_token, refresh=False)
     except errors.Unauthorized:
         raise errors.NotFound("Could not find token.") from None
 
@@ -448,6 +450,7 @@ def revoke(ctx: RequestContext, subject_token: str) -> None:
     identity_service.revoke_audit_id(ctx, info.audit_ids[0])
 
 
-def catalog(runtime: Runtime) -> list[identity_service.CatalogEntry]:
-    with runtime.db.read() as session:
-        return list(_refresh(runtime, session).catalog)
+def catalog(runtime: Runtime, refresh: bool = True) -> list[identity_service.CatalogEntry]:
+    """The catalog as of the current revision (`refresh=False`: as of this request's check)."""
+    state = _refresh(runtime) if refresh else state_of(runtime)
+    return list(state.catalog)

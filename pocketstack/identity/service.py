@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
+from pocketstack.core.db import Database
 from pocketstack.identity import models, passwords
 
 DEFAULT_DOMAIN_ID = "default"
@@ -46,9 +47,12 @@ def bump_revision(session: Session) -> None:
         session.add(models.Revision(id=1, value=1))
 
 
-def current_revision(session: Session) -> int:
-    value = session.scalar(select(models.Revision.value).where(models.Revision.id == 1))
-    return value or 0
+_REVISION_SQL = f"SELECT value FROM {models.Revision.__tablename__} WHERE id = 1"
+
+
+def current_revision(ctx_db: Database) -> int:
+    """The identity revision, read in the cheapest way: it is checked on every request."""
+    return int(ctx_db.scalar_outside_transaction(_REVISION_SQL) or 0)
 
 
 def _not_found(kind: str, key: str) -> errors.NotFound:
