@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def launch(
+    cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in a new session with stdout/stderr going to ``log_path``."""
     with open(log_path, "ab") as log:  # the child keeps its own copy of the fd
         return subprocess.Popen(
@@ -37,6 +39,7 @@ def launch(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            cwd=cwd,
         )
 
 
@@ -46,7 +49,7 @@ def wait_ready(
     path: str,
     started: float,
     log_path: Path,
-    timeout: float = 120.0,
+    timeout: float = 60.0,
 ) -> float:
     """Poll ``GET path`` every 10 ms until it answers 200; seconds since ``started``."""
     deadline = started + timeout

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,6 +99,7 @@ class Target:
     log: Path
     fresh_first_start: bool  # first start initialises an empty state dir
     setup_s: float = 0.0  # one-time setup outside the server (keystone-manage)
+    cwd: Path | None = None
 
 
 @dataclass
@@ -172,7 +175,7 @@ def measure(
         total = starts + (1 if t.fresh_first_start else 0)
         for i in range(total):
             started = time.perf_counter()
-            proc = procs.launch(t.cmd, t.env, t.log)
+            proc = procs.launch(t.cmd, t.env, t.log, t.cwd)
             ready = round(procs.wait_ready(proc, t.port, t.api, started, t.log), 3)
             if i == 0:
                 res.fresh_to_ready_s = round(t.setup_s + ready, 2)
@@ -256,6 +259,7 @@ def keystone_target(site: uk.KeystoneSite, name: str) -> Target:
         site.log,
         fresh_first_start=False,
         setup_s=setup,
+        cwd=site.state_dir,
     )
 
 
@@ -392,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
         default=default_cmd,
         help="pocketstack executable (default: the repo's .venv)",
     )
+    p.add_argument(
+        "--pocketstack-rev",
+        default=None,
+        help="measure this commit instead (git archive under /tmp, run with the repo's "
+        ".venv python), so work in progress in the tree cannot break the run",
+    )
     p.add_argument("--only", choices=["all", "pocketstack", "keystone"], default="all")
     p.add_argument(
         "--duration",
@@ -428,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     runs.mkdir(parents=True)
     want_ps = args.only in ("all", "pocketstack")
     want_ks = args.only in ("all", "keystone")
+    rev = _git_rev() if args.pocketstack_cmd == default_cmd else "custom command"
+    if want_ps and args.pocketstack_rev:
+        args.pocketstack_cmd, rev = snapshot_cmd(args.pocketstack_rev)
     if want_ps and not os.access(args.pocketstack_cmd, os.X_OK):
         p.error(
             f"{args.pocketstack_cmd} is not executable; install pocketstack into "
@@ -454,7 +467,6 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
 
     if want_ps:
-        rev = _git_rev() if args.pocketstack_cmd == default_cmd else "custom command"
         meta["pocketstack"] = f"`{args.pocketstack_cmd}` ({rev})"
         run_dir = Path(tempfile.mkdtemp(prefix="pocketstack-", dir=runs))
         one(pocketstack_target(args.pocketstack_cmd, run_dir, password, args.hash_rounds))
@@ -494,6 +506,38 @@ def main(argv: list[str] | None = None) -> int:
         write_doc(args.output, section)
         print(f"wrote {args.output}")
     return 1 if any(r.error for r in results) else 0
+
+
+def snapshot_cmd(rev: str) -> tuple[str, str]:
+    """A command running pocketstack as committed in ``rev``; (command, label).
+
+    Why: the package is edited while benchmarks run; measuring a commit keeps
+    a half-done edit from breaking (or flattering) the figures.  The snapshot
+    holds only pocketstack/ and borrows the repo's .venv for dependencies.
+    """
+    git = ["git", "-C", str(REPO)]
+    sha = subprocess.run(
+        [*git, "rev-parse", "--short", rev], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dest = WORK / f"pocketstack-{sha}"
+    wrapper = dest / "run-pocketstack"
+    if not wrapper.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        archive = subprocess.run(
+            [*git, "archive", sha, "pocketstack"], capture_output=True, check=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+        python = REPO / ".venv" / "bin" / "python"
+        # cd / so that the working tree's pocketstack/ is not first on sys.path.
+        code = "import sys; from pocketstack.cli import main; sys.exit(main())"
+        wrapper.write_text(
+            f"#!/bin/sh\ncd / && PYTHONPATH={shlex.quote(str(dest))} "
+            f'exec {shlex.quote(str(python))} -c {shlex.quote(code)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    return str(wrapper), f"commit {sha}"
 
 
 def _git_rev() -> str:

@@ -16,7 +16,8 @@ same one-request-at-a-time model.  Keystone's WSGI entry point is the module
 ``keystone.wsgi.api:application`` (current releases ship no
 ``keystone-wsgi-public`` script); it reads its config from
 ``OS_KEYSTONE_CONFIG_FILES``.  ``--wsgi-server gunicorn`` (sync worker) is a
-fallback for machines where uWSGI does not build (it compiles from source).
+fallback for machines where uWSGI does not build (it compiles from source);
+its options go in a gunicorn.conf.py because Keystone parses sys.argv.
 
 Cache: Keystone's own default is ``[cache] enabled = true`` with oslo.cache's
 ``dogpile.cache.null`` backend, i.e. no cross-request cache.  The "cached"
@@ -179,21 +180,20 @@ class KeystoneSite:
         return time.perf_counter() - started
 
     def command(self) -> list[str]:
-        """The server command line (one worker, one request at a time)."""
+        """The server command line (one worker, one request at a time); run it in state_dir.
+
+        Keystone's WSGI app parses ``sys.argv`` with oslo.config, so gunicorn
+        cannot take options on its command line: it reads them from
+        ``gunicorn.conf.py`` in its working directory (the state dir) instead.
+        """
         bind = f"127.0.0.1:{self.port}"
         if self.wsgi_server == "gunicorn":
-            return [
-                str(self.venv / "bin" / "gunicorn"),
-                "--bind",
-                bind,
-                "--workers",
-                "1",
-                "--worker-class",
-                "sync",
-                "--threads",
-                "1",
-                "keystone.wsgi.api:application",
-            ]
+            (self.state_dir / "gunicorn.conf.py").write_text(
+                "wsgi_app = 'keystone.wsgi.api:application'\n"
+                f"bind = {bind!r}\nworkers = 1\nworker_class = 'sync'\nthreads = 1\n"
+                "control_socket_disable = True\n"
+            )
+            return [str(self.venv / "bin" / "gunicorn")]
         return [
             str(self.venv / "bin" / "uwsgi"),
             "--http-socket",
@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         venv, state, args.port, args.admin_password, args.cache, args.hash_rounds, args.wsgi_server
     )
     print(f"setup took {site.prepare():.1f} s; state in {state}", flush=True)
-    os.execve(site.command()[0], site.command(), site.env())
+    cmd = site.command()
+    os.chdir(state)
+    os.execve(cmd[0], cmd, site.env())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+import sqlalchemy.exc
+
 from pocketstack import __version__, clouds, config
 
 PASSWORD_FILE = "admin-password"
@@ -310,6 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"pocketstack: {exc}", file=sys.stderr)
         return 2
+    except sqlalchemy.exc.OperationalError as exc:
+        print(f"pocketstack: cannot use the database ({exc.orig}). Check that the server in "
+              "--db is running and reachable and the credentials are right, or leave --db out "
+              "to use SQLite in the state dir.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
