@@ -313,9 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pocketstack: {exc}", file=sys.stderr)
         return 2
     except sqlalchemy.exc.OperationalError as exc:
-        print(f"pocketstack: cannot use the database ({exc.orig}). Check that the server in "
-              "--db is running and reachable and the credentials are right, or leave --db out "
-              "to use SQLite in the state dir.", file=sys.stderr)
+        print(
+            f"pocketstack: cannot use the database ({exc.orig}). Check that the server in "
+            "--db is running and reachable and the credentials are right, or leave --db out "
+            "to use SQLite in the state dir.",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -940,6 +940,60 @@ def list_grants(
     )
 
 
+_INHERITED = "/v3/OS-INHERIT/{targets}/{target_id}/{actors}/{actor_id}/roles"
+
+
+@router.put(_INHERITED + "/{role_id}/inherited_to_projects")
+def create_inherited_grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, ctx: Ctx
+) -> Response:
+    grant = _grant(targets, target_id, actors, actor_id, role_id, inherited=True)
+    ctx.authorize("identity:create_grant", _grant_target(grant))
+    identity_service.create_grant(ctx, grant)
+    return no_content()
+
+
+@router.head(_INHERITED + "/{role_id}/inherited_to_projects")
+@router.get(_INHERITED + "/{role_id}/inherited_to_projects")
+def check_inherited_grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, ctx: Ctx
+) -> Response:
+    grant = _grant(targets, target_id, actors, actor_id, role_id, inherited=True)
+    ctx.authorize("identity:check_grant", _grant_target(grant))
+    identity_service.check_grant(ctx, grant)
+    return no_content()
+
+
+@router.delete(_INHERITED + "/{role_id}/inherited_to_projects")
+def revoke_inherited_grant(
+    targets: str, target_id: str, actors: str, actor_id: str, role_id: str, ctx: Ctx
+) -> Response:
+    grant = _grant(targets, target_id, actors, actor_id, role_id, inherited=True)
+    ctx.authorize("identity:revoke_grant", _grant_target(grant))
+    identity_service.delete_grant(ctx, grant)
+    return no_content()
+
+
+@router.get(_INHERITED + "/inherited_to_projects")
+def list_inherited_grants(
+    request: Request, targets: str, target_id: str, actors: str, actor_id: str, ctx: Ctx
+) -> Response:
+    grant = _grant(targets, target_id, actors, actor_id, "", inherited=True)
+    ctx.authorize("identity:list_grants", _grant_target(grant))
+    base = base_of(request)
+    roles = identity_service.list_grant_roles(
+        ctx, grant.actor_type, actor_id, grant.target_type, target_id, inherited=True
+    )
+    return ok(
+        schemas.collection(
+            "roles",
+            [schemas.role_view(r, base) for r in roles],
+            f"{base}/v3/OS-INHERIT/{targets}/{target_id}/{actors}/{actor_id}/roles"
+            "/inherited_to_projects",
+        )
+    )
+
+
 @router.put("/v3/system/{actors}/{actor_id}/roles/{role_id}")
 def create_system_grant(actors: str, actor_id: str, role_id: str, ctx: Ctx) -> Response:
     ctx.authorize("identity:create_system_grant")

@@ -226,3 +226,30 @@ def test_endpoint_names_a_new_region_into_existence(cloud: Cloud) -> None:
     assert bad.status_code == 400
     assert cloud.call("DELETE", f"/v3/services/{service['id']}", admin).status_code == 204
     assert cloud.call("GET", f"/v3/endpoints/{endpoint['id']}", admin).status_code == 404
+
+
+def test_inherited_domain_grant_reaches_every_project_in_it(cloud: Cloud) -> None:
+    admin = cloud.admin
+    domain = cloud.create(admin, "domain", name="corp")
+    parent = cloud.create(admin, "project", name="dept", domain_id=domain["id"])
+    child = cloud.create(admin, "project", name="team", parent_id=parent["id"])
+    user = cloud.create(admin, "user", name="ivy", password="ivy-pw", domain_id=domain["id"])
+    member = cloud.role_id(admin, "member")
+    path = f"/v3/OS-INHERIT/domains/{domain['id']}/users/{user['id']}/roles/{member}"
+    assert cloud.call("PUT", f"{path}/inherited_to_projects", admin).status_code == 204
+    assert cloud.call("HEAD", f"{path}/inherited_to_projects", admin).status_code == 204
+    listed = cloud.call(
+        "GET",
+        f"/v3/OS-INHERIT/domains/{domain['id']}/users/{user['id']}/roles/inherited_to_projects",
+        admin,
+    ).json()["roles"]
+    assert [r["id"] for r in listed] == [member]
+    scope = {"project": {"id": child["id"]}}
+    issued = cloud.issue("ivy", "ivy-pw", scope, user_domain="corp")
+    assert {r["name"] for r in issued.json()["token"]["roles"]} == {"member", "reader"}
+    domain_scope = cloud.issue(
+        "ivy", "ivy-pw", {"domain": {"id": domain["id"]}}, user_domain="corp"
+    )
+    assert domain_scope.status_code == 401
+    assert cloud.call("DELETE", f"{path}/inherited_to_projects", admin).status_code == 204
+    assert cloud.issue("ivy", "ivy-pw", scope, user_domain="corp").status_code == 401
