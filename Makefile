@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
 	@$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/python -m compileall -q pocketstack
 	@touch $@
 
 up: install
+	@$(BIN)/python -m compileall -q pocketstack
 	$(BIN)/pocketstack up $(if $(STATE_DIR),--state-dir $(STATE_DIR))
 
 lint: install

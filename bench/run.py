@@ -12,7 +12,13 @@ temp state dir under /tmp/pocketstack-bench/runs:
 all on SQLite, one worker, bcrypt at the same cost, and rewrites the
 generated section of docs/benchmarks.md.  It is not part of the tests.
 
-    python bench/run.py [--pocketstack-cmd PATH] [--duration S] [--only keystone]
+    python bench/run.py [--pocketstack-cmd PATH | --pocketstack-rev REV]
+                        [--duration S] [--only keystone]
+
+Needs network access to PyPI once, for the Keystone venv
+(/tmp/pocketstack-bench/keystone-venv, reused afterwards; uWSGI compiles
+with gcc and the Python headers).  Figures are noisy when other work shares
+the 2 cores: the load average before the run is recorded next to them.
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ the in-process `dogpile.cache.memory` cache backend.
 
 Regenerate with `make bench` (`python bench/run.py`; see `--help`;
 `--only keystone` measures Keystone alone).  It is not part of the test
-suite and takes about five minutes, most of it Keystone (the first run also
-builds the Keystone venv, about a minute).  Figures below are from the last
+suite and takes about three minutes, most of it Keystone (the first run
+also builds the Keystone venv, about a minute).  Figures below are from the last
 run only.
 
 What is measured:

@@ -10,17 +10,18 @@ import dataclasses
 import json
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import sqlalchemy.exc
-
 from pocketstack import __version__, clouds, config
+from pocketstack.identity import passwords
 
 PASSWORD_FILE = "admin-password"
 SERVER_FILE = "server.json"
@@ -107,19 +108,22 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     )
 
 
-def _admin_password(args: argparse.Namespace, state_dir: Path) -> tuple[str, bool, bool]:
-    """(password, explicitly given, newly generated)."""
-    given = args.admin_password or os.environ.get("POCKETSTACK_ADMIN_PASSWORD")
-    if given:
-        return given, True, False
+def _admin_password(args: argparse.Namespace, state_dir: Path) -> tuple[str, str]:
+    """(password, where it came from: "given", "stored" or "generated").
+
+    The password in force is kept in the state dir, so a later `up` without
+    --admin-password keeps using it."""
     stored = state_dir / PASSWORD_FILE
-    if stored.exists():
-        return stored.read_text().strip(), False, False
-    password = secrets.token_urlsafe(18)
-    fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    given = args.admin_password or os.environ.get("POCKETSTACK_ADMIN_PASSWORD")
+    if not given and stored.exists():
+        return stored.read_text().strip(), "stored"
+    password = given or secrets.token_urlsafe(18)
+    tmp = stored.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(password + "\n")
-    return password, False, True
+    tmp.replace(stored)
+    return password, "given" if given else "generated"
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
@@ -142,11 +146,6 @@ def _bound_socket(host: str, port: int) -> socket.socket:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from pocketstack import services
-    from pocketstack.identity import bootstrap as identity_bootstrap
-
     started = time.monotonic()
     host, port = _parse_bind(args.bind)
     settings = dataclasses.replace(
@@ -158,22 +157,32 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bound_socket(host, port)
-    password, explicit, generated = _admin_password(args, settings.state_dir)
-    runtime = services.build_runtime(settings)
-    services.upgrade_schema(runtime)
-    runtime.state["identity"].keys.setup()
-    enabled = services.enabled(settings)
-    identity_bootstrap.bootstrap(
-        runtime,
-        password,
-        explicit,
-        [
-            identity_bootstrap.CatalogService(
-                s.catalog_type, s.catalog_name, s.catalog_url(settings.base_url)
-            )
-            for s in enabled
-        ],
-    )
+    password, source = _admin_password(args, settings.state_dir)
+    # bcrypt releases the GIL: hash on the other core while the imports below run.
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        password_hash = hasher.submit(
+            passwords.hash_secret, password, settings.password_hash_rounds
+        )
+        import uvicorn
+
+        from pocketstack import services
+        from pocketstack.identity import bootstrap as identity_bootstrap
+
+        runtime = services.build_runtime(settings)
+        services.upgrade_schema(runtime)
+        runtime.state["identity"].keys.setup()
+        enabled = services.enabled(settings)
+        identity_bootstrap.bootstrap(
+            runtime,
+            password_hash.result(),
+            source != "stored",
+            [
+                identity_bootstrap.CatalogService(
+                    s.catalog_type, s.catalog_name, s.catalog_url(settings.base_url)
+                )
+                for s in enabled
+            ],
+        )
     auth_url = f"{settings.base_url}/identity/v3"
     written = clouds.write(
         settings.state_dir,
@@ -194,11 +203,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     _print_banner(
         settings,
         auth_url,
-        password if generated else None,
+        password if source == "generated" else None,
         written,
         [s.name for s in enabled],
         time.monotonic() - started,
     )
+    _stop_quietly_on_signals()
     try:
         server.run(sockets=[sock])
     finally:
@@ -206,6 +216,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         runtime.db.dispose()
     print("pocketstack stopped.", flush=True)
     return 0
+
+
+def _stop_quietly_on_signals() -> None:
+    """uvicorn handles SIGINT/SIGTERM while serving, then re-raises the signal once it has
+    drained connections; with these handlers in place that re-raise lets `up` finish its
+    cleanup and exit 0 instead of dying mid-way."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: None)
 
 
 def _print_banner(
@@ -312,7 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"pocketstack: {exc}", file=sys.stderr)
         return 2
-    except sqlalchemy.exc.OperationalError as exc:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        import sqlalchemy.exc  # here, not at the top: `up` must not wait for it to start hashing
+
+        if not isinstance(exc, sqlalchemy.exc.OperationalError):
+            raise
         print(
             f"pocketstack: cannot use the database ({exc.orig}). Check that the server in "
             "--db is running and reachable and the credentials are right, or leave --db out "
@@ -320,8 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pocketstack.core.runtime import Runtime
-from pocketstack.identity import models, passwords
+from pocketstack.identity import models
 from pocketstack.identity import service as identity_service
 
 ADMIN_NAME = "admin"
@@ -65,9 +65,16 @@ def _ensure_grant(
 
 
 def bootstrap(
-    runtime: Runtime, admin_password: str, reset_password: bool, catalog: Sequence[CatalogService]
+    runtime: Runtime,
+    admin_password_hash: str,
+    reset_password: bool,
+    catalog: Sequence[CatalogService],
 ) -> None:
-    """Make the cloud usable by the admin; `reset_password` rehashes if the password differs."""
+    """Make the cloud usable by the admin.
+
+    The caller hashes the admin password (`up` does it on another core while it
+    imports); `reset_password` sets it even when the admin user already exists.
+    """
     settings = runtime.settings
     with runtime.db.write() as session:
         if session.get(models.Domain, identity_service.DEFAULT_DOMAIN_ID) is None:
@@ -118,14 +125,12 @@ def bootstrap(
                 default_project_id=project.id,
                 extra={},
                 created_at=identity_service.now(),
-                password_hash=passwords.hash_secret(admin_password, settings.password_hash_rounds),
+                password_hash=admin_password_hash,
             )
             session.add(user)
             session.flush()
-        elif reset_password and not passwords.verify_secret(admin_password, user.password_hash):
-            user.password_hash = passwords.hash_secret(
-                admin_password, settings.password_hash_rounds
-            )
+        elif reset_password:
+            user.password_hash = admin_password_hash
         _ensure_grant(session, user.id, "project", project.id, roles["admin"].id)
         _ensure_grant(session, user.id, "system", identity_service.SYSTEM_TARGET, roles["admin"].id)
         if session.get(models.Region, settings.region) is None:

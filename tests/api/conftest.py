@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from pocketstack import config, services
 from pocketstack.core.runtime import Runtime
-from pocketstack.identity import bootstrap
+from pocketstack.identity import bootstrap, passwords
 
 ADMIN_PASSWORD = "admin-secret"
 BASE = "http://testserver"
@@ -38,7 +38,7 @@ def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runtime = services.build_runtime(_settings(state_dir))
     services.upgrade_schema(runtime)
     runtime.state["identity"].keys.setup()
-    bootstrap.bootstrap(runtime, ADMIN_PASSWORD, True, CATALOG)
+    bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
     runtime.db.dispose()
     return state_dir
 

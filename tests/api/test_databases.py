@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pocketstack import config, services
-from pocketstack.identity import bootstrap
+from pocketstack.identity import bootstrap, passwords
 from tests import dbservers
 from tests.api.conftest import ADMIN_PASSWORD, CATALOG, Cloud, running
 
@@ -36,7 +36,7 @@ def _start(state_dir: Path, url: str) -> AbstractContextManager[Cloud]:
     runtime = services.build_runtime(settings)
     services.upgrade_schema(runtime)
     runtime.state["identity"].keys.setup()
-    bootstrap.bootstrap(runtime, ADMIN_PASSWORD, True, CATALOG)
+    bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
     runtime.db.dispose()
     return running(settings)
 

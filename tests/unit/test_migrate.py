@@ -1,0 +1,25 @@
+"""The fast up-to-date check agrees with Alembic's own view of the migration files."""
+
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+
+from pocketstack import config, services
+from pocketstack.core import db, migrate
+
+
+def test_code_heads_match_alembic(tmp_path: Path) -> None:
+    dirs = services.migration_dirs(services.enabled(config.Settings(state_dir=tmp_path)))
+    database = db.Database(f"sqlite:///{tmp_path / 'x.db'}")
+    script = ScriptDirectory.from_config(migrate._config(database, dirs))
+    assert migrate.code_heads(dirs) == set(script.get_heads())
+
+
+def test_upgrade_runs_once_then_reports_nothing_to_do(tmp_path: Path) -> None:
+    dirs = services.migration_dirs(services.enabled(config.Settings(state_dir=tmp_path)))
+    database = db.Database(f"sqlite:///{tmp_path / 'x.db'}")
+    assert migrate.pending(database, dirs)
+    assert migrate.upgrade(database, dirs)
+    assert not migrate.pending(database, dirs)
+    assert not migrate.upgrade(database, dirs)
+    assert migrate.database_heads(database) == migrate.code_heads(dirs)
