@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from pocketstack.core import app as app_mod
-from pocketstack.core import errors
+from pocketstack.core import errors, routing
 from pocketstack.core.auth import Ctx, OptionalCtx
 from pocketstack.core.context import AuthInfo, RequestContext
 from pocketstack.core.runtime import Runtime
@@ -24,7 +24,7 @@ from pocketstack.identity import auth as identity_auth
 from pocketstack.identity import schemas
 from pocketstack.identity import service as identity_service
 
-router = APIRouter()
+router = routing.Router()
 MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -1536,6 +1536,11 @@ def replace_domain_config(domain_id: str, body: schemas.DomainConfigBody, ctx: C
     return ok({"config": config}, status=201 if created else 200)
 
 
+def _config_path(request: Request) -> tuple[str | None, str | None]:
+    """The optional group and option segments of the /config routes."""
+    return request.path_params.get("group"), request.path_params.get("option")
+
+
 def _config_part(config: dict[str, Any], group: str | None, option: str | None) -> dict[str, Any]:
     if group is None:
         return config
@@ -1551,10 +1556,9 @@ def _config_part(config: dict[str, Any], group: str | None, option: str | None) 
 @router.get("/v3/domains/{domain_id}/config")
 @router.get("/v3/domains/{domain_id}/config/{group}")
 @router.get("/v3/domains/{domain_id}/config/{group}/{option}")
-def get_domain_config(
-    domain_id: str, ctx: Ctx, group: str | None = None, option: str | None = None
-) -> Response:
+def get_domain_config(request: Request, domain_id: str, ctx: Ctx) -> Response:
     ctx.authorize("identity:get_domain_config")
+    group, option = _config_path(request)
     config = identity_service.get_domain_config(ctx, domain_id)
     return ok({"config": _config_part(config, group, option)})
 
@@ -1563,13 +1567,10 @@ def get_domain_config(
 @router.patch("/v3/domains/{domain_id}/config/{group}")
 @router.patch("/v3/domains/{domain_id}/config/{group}/{option}")
 def update_domain_config(
-    domain_id: str,
-    body: schemas.DomainConfigBody,
-    ctx: Ctx,
-    group: str | None = None,
-    option: str | None = None,
+    request: Request, domain_id: str, body: schemas.DomainConfigBody, ctx: Ctx
 ) -> Response:
     ctx.authorize("identity:update_domain_config")
+    group, option = _config_path(request)
     update = {group: body.config} if option is not None and group is not None else body.config
     config = identity_service.merge_domain_config(ctx, domain_id, update, group, option)
     return ok({"config": config})
@@ -1578,10 +1579,9 @@ def update_domain_config(
 @router.delete("/v3/domains/{domain_id}/config")
 @router.delete("/v3/domains/{domain_id}/config/{group}")
 @router.delete("/v3/domains/{domain_id}/config/{group}/{option}")
-def delete_domain_config(
-    domain_id: str, ctx: Ctx, group: str | None = None, option: str | None = None
-) -> Response:
+def delete_domain_config(request: Request, domain_id: str, ctx: Ctx) -> Response:
     ctx.authorize("identity:delete_domain_config")
+    group, option = _config_path(request)
     identity_service.delete_domain_config(ctx, domain_id, group, option)
     return no_content()
 
