@@ -37,8 +37,9 @@ def _with_path_params(endpoint: Callable[..., Any], names: set[str]) -> Callable
     request_name = next((p.name for p in kept if p.annotation is Request), None)
     if request_name is None:
         request_name = _INJECTED
-        kept.append(inspect.Parameter(_INJECTED, inspect.Parameter.KEYWORD_ONLY,
-                                      annotation=Request))
+        kept.append(
+            inspect.Parameter(_INJECTED, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        )
     wanted = [n for n in names if n in signature.parameters]
 
     @functools.wraps(endpoint)

@@ -49,13 +49,22 @@ def no_content() -> Response:
 
 
 def query_filters(request: Request, names: Mapping[str, type]) -> dict[str, Any]:
-    """Exact-match list filters from the query string, typed as Keystone reads them."""
+    """List filters from the query string, typed as Keystone reads them.
+
+    String attributes also take Keystone's inexact forms (`name__contains=x`,
+    `__icontains`, `__startswith`, `__istartswith`, `__endswith`, `__iendswith`,
+    `__equals`, `__iequals`)."""
     result: dict[str, Any] = {}
-    for name, kind in names.items():
-        raw = request.query_params.get(name)
-        if raw is None:
+    for key, raw in request.query_params.items():
+        name, _, operator = key.partition("__")
+        kind = names.get(name)
+        if kind is None:
             continue
-        result[name] = raw.lower() not in FALSE_WORDS if kind is bool else raw
+        if kind is bool:
+            if not operator:
+                result[name] = raw.lower() not in FALSE_WORDS
+        elif not operator or operator in identity_service.INEXACT_OPERATORS:
+            result[key] = raw
     return result
 
 
@@ -555,9 +564,8 @@ def list_user_groups(request: Request, user_id: str, ctx: Ctx) -> Response:
 def list_user_projects(request: Request, user_id: str, ctx: Ctx) -> Response:
     user = identity_service.get_user(ctx, user_id)
     ctx.authorize("identity:list_user_projects", _user_target(user))
-    projects = identity_service.user_projects(ctx, user_id)
     filters = query_filters(request, {"name": str, "domain_id": str, "enabled": bool})
-    projects = [p for p in projects if all(getattr(p, k) == v for k, v in filters.items())]
+    projects = identity_service.user_projects(ctx, user_id, filters)
     return _projects_response(ctx, request, projects, f"/v3/users/{user_id}/projects")
 
 

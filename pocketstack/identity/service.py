@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -83,11 +83,39 @@ def _apply_extra(row: Any, known: Mapping[str, Any], extra: Mapping[str, Any]) -
         row.extra = {**(row.extra or {}), **extra}
 
 
+INEXACT_OPERATORS = frozenset(
+    (
+        "contains",
+        "icontains",
+        "startswith",
+        "istartswith",
+        "endswith",
+        "iendswith",
+        "equals",
+        "iequals",
+    )
+)
+
+
+def _condition(column: Any, operator: str, value: Any) -> Any:
+    if operator in ("", "equals"):
+        return column == value
+    if operator == "iequals":
+        return func.lower(column) == str(value).lower()
+    insensitive = operator.startswith("i")
+    target = func.lower(column) if insensitive else column
+    text = str(value).lower() if insensitive else str(value)
+    method = operator[1:] if insensitive else operator
+    return getattr(target, method)(text, autoescape=True)
+
+
 def _filtered(stmt: Any, model: type[Any], filters: Mapping[str, Any]) -> Any:
+    """Exact filters (`name`) and Keystone's inexact ones (`name__icontains`)."""
     for key, value in filters.items():
         if value is None:
             continue
-        stmt = stmt.where(getattr(model, key) == value)
+        name, _, operator = key.partition("__")
+        stmt = stmt.where(_condition(getattr(model, name), operator, value))
     return stmt
 
 
@@ -1166,21 +1194,32 @@ def effective_role_ids(
     return implied_closure(session, role_ids) - domain_roles
 
 
-def user_projects(ctx: RequestContext, user_id: str) -> list[models.Project]:
+def user_projects(
+    ctx: RequestContext, user_id: str, filters: Mapping[str, Any] | None = None
+) -> list[models.Project]:
     """Projects on which the user holds any role (directly, via groups or inherited)."""
     with ctx.db.read() as session:
         _get(session, models.User, user_id, "user")
+        group_ids = [g.id for g in _groups_of(session, user_id)]
+        mine = select(models.Assignment).where(
+            ((models.Assignment.actor_type == "user") & (models.Assignment.actor_id == user_id))
+            | (
+                (models.Assignment.actor_type == "group")
+                & (models.Assignment.actor_id.in_(group_ids))
+            )
+        )
         grants = _effective(
             session,
             [
                 Grant(a.actor_type, a.actor_id, a.target_type, a.target_id, a.role_id, a.inherited)
-                for a in session.scalars(select(models.Assignment))
+                for a in session.scalars(mine)
             ],
         )
         ids = {g.target_id for g in grants if g.actor_id == user_id and g.target_type == "project"}
         if not ids:
             return []
-        stmt = select(models.Project).where(models.Project.id.in_(ids))
+        stmt = _filtered(select(models.Project), models.Project, filters or {})
+        stmt = stmt.where(models.Project.id.in_(ids))
         return list(session.scalars(stmt.order_by(models.Project.name)))
 
 

@@ -253,3 +253,20 @@ def test_inherited_domain_grant_reaches_every_project_in_it(cloud: Cloud) -> Non
     assert domain_scope.status_code == 401
     assert cloud.call("DELETE", f"{path}/inherited_to_projects", admin).status_code == 204
     assert cloud.issue("ivy", "ivy-pw", scope, user_domain="corp").status_code == 401
+
+
+def test_inexact_name_filters(cloud: Cloud) -> None:
+    admin = cloud.admin
+    for name in ("Alpha-one", "alpha-two", "beta_%"):
+        cloud.create(admin, "project", name=name)
+
+    def names(query: str) -> list[str]:
+        return [
+            p["name"] for p in cloud.call("GET", f"/v3/projects?{query}", admin).json()["projects"]
+        ]
+
+    assert names("name__startswith=alpha") == ["alpha-two"]
+    assert names("name__istartswith=alpha") == ["Alpha-one", "alpha-two"]
+    assert names("name__contains=_%25") == ["beta_%"]
+    assert names("name__iequals=ALPHA-TWO") == ["alpha-two"]
+    assert names("name__endswith=one&enabled=true") == ["Alpha-one"]
