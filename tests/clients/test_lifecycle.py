@@ -15,6 +15,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from tests.clients.conftest import Server, http
+
 
 def _run(server, *args: str) -> subprocess.CompletedProcess[str]:
     """`pocketstack ARGS --state-dir <the server's>`, from this interpreter's venv."""
@@ -168,3 +170,45 @@ def test_sigterm_exit_status_is_zero(server_factory):
     code = server.stop()
 
     assert code == 0, f"exit status {code} (-{signal.SIGTERM} means killed by SIGTERM)"
+
+
+def test_two_api_processes_share_tokens_and_revocations(server_factory):
+    """Two `up` processes on one state dir (one database, one key repository) stand in for
+    several API workers: a token from either works on both, and a revocation or a user
+    disabled through one is in force on the other at once."""
+    first = server_factory()
+    first.start(admin_password="shared-pw")
+    second = Server(state_dir=first.state_dir, home=first.home, starts=100)
+    second.start(admin_password="shared-pw")
+    try:
+        one, two = first.keystone(), second.keystone()
+        token = one.token("admin", "shared-pw", "admin")
+        assert two.validate(token).status == 200
+
+        revoke = http(
+            "DELETE",
+            f"{second.auth_url}/auth/tokens",
+            headers={"X-Auth-Token": token, "X-Subject-Token": token},
+        )
+        assert revoke.status == 204
+        assert one.validate(token).status == 404
+
+        admin = one.admin_token()
+        created = http(
+            "POST",
+            f"{first.auth_url}/users",
+            {"user": {"name": "worker-user", "password": "wu-pw"}},
+            headers={"X-Auth-Token": admin},
+        )
+        user_id = created.body["user"]["id"]
+        user_token = two.token("worker-user", "wu-pw")
+        assert two.validate(user_token).status == 200
+        http(
+            "PATCH",
+            f"{first.auth_url}/users/{user_id}",
+            {"user": {"enabled": False}},
+            headers={"X-Auth-Token": admin},
+        )
+        assert two.validate(user_token).status == 404
+    finally:
+        second.stop()
