@@ -14,8 +14,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -277,6 +275,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
     settings = _settings(args)
     server_file = settings.state_dir / SERVER_FILE
     if not server_file.exists():
