@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not merge a 'pocketstack' entry into ~/.config/openstack/clouds.yaml",
     )
+    up.add_argument(
+        "--services",
+        default=",".join(config.DEFAULT_SERVICES),
+        help="comma-separated services to run (default: %(default)s; "
+        f"known: {', '.join(config.KNOWN_SERVICES)})",
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
     db = commands.add_parser("db", help="database maintenance")
@@ -104,6 +110,17 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         db_url=args.db,
         password_hash_rounds=config.password_hash_rounds_from_env(),
     )
+
+
+def _services(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in config.KNOWN_SERVICES]
+    if unknown or "identity" not in names:
+        raise UsageError(
+            f"--services takes a comma-separated list that includes identity, from: "
+            f"{', '.join(config.KNOWN_SERVICES)} (got {text!r})"
+        )
+    return names
 
 
 def _admin_password(args: argparse.Namespace, state_dir: Path) -> tuple[str, str]:
@@ -152,6 +169,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         bind_port=port,
         policy_file=args.policy_file,
         write_clouds_yaml=not args.no_clouds_yaml,
+        services=_services(args.services),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bound_socket(host, port)
@@ -168,7 +186,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         runtime = services.build_runtime(settings)
         services.upgrade_schema(runtime)
-        runtime.state["identity"].keys.setup()
+        services.prepare(runtime)
         enabled = services.enabled(settings)
         identity_bootstrap.bootstrap(
             runtime,

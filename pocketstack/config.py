@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 8780
+KNOWN_SERVICES = ("identity", "placement")
+# Placement is opt-in (`--services identity,placement`) until its allocation
+# candidates land; see the placement issue.
+DEFAULT_SERVICES = ("identity",)
 DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -30,7 +34,7 @@ class Settings:
     max_active_keys: int = 3
     region: str = "RegionOne"
     public_host: str = ""
-    services: tuple[str, ...] = field(default=("identity",))
+    services: tuple[str, ...] = DEFAULT_SERVICES
 
     @property
     def database_url(self) -> str:

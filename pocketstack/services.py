@@ -20,6 +20,9 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.identity import api as identity_api
 from pocketstack.identity import auth as identity_auth
 from pocketstack.identity import policies as identity_policies
+from pocketstack.placement import api as placement_api
+from pocketstack.placement import policies as placement_policies
+from pocketstack.placement import service as placement_service
 
 _PACKAGE = Path(__file__).parent
 
@@ -37,6 +40,7 @@ class ServiceSpec:
     policies: Sequence[policy_mod.Rule]
     create_app: Callable[[], ASGIApp]
     install: Callable[[Runtime], object]
+    prepare: Callable[[Runtime], None]
 
     def catalog_url(self, base_url: str) -> str:
         return f"{base_url}{self.prefix}{self.catalog_suffix}"
@@ -53,6 +57,19 @@ SERVICES: dict[str, ServiceSpec] = {
         policies=identity_policies.RULES,
         create_app=identity_api.create_app,
         install=identity_auth.install,
+        prepare=identity_auth.prepare,
+    ),
+    "placement": ServiceSpec(
+        name="placement",
+        catalog_type="placement",
+        catalog_name="placement",
+        prefix="/placement",
+        catalog_suffix="",
+        migrations=_PACKAGE / "placement" / "migrations",
+        policies=placement_policies.RULES,
+        create_app=placement_api.create_app,
+        install=lambda _runtime: None,
+        prepare=placement_service.prepare,
     ),
 }
 
@@ -82,6 +99,12 @@ def build_runtime(settings: config.Settings) -> Runtime:
 
 def upgrade_schema(runtime: Runtime) -> bool:
     return migrate.upgrade(runtime.db, migration_dirs(enabled(runtime.settings)))
+
+
+def prepare(runtime: Runtime) -> None:
+    """Each service's every-start setup that needs the schema (keys, standard data)."""
+    for spec in enabled(runtime.settings):
+        spec.prepare(runtime)
 
 
 def build_app(runtime: Runtime) -> ASGIApp:

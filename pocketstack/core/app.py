@@ -24,7 +24,8 @@ from pocketstack.core import runtime as runtime_mod
 
 LOG = logging.getLogger(__name__)
 
-ErrorRenderer = Callable[[errors.PocketstackError], dict[str, Any]]
+# Renders a domain error as a service's upstream body; gets the request id too.
+ErrorRenderer = Callable[[errors.PocketstackError, str], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,24 +115,35 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     return f"Invalid input for field '{field}': {first.get('msg', 'invalid value')}."
 
 
-def install_error_handlers(app: FastAPI, render: ErrorRenderer) -> None:
-    """Map domain exceptions, validation errors and routing misses to one body shape."""
+def error_response(
+    exc: errors.PocketstackError, render: ErrorRenderer, request_id: str
+) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.Unauthorized):
+        headers["WWW-Authenticate"] = 'Keystone uri=""'
+    return JSONResponse(render(exc, request_id), status_code=exc.status, headers=headers)
 
-    def respond(exc: errors.PocketstackError) -> Response:
-        headers: dict[str, str] = {}
-        if isinstance(exc, errors.Unauthorized):
-            headers["WWW-Authenticate"] = 'Keystone uri=""'
-        return JSONResponse(render(exc), status_code=exc.status, headers=headers)
 
-    async def on_domain_error(_request: Request, exc: Exception) -> Response:
+def install_error_handlers(
+    app: FastAPI,
+    render: ErrorRenderer,
+    describe: Callable[[RequestValidationError], str] = describe_validation_error,
+) -> None:
+    """Map domain exceptions, validation errors and routing misses to one body shape;
+    `describe` words body validation errors as the service's upstream does."""
+
+    def respond(exc: errors.PocketstackError, request: Request) -> Response:
+        return error_response(exc, render, request_id_of(request))
+
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.PocketstackError)
-        return respond(exc)
+        return respond(exc, request)
 
-    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return respond(errors.Invalid(describe_validation_error(exc)))
+        return respond(errors.Invalid(describe(exc)), request)
 
-    async def on_http_error(_request: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         by_status: dict[int, type[errors.PocketstackError]] = {
             404: errors.NotFound,
@@ -142,11 +154,13 @@ def install_error_handlers(app: FastAPI, render: ErrorRenderer) -> None:
         message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
         error = cls(message)
         error.status = exc.status_code
-        return respond(error)
+        return respond(error, request)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         LOG.exception("unexpected error serving %s %s", request.method, request.url.path)
-        return respond(errors.PocketstackError("An unexpected error prevented the request."))
+        return respond(
+            errors.PocketstackError("An unexpected error prevented the request."), request
+        )
 
     app.add_exception_handler(errors.PocketstackError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -11,7 +11,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pocketstack.core import app as app_mod
 from pocketstack.core import errors
+from pocketstack.core.app import ErrorRenderer
 
 _VERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
 
@@ -79,3 +84,51 @@ class VersionRange:
             headers[self.legacy_header] = str(version)
             headers["Vary"] += f", {self.legacy_header}"
         return headers
+
+
+class MicroversionMiddleware:
+    """Negotiates the version before routing, for every route of one service.
+
+    The version lands in `scope["state"]["microversion"]` (read it with
+    `requested_version`); every response gets the version headers, and an
+    unacceptable or malformed request gets the service's own error body.
+    """
+
+    def __init__(self, app: ASGIApp, versions: VersionRange, render: ErrorRenderer) -> None:
+        self.app = app
+        self.versions = versions
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        try:
+            version = self.versions.negotiate(headers)
+        except errors.PocketstackError as exc:
+            request_id = str(scope.get("pocketstack.request_id", ""))
+            response = app_mod.error_response(exc, self.render, request_id)
+            response.headers.update(self.versions.response_headers(self.versions.minimum))
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["microversion"] = version
+        extra = [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in self.versions.response_headers(version).items()
+        ]
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+def requested_version(request: Request) -> Version:
+    """The version MicroversionMiddleware negotiated for this request."""
+    version: Version = request.state.microversion
+    return version

@@ -29,7 +29,7 @@ MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def render_error(exc: errors.PocketstackError) -> dict[str, Any]:
+def render_error(exc: errors.PocketstackError, _request_id: str) -> dict[str, Any]:
     return {"error": {"code": exc.status, "title": exc.title, "message": exc.message}}
 
 

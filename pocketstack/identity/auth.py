@@ -106,6 +106,11 @@ def install(runtime: Runtime) -> IdentityState:
     return state
 
 
+def prepare(runtime: Runtime) -> None:
+    """Every start: make sure token keys exist."""
+    state_of(runtime).keys.setup()
+
+
 def state_of(runtime: Runtime) -> IdentityState:
     state: IdentityState = runtime.state["identity"]
     return state

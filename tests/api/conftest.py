@@ -29,7 +29,9 @@ CATALOG = [
 
 
 def _settings(state_dir: Path) -> config.Settings:
-    return config.Settings(state_dir=state_dir, password_hash_rounds=4)
+    return config.Settings(
+        state_dir=state_dir, password_hash_rounds=4, services=config.KNOWN_SERVICES
+    )
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state_dir = tmp_path_factory.mktemp("template")
     runtime = services.build_runtime(_settings(state_dir))
     services.upgrade_schema(runtime)
-    runtime.state["identity"].keys.setup()
+    services.prepare(runtime)
     bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
     runtime.db.dispose()
     return state_dir

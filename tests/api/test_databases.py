@@ -35,7 +35,7 @@ def _start(state_dir: Path, url: str) -> AbstractContextManager[Cloud]:
     settings = config.Settings(state_dir=state_dir, db_url=url, password_hash_rounds=4)
     runtime = services.build_runtime(settings)
     services.upgrade_schema(runtime)
-    runtime.state["identity"].keys.setup()
+    services.prepare(runtime)
     bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
     runtime.db.dispose()
     return running(settings)

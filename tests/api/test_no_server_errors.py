@@ -1,4 +1,4 @@
-"""No client input gets a 500: every identity route, odd ids, and malformed bodies."""
+"""No client input gets a 500: every route of every service, odd ids, malformed bodies."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from pocketstack.identity import api as identity_api
+from pocketstack.placement import api as placement_api
 from tests.api.conftest import Cloud
 
 ODD_IDS = ["x", "a" * 300, "%E2%98%83", "0"]
@@ -24,11 +25,15 @@ ODD_BODIES: list[Any] = [
     {"auth": {"identity": {"methods": ["token"], "token": {"id": "junk"}}}},
     {"auth": {"identity": {"methods": ["magic"]}, "scope": {"project": {}}}},
     {"config": {"ldap": {"nonsense": 1}}},
+    {"name": "CUSTOM_X", "resource_provider_generation": "1", "inventories": {"VCPU": {}}},
+    {"traits": ["NOPE"], "aggregates": [1], "resource_provider_generation": 0},
 ]
+ROUTERS = {"identity": identity_api.router, "placement": placement_api.router}
 ROUTES = sorted(
     {
-        (method, route.path)
-        for route in identity_api.router.routes
+        (prefix, method, route.path)
+        for prefix, router in ROUTERS.items()
+        for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods
         if method != "HEAD"
@@ -37,19 +42,28 @@ ROUTES = sorted(
 
 
 def _paths(template: str) -> list[str]:
-    names = re.findall(r"{(\w+)}", template)
-    if not names:
+    if not re.findall(r"{(\w+)}", template):
         return [template]
     return [re.sub(r"{\w+}", odd, template) for odd in ODD_IDS]
 
 
-@pytest.mark.parametrize(("method", "template"), ROUTES)
-def test_route_never_answers_500(cloud: Cloud, method: str, template: str) -> None:
-    admin = cloud.admin
+def _error_message(prefix: str, body: Any) -> str:
+    if prefix == "placement":
+        return str(body["errors"][0]["detail"])
+    return str(body["error"]["message"])
+
+
+@pytest.mark.parametrize(("prefix", "method", "template"), ROUTES)
+def test_route_never_answers_500(cloud: Cloud, prefix: str, method: str, template: str) -> None:
+    headers = {
+        "X-Subject-Token": "junk",
+        "X-Auth-Token": cloud.admin,
+        "OpenStack-API-Version": "placement latest",
+    }
     bodies = ODD_BODIES if method in ("POST", "PUT", "PATCH") else [None]
     for path in _paths(template):
         for body in bodies:
-            response = cloud.call(method, path, admin, body, headers={"X-Subject-Token": "junk"})
+            response = cloud.client.request(method, f"/{prefix}{path}", json=body, headers=headers)
             assert response.status_code < 500, (method, path, body, response.text)
             if response.status_code >= 400:
-                assert response.json()["error"]["message"]
+                assert _error_message(prefix, response.json())

@@ -1,0 +1,626 @@
+"""Placement HTTP routes at /placement: the openstack-placement API.
+
+Every request is version-negotiated first (core.microversion); handlers
+gate routes and fields on `requested_version(request)`. Errors render as
+`{"errors": [{"status", "title", "detail", "code", "request_id"}]}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
+
+from pocketstack.core import app as app_mod
+from pocketstack.core import errors, routing
+from pocketstack.core.auth import Ctx
+from pocketstack.core.microversion import (
+    MicroversionMiddleware,
+    Version,
+    VersionRange,
+    requested_version,
+)
+from pocketstack.placement import schemas
+from pocketstack.placement import service as placement_service
+
+VERSIONS = VersionRange("placement", Version(1, 0), Version(1, 39))
+UNDEFINED_CODE = "placement.undefined_code"
+router = routing.Router()
+
+
+def render_error(exc: errors.PocketstackError, request_id: str) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "status": exc.status,
+        "title": exc.title,
+        "detail": exc.message,
+        "code": exc.code if exc.code and exc.code.startswith("placement.") else UNDEFINED_CODE,
+        "request_id": request_id,
+    }
+    if isinstance(exc, errors.NotAcceptable):
+        error["min_version"], error["max_version"] = exc.min_version, exc.max_version
+    return {"errors": [error]}
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return "Malformed JSON: the request body is not valid JSON."
+    return f"JSON does not validate: {app_mod.describe_validation_error(exc)}"
+
+
+def base_of(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def version_of(request: Request, minimum: Version | None = None) -> Version:
+    """The negotiated version; routes newer than it answer 404 as upstream does."""
+    version = requested_version(request)
+    if minimum is not None and version < minimum:
+        raise errors.NotFound("The resource could not be found.")
+    return version
+
+
+def ok(
+    request: Request,
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    modified: Any = None,
+) -> Response:
+    """JSON with upstream's caching headers from 1.15 (`last-modified`, `cache-control`)."""
+    all_headers = dict(headers or {})
+    if requested_version(request) >= schemas.V1_15:
+        all_headers["cache-control"] = "no-cache"
+        moment = modified or placement_service.now()
+        all_headers["last-modified"] = schemas.timestamp(moment)
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def no_content(status: int = 204, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, headers=headers)
+
+
+def check_query(request: Request, allowed: Iterable[str]) -> None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        raise errors.Invalid(
+            f"Invalid query string parameters: Additional properties are not allowed "
+            f"({', '.join(repr(u) for u in unknown)} {'was' if len(unknown) == 1 else 'were'} "
+            "unexpected)"
+        )
+
+
+def reject_before(version: Version, minimum: Version, fields: Mapping[str, Any]) -> None:
+    """Body fields a client may only send from `minimum` on."""
+    present = [name for name, value in fields.items() if value is not None]
+    if present and version < minimum:
+        raise errors.Invalid(
+            "JSON does not validate: Additional properties are not allowed "
+            f"({', '.join(repr(p) for p in present)} was unexpected)"
+        )
+
+
+# Root --------------------------------------------------------------------------------
+
+
+@router.get("/")
+def list_versions(request: Request) -> Response:
+    document = {
+        "id": f"v{VERSIONS.minimum}",
+        "max_version": str(VERSIONS.maximum),
+        "min_version": str(VERSIONS.minimum),
+        "status": "CURRENT",
+        "links": [{"rel": "self", "href": ""}],
+    }
+    return ok(request, {"versions": [document]})
+
+
+# Resource providers ------------------------------------------------------------------
+
+
+def _provider_location(request: Request, provider_uuid: str) -> str:
+    return f"{base_of(request)}/resource_providers/{provider_uuid}"
+
+
+@router.post("/resource_providers")
+def create_resource_provider(request: Request, body: schemas.ProviderCreate, ctx: Ctx) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:create")
+    reject_before(version, schemas.V1_14, {"parent_provider_uuid": body.parent_provider_uuid})
+    provider = placement_service.create_provider(
+        ctx, body.name, body.uuid, body.parent_provider_uuid
+    )
+    location = {"location": _provider_location(request, provider.uuid)}
+    if version >= Version(1, 20):
+        return ok(
+            request,
+            schemas.provider_view(provider, base_of(request), version),
+            headers=location,
+            modified=provider.updated_at,
+        )
+    return no_content(201, headers=location)
+
+
+_LIST_PARAMS = [
+    (Version(1, 0), {"name", "uuid"}),
+    (Version(1, 3), {"member_of"}),
+    (Version(1, 4), {"resources"}),
+    (Version(1, 14), {"in_tree"}),
+    (Version(1, 18), {"required"}),
+]
+
+
+@router.get("/resource_providers")
+def list_resource_providers(request: Request, ctx: Ctx) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:list")
+    check_query(request, set().union(*(p for v, p in _LIST_PARAMS if version >= v)))
+    query = _provider_filter(request, version)
+    providers = placement_service.list_providers(ctx, query)
+    base = base_of(request)
+    modified = max((p.updated_at for p in providers), default=None)
+    return ok(
+        request,
+        {"resource_providers": [schemas.provider_view(p, base, version) for p in providers]},
+        modified=modified,
+    )
+
+
+def _provider_filter(request: Request, version: Version) -> placement_service.ProviderFilter:
+    params = request.query_params
+    member_of: list[frozenset[str]] = []
+    forbidden_aggregates: set[str] = set()
+    for raw in params.getlist("member_of"):
+        if raw.startswith("!"):
+            if version < Version(1, 32):
+                raise errors.Invalid(
+                    f"Invalid query string parameters: member_of={raw}",
+                    code="placement.query.bad_value",
+                )
+            forbidden_aggregates.update(_split_in(raw[1:], version))
+        else:
+            member_of.append(frozenset(_split_in(raw, version)))
+    required: list[frozenset[str]] = []
+    forbidden_traits: set[str] = set()
+    for raw in params.getlist("required"):
+        for item in raw.split(","):
+            if item.startswith("in:") and version >= Version(1, 39):
+                required.append(frozenset(t for t in item[3:].split(",") if t))
+            elif item.startswith("!") and version >= Version(1, 22):
+                forbidden_traits.add(item[1:])
+            elif item:
+                required.append(frozenset([item]))
+    return placement_service.ProviderFilter(
+        name=params.get("name"),
+        uuid=params.get("uuid"),
+        in_tree=params.get("in_tree"),
+        member_of=member_of,
+        forbidden_aggregates=frozenset(forbidden_aggregates),
+        required_traits=required,
+        forbidden_traits=frozenset(forbidden_traits),
+        resources=parse_resources(params.get("resources")),
+    )
+
+
+def _split_in(raw: str, version: Version) -> list[str]:
+    if raw.startswith("in:"):
+        return [a for a in raw[3:].split(",") if a]
+    return [raw]
+
+
+def parse_resources(raw: str | None) -> dict[str, int]:
+    """`VCPU:2,MEMORY_MB:512` into a mapping; 400 naming what is wrong."""
+    if raw is None:
+        return {}
+    result: dict[str, int] = {}
+    for item in raw.split(","):
+        name, sep, amount = item.partition(":")
+        if not sep or not amount.isdigit():
+            raise errors.Invalid(
+                f"Badly formed resources parameter. Expected resources query string parameter "
+                f"in form: ?resources=VCPU:2,MEMORY_MB:1024. Got: {raw}.",
+                code="placement.query.bad_value",
+            )
+        if name in result:
+            raise errors.Invalid(
+                f"Resource class {name} appears twice in resources.",
+                code="placement.query.duplicate_key",
+            )
+        result[name] = int(amount)
+    return result
+
+
+@router.get("/resource_providers/{provider_uuid}")
+def get_resource_provider(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:show")
+    provider = placement_service.get_provider(ctx, provider_uuid)
+    return ok(
+        request,
+        schemas.provider_view(provider, base_of(request), version),
+        modified=provider.updated_at,
+    )
+
+
+@router.put("/resource_providers/{provider_uuid}")
+def update_resource_provider(
+    request: Request, provider_uuid: str, body: schemas.ProviderUpdate, ctx: Ctx
+) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:update")
+    fields = body.model_dump(exclude_unset=True)
+    if "parent_provider_uuid" in fields and version < schemas.V1_14:
+        reject_before(version, schemas.V1_14, {"parent_provider_uuid": "set"})
+    provider = placement_service.update_provider(
+        ctx, provider_uuid, fields, allow_reparenting=version >= Version(1, 37)
+    )
+    return ok(
+        request,
+        schemas.provider_view(provider, base_of(request), version),
+        modified=provider.updated_at,
+    )
+
+
+@router.delete("/resource_providers/{provider_uuid}")
+def delete_resource_provider(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request)
+    ctx.authorize("placement:resource_providers:delete")
+    placement_service.delete_provider(ctx, provider_uuid)
+    return no_content()
+
+
+# Inventories ---------------------------------------------------------------------------
+
+
+def _inventories_body(
+    provider: placement_service.Provider, inventories: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "inventories": {name: schemas.inventory_view(inv) for name, inv in inventories.items()},
+        "resource_provider_generation": provider.generation,
+    }
+
+
+@router.get("/resource_providers/{provider_uuid}/inventories")
+def list_inventories(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request)
+    ctx.authorize("placement:resource_providers:inventories:list")
+    provider, inventories = placement_service.provider_inventories(ctx, provider_uuid)
+    return ok(request, _inventories_body(provider, inventories), modified=provider.updated_at)
+
+
+@router.put("/resource_providers/{provider_uuid}/inventories")
+def replace_inventories(
+    request: Request, provider_uuid: str, body: schemas.InventoriesPut, ctx: Ctx
+) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:inventories:update")
+    provider, inventories = placement_service.replace_inventories(
+        ctx,
+        provider_uuid,
+        body.resource_provider_generation,
+        {name: fields.spec() for name, fields in body.inventories.items()},
+        allow_reserved_total=version >= Version(1, 26),
+    )
+    return ok(request, _inventories_body(provider, inventories), modified=provider.updated_at)
+
+
+@router.post("/resource_providers/{provider_uuid}/inventories")
+def create_inventory(
+    request: Request, provider_uuid: str, body: schemas.InventoryPost, ctx: Ctx
+) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:inventories:create")
+    generation = body.resource_provider_generation
+    if generation is None:
+        generation = placement_service.get_provider(ctx, provider_uuid).generation
+    provider, inventory = placement_service.set_inventory(
+        ctx,
+        provider_uuid,
+        body.resource_class,
+        generation,
+        body.spec(),
+        create_only=True,
+        allow_reserved_total=version >= Version(1, 26),
+    )
+    view = schemas.inventory_view(inventory) | {"resource_provider_generation": provider.generation}
+    location = (
+        f"{base_of(request)}/resource_providers/{provider_uuid}/inventories/{body.resource_class}"
+    )
+    return ok(
+        request, view, status=201, headers={"location": location}, modified=provider.updated_at
+    )
+
+
+@router.delete("/resource_providers/{provider_uuid}/inventories")
+def delete_inventories(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 5))
+    ctx.authorize("placement:resource_providers:inventories:delete")
+    placement_service.delete_inventories(ctx, provider_uuid)
+    return no_content()
+
+
+@router.get("/resource_providers/{provider_uuid}/inventories/{resource_class}")
+def get_inventory(request: Request, provider_uuid: str, resource_class: str, ctx: Ctx) -> Response:
+    version_of(request)
+    ctx.authorize("placement:resource_providers:inventories:show")
+    provider, inventories = placement_service.provider_inventories(ctx, provider_uuid)
+    if resource_class not in inventories:
+        raise errors.NotFound(f"No inventory of class {resource_class} for {provider_uuid}")
+    view = schemas.inventory_view(inventories[resource_class]) | {
+        "resource_provider_generation": provider.generation
+    }
+    return ok(request, view, modified=provider.updated_at)
+
+
+@router.put("/resource_providers/{provider_uuid}/inventories/{resource_class}")
+def update_inventory(
+    request: Request,
+    provider_uuid: str,
+    resource_class: str,
+    body: schemas.InventoryPut,
+    ctx: Ctx,
+) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:resource_providers:inventories:update")
+    provider, inventory = placement_service.set_inventory(
+        ctx,
+        provider_uuid,
+        resource_class,
+        body.resource_provider_generation,
+        body.spec(),
+        create_only=False,
+        allow_reserved_total=version >= Version(1, 26),
+    )
+    view = schemas.inventory_view(inventory) | {"resource_provider_generation": provider.generation}
+    return ok(request, view, modified=provider.updated_at)
+
+
+@router.delete("/resource_providers/{provider_uuid}/inventories/{resource_class}")
+def delete_inventory(
+    request: Request, provider_uuid: str, resource_class: str, ctx: Ctx
+) -> Response:
+    version_of(request)
+    ctx.authorize("placement:resource_providers:inventories:delete")
+    placement_service.delete_inventory(ctx, provider_uuid, resource_class, None)
+    return no_content()
+
+
+# Aggregates and traits of a provider ---------------------------------------------------
+
+
+def _aggregates_body(
+    request: Request, provider: placement_service.Provider, aggregates: list[str]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"aggregates": aggregates}
+    if requested_version(request) >= Version(1, 19):
+        body["resource_provider_generation"] = provider.generation
+    return body
+
+
+@router.get("/resource_providers/{provider_uuid}/aggregates")
+def list_aggregates(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 1))
+    ctx.authorize("placement:resource_providers:aggregates:list")
+    provider, aggregates = placement_service.provider_aggregates(ctx, provider_uuid)
+    return ok(
+        request, _aggregates_body(request, provider, aggregates), modified=provider.updated_at
+    )
+
+
+@router.put("/resource_providers/{provider_uuid}/aggregates")
+async def update_aggregates(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    """Before 1.19 the body is a bare list of aggregate uuids; since, an object with the
+    provider generation."""
+    version = version_of(request, Version(1, 1))
+    ctx.authorize("placement:resource_providers:aggregates:update")
+    raw = await _json_body(request)
+    generation: int | None = None
+    if version >= Version(1, 19):
+        body = _validated(schemas.AggregatesPut, raw)
+        aggregates, generation = body.aggregates, body.resource_provider_generation
+    elif isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+        aggregates = raw
+    else:
+        raise errors.Invalid("JSON does not validate: the body must be a list of uuids")
+    provider, current = await _in_thread(
+        placement_service.set_provider_aggregates, ctx, provider_uuid, generation, aggregates
+    )
+    return ok(request, _aggregates_body(request, provider, current), modified=provider.updated_at)
+
+
+@router.get("/resource_providers/{provider_uuid}/traits")
+def list_provider_traits(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:resource_providers:traits:list")
+    provider, traits = placement_service.provider_traits(ctx, provider_uuid)
+    return ok(
+        request,
+        {"traits": traits, "resource_provider_generation": provider.generation},
+        modified=provider.updated_at,
+    )
+
+
+@router.put("/resource_providers/{provider_uuid}/traits")
+def update_provider_traits(
+    request: Request, provider_uuid: str, body: schemas.TraitsPut, ctx: Ctx
+) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:resource_providers:traits:update")
+    provider, traits = placement_service.set_provider_traits(
+        ctx, provider_uuid, body.resource_provider_generation, body.traits
+    )
+    return ok(
+        request,
+        {"traits": traits, "resource_provider_generation": provider.generation},
+        modified=provider.updated_at,
+    )
+
+
+@router.delete("/resource_providers/{provider_uuid}/traits")
+def delete_provider_traits(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:resource_providers:traits:delete")
+    placement_service.delete_provider_traits(ctx, provider_uuid)
+    return no_content()
+
+
+@router.get("/resource_providers/{provider_uuid}/usages")
+def list_provider_usages(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version_of(request)
+    ctx.authorize("placement:resource_providers:usages")
+    provider, usages = placement_service.provider_usages(ctx, provider_uuid)
+    return ok(request, {"usages": usages, "resource_provider_generation": provider.generation})
+
+
+# Resource classes ----------------------------------------------------------------------
+
+
+@router.get("/resource_classes")
+def list_resource_classes(request: Request, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 2))
+    ctx.authorize("placement:resource_classes:list")
+    base = base_of(request)
+    classes = placement_service.list_resource_classes(ctx)
+    return ok(
+        request, {"resource_classes": [schemas.resource_class_view(rc, base) for rc in classes]}
+    )
+
+
+@router.post("/resource_classes")
+def create_resource_class(
+    request: Request, body: schemas.ResourceClassCreate, ctx: Ctx
+) -> Response:
+    version_of(request, Version(1, 2))
+    ctx.authorize("placement:resource_classes:create")
+    placement_service.create_resource_class(ctx, body.name, exist_ok=False)
+    return no_content(201, {"location": f"{base_of(request)}/resource_classes/{body.name}"})
+
+
+@router.get("/resource_classes/{name}")
+def get_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 2))
+    ctx.authorize("placement:resource_classes:show")
+    rc = placement_service.get_resource_class(ctx, name)
+    return ok(request, schemas.resource_class_view(rc, base_of(request)), modified=rc.updated_at)
+
+
+@router.put("/resource_classes/{name}")
+async def put_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
+    """From 1.2 to 1.6 this renames a custom class (body `{"name": new}`); from 1.7 it creates the
+    class named in the URL if missing (201) and answers 204 if it exists."""
+    version = version_of(request, Version(1, 2))
+    ctx.authorize("placement:resource_classes:update")
+    if version >= Version(1, 7):
+        created = await _in_thread(placement_service.create_resource_class, ctx, name, True)
+        location = {"location": f"{base_of(request)}/resource_classes/{name}"}
+        return no_content(201 if created else 204, location)
+    body = _validated(schemas.ResourceClassCreate, await _json_body(request))
+    rc = await _in_thread(placement_service.update_resource_class, ctx, name, body.name)
+    return ok(request, schemas.resource_class_view(rc, base_of(request)))
+
+
+@router.delete("/resource_classes/{name}")
+def delete_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 2))
+    ctx.authorize("placement:resource_classes:delete")
+    placement_service.delete_resource_class(ctx, name)
+    return no_content()
+
+
+# Traits ----------------------------------------------------------------------------------
+
+
+@router.get("/traits")
+def list_traits(request: Request, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:traits:list")
+    check_query(request, {"name", "associated"})
+    names: list[str] | None = None
+    prefix: str | None = None
+    raw_name = request.query_params.get("name")
+    if raw_name is not None:
+        if raw_name.startswith("in:"):
+            names = [n for n in raw_name[3:].split(",") if n]
+        elif raw_name.startswith("startswith:"):
+            prefix = raw_name[len("startswith:") :]
+        else:
+            raise errors.Invalid(
+                f"Badly formatted name parameter. Expected name query string parameter in "
+                f'form: ?name=[in|startswith]:[name1,name2|prefix]. Got: "{raw_name}"'
+            )
+    associated: bool | None = None
+    if "associated" in request.query_params:
+        raw = request.query_params["associated"].lower()
+        if raw not in ("true", "false"):
+            raise errors.Invalid(
+                f'The query parameter "associated" only accepts "true" or "false", not "{raw}"'
+            )
+        associated = raw == "true"
+    return ok(request, {"traits": placement_service.list_traits(ctx, names, prefix, associated)})
+
+
+@router.get("/traits/{name}")
+def get_trait(request: Request, name: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:traits:show")
+    if not placement_service.trait_exists(ctx, name):
+        raise errors.NotFound(f"No such trait(s): {name}.")
+    return no_content()
+
+
+@router.put("/traits/{name}")
+def put_trait(request: Request, name: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:traits:update")
+    created = placement_service.create_trait(ctx, name)
+    return no_content(201 if created else 204, {"location": f"{base_of(request)}/traits/{name}"})
+
+
+@router.delete("/traits/{name}")
+def delete_trait(request: Request, name: str, ctx: Ctx) -> Response:
+    version_of(request, Version(1, 6))
+    ctx.authorize("placement:traits:delete")
+    placement_service.delete_trait(ctx, name)
+    return no_content()
+
+
+# Bodies whose shape depends on the version ------------------------------------------------
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise errors.Invalid("Malformed JSON: the request body is not valid JSON.") from None
+
+
+def _validated(model: type[schemas.Body], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "/".join(str(p) for p in first.get("loc", ())) or "body"
+        raise errors.Invalid(
+            f"JSON does not validate: invalid input for field '{field}': {first['msg']}."
+        ) from None
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    return await run_in_threadpool(function, *args)
+
+
+def create_app() -> ASGIApp:
+    """The placement ASGI app, version-negotiated, mounted at /placement by core.app."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(router)
+    app_mod.install_error_handlers(app, render_error, describe_validation_error)
+    return MicroversionMiddleware(app, VERSIONS, render_error)

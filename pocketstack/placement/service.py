@@ -1,0 +1,853 @@
+"""Placement domain logic: providers and their trees, inventories, classes, traits,
+aggregates and usages.
+
+Every change to what a provider offers (inventory, traits, aggregates) is a
+compare-and-swap on the provider's generation, as upstream does it, so two
+writers racing on one provider cannot both win: the loser gets 409
+`placement.concurrent_update` and re-reads.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import os_resource_classes
+import os_traits
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pocketstack.core import errors
+from pocketstack.core.context import RequestContext
+from pocketstack.core.runtime import Runtime
+from pocketstack.placement import models
+
+CUSTOM_NAME = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
+FIRST_CUSTOM_CLASS_ID = 10000
+STANDARD_TRAITS = frozenset(os_traits.get_traits())
+
+CONCURRENT_UPDATE = "placement.concurrent_update"
+DUPLICATE_NAME = "placement.duplicate_name"
+INVENTORY_INUSE = "placement.inventory.inuse"
+PROVIDER_IN_USE = "placement.resource_provider.inuse"
+PROVIDER_CANNOT_DELETE_PARENT = "placement.resource_provider.cannot_delete_parent"
+PROVIDER_NOT_FOUND = "placement.resource_provider.not_found"
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def concurrent_update(what: str) -> errors.GenerationConflict:
+    return errors.GenerationConflict(
+        f"{what} failed because another request changed the resource provider meanwhile. "
+        "Re-read it and retry.",
+        code=CONCURRENT_UPDATE,
+    )
+
+
+# Startup: the standard classes and traits ---------------------------------------
+
+
+def prepare(runtime: Runtime) -> None:
+    """Every start: the standard classes and traits of the installed os-* libraries."""
+    with runtime.db.write() as session:
+        sync_standards(session)
+
+
+def sync_standards(session: Session) -> None:
+    """Insert standard resource classes and traits this os-* library version knows."""
+    moment = now()
+    known_classes = set(session.scalars(select(models.ResourceClass.name)))
+    for index, name in enumerate(os_resource_classes.STANDARDS):
+        if name not in known_classes:
+            session.add(
+                models.ResourceClass(id=index, name=name, created_at=moment, updated_at=moment)
+            )
+    known_traits = set(session.scalars(select(models.Trait.name)))
+    for name in sorted(STANDARD_TRAITS - known_traits):
+        session.add(models.Trait(name=name, created_at=moment, updated_at=moment))
+
+
+# Resource providers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A provider as the API shows it, with its parent and root as uuids."""
+
+    id: int
+    uuid: str
+    name: str
+    generation: int
+    parent_uuid: str | None
+    root_uuid: str
+    updated_at: datetime
+
+
+def _pairs(session: Session, stmt: Any) -> dict[Any, Any]:
+    """A two-column query as a dict of first column to second."""
+    return {first: second for first, second in session.execute(stmt)}
+
+
+def _provider_views(session: Session, rows: Sequence[models.ResourceProvider]) -> list[Provider]:
+    ids = {r.parent_id for r in rows if r.parent_id} | {r.root_id for r in rows if r.root_id}
+    uuids = _pairs(
+        session,
+        select(models.ResourceProvider.id, models.ResourceProvider.uuid).where(
+            models.ResourceProvider.id.in_(ids)
+        ),
+    )
+    uuids.update({r.id: r.uuid for r in rows})
+    return [
+        Provider(
+            r.id,
+            r.uuid,
+            r.name,
+            r.generation,
+            uuids.get(r.parent_id) if r.parent_id else None,
+            uuids.get(r.root_id or r.id, r.uuid),
+            r.updated_at,
+        )
+        for r in rows
+    ]
+
+
+def _provider_row(session: Session, provider_uuid: str) -> models.ResourceProvider:
+    row = session.scalar(
+        select(models.ResourceProvider).where(models.ResourceProvider.uuid == provider_uuid)
+    )
+    if row is None:
+        raise errors.NotFound(
+            f"No resource provider with uuid {provider_uuid} found", code=PROVIDER_NOT_FOUND
+        )
+    return row
+
+
+def get_provider(ctx: RequestContext, provider_uuid: str) -> Provider:
+    with ctx.db.read() as session:
+        return _provider_views(session, [_provider_row(session, provider_uuid)])[0]
+
+
+def create_provider(
+    ctx: RequestContext, name: str, provider_uuid: str | None, parent_uuid: str | None
+) -> Provider:
+    key = str(uuidlib.UUID(provider_uuid)) if provider_uuid else str(uuidlib.uuid4())
+    with ctx.db.write() as session:
+        parent = None
+        if parent_uuid:
+            parent = session.scalar(
+                select(models.ResourceProvider).where(models.ResourceProvider.uuid == parent_uuid)
+            )
+            if parent is None:
+                raise errors.Invalid(
+                    f'Unable to create resource provider "{name}", {key}: '
+                    "parent provider UUID does not exist."
+                )
+        _check_unique(session, name=name, provider_uuid=key)
+        moment = now()
+        row = models.ResourceProvider(
+            uuid=key, name=name, generation=0, created_at=moment, updated_at=moment
+        )
+        if parent is not None:
+            row.parent_id, row.root_id = parent.id, parent.root_id or parent.id
+        session.add(row)
+        session.flush()
+        if row.root_id is None:
+            row.root_id = row.id
+        return _provider_views(session, [row])[0]
+
+
+def _check_unique(
+    session: Session, *, name: str | None, provider_uuid: str | None, exclude_id: int | None = None
+) -> None:
+    duplicates = []
+    if provider_uuid:
+        found = session.scalar(
+            select(models.ResourceProvider.id).where(models.ResourceProvider.uuid == provider_uuid)
+        )
+        if found is not None and found != exclude_id:
+            duplicates.append(f"uuid: {provider_uuid}")
+    if name:
+        found = session.scalar(
+            select(models.ResourceProvider.id).where(models.ResourceProvider.name == name)
+        )
+        if found is not None and found != exclude_id:
+            duplicates.append(f"name: {name}")
+    if duplicates:
+        raise errors.Conflict(
+            f"Conflicting resource provider {', '.join(duplicates)} already exists.",
+            code=DUPLICATE_NAME,
+        )
+
+
+def update_provider(
+    ctx: RequestContext, provider_uuid: str, fields: Mapping[str, Any], allow_reparenting: bool
+) -> Provider:
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        if "name" in fields and fields["name"] != row.name:
+            _check_unique(session, name=fields["name"], provider_uuid=None, exclude_id=row.id)
+            row.name = fields["name"]
+        if "parent_provider_uuid" in fields:
+            _reparent(session, row, fields["parent_provider_uuid"], allow_reparenting)
+        row.updated_at = now()
+        try:
+            session.flush()
+        except IntegrityError:
+            raise errors.Conflict(
+                f"Conflicting resource provider {fields.get('name')} already exists.",
+                code=DUPLICATE_NAME,
+            ) from None
+        return _provider_views(session, [row])[0]
+
+
+def _reparent(
+    session: Session, row: models.ResourceProvider, parent_uuid: str | None, allow_reparenting: bool
+) -> None:
+    current = _provider_views(session, [row])[0].parent_uuid
+    if parent_uuid == current:
+        return
+    if not allow_reparenting and current is not None:
+        raise errors.Invalid(
+            f"Unable to save resource provider {row.uuid}: Object action update failed "
+            "because: re-parenting a provider is not currently allowed."
+        )
+    if parent_uuid is None:
+        if not allow_reparenting:
+            raise errors.Invalid(
+                f"Unable to save resource provider {row.uuid}: Object action update failed "
+                "because: un-parenting a provider is not currently allowed."
+            )
+        new_root = row.id
+        row.parent_id = None
+    else:
+        parent = session.scalar(
+            select(models.ResourceProvider).where(models.ResourceProvider.uuid == parent_uuid)
+        )
+        if parent is None:
+            raise errors.Invalid(
+                f"Unable to save resource provider {row.uuid}: Object action update failed "
+                "because: parent provider UUID does not exist."
+            )
+        if parent.id == row.id or parent.id in _subtree_ids(session, row.id):
+            raise errors.Invalid(
+                f"Unable to save resource provider {row.uuid}: Object action update failed "
+                "because: creating loop in the provider tree is not allowed."
+            )
+        row.parent_id = parent.id
+        new_root = parent.root_id or parent.id
+    session.execute(
+        update(models.ResourceProvider)
+        .where(models.ResourceProvider.id.in_(_subtree_ids(session, row.id) | {row.id}))
+        .values(root_id=new_root)
+    )
+    row.root_id = new_root
+
+
+def _subtree_ids(session: Session, provider_id: int) -> set[int]:
+    """Every descendant of a provider (not the provider itself)."""
+    found: set[int] = set()
+    frontier = [provider_id]
+    while frontier:
+        children = list(
+            session.scalars(
+                select(models.ResourceProvider.id).where(
+                    models.ResourceProvider.parent_id.in_(frontier)
+                )
+            )
+        )
+        frontier = [c for c in children if c not in found]
+        found.update(frontier)
+    return found
+
+
+def delete_provider(ctx: RequestContext, provider_uuid: str) -> None:
+    with ctx.db.write() as session:
+        row = session.scalar(
+            select(models.ResourceProvider).where(models.ResourceProvider.uuid == provider_uuid)
+        )
+        if row is None:
+            raise errors.NotFound(
+                f"No resource provider with uuid {provider_uuid} found for delete"
+            )
+        if (
+            session.scalar(
+                select(models.Allocation.id)
+                .where(models.Allocation.resource_provider_id == row.id)
+                .limit(1)
+            )
+            is not None
+        ):
+            raise errors.Conflict(
+                f"Unable to delete resource provider {provider_uuid}: Resource provider has "
+                "allocations.",
+                code=PROVIDER_IN_USE,
+            )
+        if (
+            session.scalar(
+                select(models.ResourceProvider.id)
+                .where(models.ResourceProvider.parent_id == row.id)
+                .limit(1)
+            )
+            is not None
+        ):
+            raise errors.Conflict(
+                f"Unable to delete parent resource provider {provider_uuid}: It has child "
+                "resource providers.",
+                code=PROVIDER_CANNOT_DELETE_PARENT,
+            )
+        for model in (models.Inventory, models.ProviderTrait, models.ProviderAggregate):
+            session.execute(delete(model).where(model.resource_provider_id == row.id))
+        session.delete(row)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFilter:
+    """The filters of GET /resource_providers."""
+
+    name: str | None = None
+    uuid: str | None = None
+    in_tree: str | None = None
+    member_of: Sequence[frozenset[str]] = ()
+    forbidden_aggregates: frozenset[str] = frozenset()
+    required_traits: Sequence[frozenset[str]] = ()
+    forbidden_traits: frozenset[str] = frozenset()
+    resources: Mapping[str, int] = field(default_factory=dict)
+
+
+def list_providers(ctx: RequestContext, query: ProviderFilter) -> list[Provider]:
+    with ctx.db.read() as session:
+        stmt = select(models.ResourceProvider)
+        if query.name is not None:
+            stmt = stmt.where(models.ResourceProvider.name == query.name)
+        if query.uuid is not None:
+            stmt = stmt.where(models.ResourceProvider.uuid == query.uuid)
+        if query.in_tree is not None:
+            tree = session.scalar(
+                select(models.ResourceProvider).where(models.ResourceProvider.uuid == query.in_tree)
+            )
+            if tree is None:
+                return []
+            stmt = stmt.where(models.ResourceProvider.root_id == (tree.root_id or tree.id))
+        for any_of in query.member_of:
+            stmt = stmt.where(
+                models.ResourceProvider.id.in_(
+                    select(models.ProviderAggregate.resource_provider_id).where(
+                        models.ProviderAggregate.aggregate_uuid.in_(any_of)
+                    )
+                )
+            )
+        if query.forbidden_aggregates:
+            stmt = stmt.where(
+                models.ResourceProvider.id.not_in(
+                    select(models.ProviderAggregate.resource_provider_id).where(
+                        models.ProviderAggregate.aggregate_uuid.in_(query.forbidden_aggregates)
+                    )
+                )
+            )
+        for any_of in query.required_traits:
+            stmt = stmt.where(models.ResourceProvider.id.in_(_with_traits(session, any_of)))
+        if query.forbidden_traits:
+            stmt = stmt.where(
+                models.ResourceProvider.id.not_in(_with_traits(session, query.forbidden_traits))
+            )
+        for class_name, amount in query.resources.items():
+            stmt = stmt.where(
+                models.ResourceProvider.id.in_(_with_capacity(session, class_name, amount))
+            )
+        rows = list(session.scalars(stmt.order_by(models.ResourceProvider.id)))
+        return _provider_views(session, rows)
+
+
+def _with_traits(session: Session, names: Iterable[str]) -> Any:
+    trait_ids = _trait_ids(session, names)
+    return select(models.ProviderTrait.resource_provider_id).where(
+        models.ProviderTrait.trait_id.in_(trait_ids)
+    )
+
+
+def _with_capacity(session: Session, class_name: str, amount: int) -> Any:
+    """Providers with an inventory of the class that can take `amount` more."""
+    class_id = class_id_of(session, class_name)
+    used = (
+        select(func.coalesce(func.sum(models.Allocation.used), 0))
+        .where(
+            models.Allocation.resource_provider_id == models.Inventory.resource_provider_id,
+            models.Allocation.resource_class_id == class_id,
+        )
+        .scalar_subquery()
+    )
+    inv = models.Inventory
+    return select(inv.resource_provider_id).where(
+        inv.resource_class_id == class_id,
+        inv.min_unit <= amount,
+        inv.max_unit >= amount,
+        (inv.total - inv.reserved) * inv.allocation_ratio - used >= amount,
+    )
+
+
+# Resource classes ------------------------------------------------------------------
+
+
+def class_id_of(session: Session, name: str) -> int:
+    class_id = session.scalar(
+        select(models.ResourceClass.id).where(models.ResourceClass.name == name)
+    )
+    if class_id is None:
+        raise errors.Invalid(f"No such resource class {name}.")
+    return class_id
+
+
+def list_resource_classes(ctx: RequestContext) -> list[models.ResourceClass]:
+    with ctx.db.read() as session:
+        return list(session.scalars(select(models.ResourceClass).order_by(models.ResourceClass.id)))
+
+
+def get_resource_class(ctx: RequestContext, name: str) -> models.ResourceClass:
+    with ctx.db.read() as session:
+        row = session.scalar(select(models.ResourceClass).where(models.ResourceClass.name == name))
+        if row is None:
+            raise errors.NotFound(f"No such resource class {name}.")
+        return row
+
+
+def create_resource_class(ctx: RequestContext, name: str, exist_ok: bool) -> bool:
+    """Create a CUSTOM_ class; returns False if it existed and `exist_ok` allowed that."""
+    if not CUSTOM_NAME.match(name):
+        raise errors.Invalid(
+            f"Resource class names must start with CUSTOM_ and use A-Z, 0-9 and _: {name}"
+        )
+    with ctx.db.write() as session:
+        if (
+            session.scalar(select(models.ResourceClass.id).where(models.ResourceClass.name == name))
+            is not None
+        ):
+            if exist_ok:
+                return False
+            raise errors.Conflict(
+                f"Conflicting resource class already exists: {name}", code=DUPLICATE_NAME
+            )
+        next_id = max(
+            FIRST_CUSTOM_CLASS_ID,
+            (session.scalar(select(func.max(models.ResourceClass.id))) or 0) + 1,
+        )
+        moment = now()
+        session.add(
+            models.ResourceClass(id=next_id, name=name, created_at=moment, updated_at=moment)
+        )
+        return True
+
+
+def update_resource_class(ctx: RequestContext, name: str, new_name: str) -> models.ResourceClass:
+    """Pre-1.7 rename of a custom class."""
+    if not CUSTOM_NAME.match(new_name):
+        raise errors.Invalid(f"Resource class names must start with CUSTOM_: {new_name}")
+    with ctx.db.write() as session:
+        row = session.scalar(select(models.ResourceClass).where(models.ResourceClass.name == name))
+        if row is None:
+            raise errors.NotFound(f"No such resource class {name}.")
+        if row.id < FIRST_CUSTOM_CLASS_ID:
+            raise errors.Invalid(f"Cannot update standard resource class {name}")
+        if (
+            session.scalar(
+                select(models.ResourceClass.id).where(models.ResourceClass.name == new_name)
+            )
+            is not None
+        ):
+            raise errors.Conflict(f"Resource class already exists: {new_name}", code=DUPLICATE_NAME)
+        row.name, row.updated_at = new_name, now()
+        return row
+
+
+def delete_resource_class(ctx: RequestContext, name: str) -> None:
+    with ctx.db.write() as session:
+        row = session.scalar(select(models.ResourceClass).where(models.ResourceClass.name == name))
+        if row is None:
+            raise errors.NotFound(f"No such resource class {name}.")
+        if row.id < FIRST_CUSTOM_CLASS_ID:
+            raise errors.Invalid(f"Cannot delete standard resource class {name}")
+        if (
+            session.scalar(
+                select(models.Inventory.resource_provider_id)
+                .where(models.Inventory.resource_class_id == row.id)
+                .limit(1)
+            )
+            is not None
+        ):
+            raise errors.Conflict(
+                f"Unable to delete resource class {name}. Resource class is in use in inventory"
+            )
+        session.delete(row)
+
+
+# Traits ----------------------------------------------------------------------------
+
+
+def _trait_ids(session: Session, names: Iterable[str]) -> list[int]:
+    wanted = set(names)
+    found = _pairs(
+        session, select(models.Trait.name, models.Trait.id).where(models.Trait.name.in_(wanted))
+    )
+    missing = wanted - set(found)
+    if missing:
+        raise errors.Invalid(f"No such trait(s): {', '.join(sorted(missing))}.")
+    return list(found.values())
+
+
+def list_traits(
+    ctx: RequestContext, names: Sequence[str] | None, prefix: str | None, associated: bool | None
+) -> list[str]:
+    with ctx.db.read() as session:
+        stmt = select(models.Trait.name)
+        if names is not None:
+            stmt = stmt.where(models.Trait.name.in_(names))
+        if prefix is not None:
+            stmt = stmt.where(models.Trait.name.startswith(prefix, autoescape=True))
+        linked = select(models.ProviderTrait.trait_id)
+        if associated is True:
+            stmt = stmt.where(models.Trait.id.in_(linked))
+        elif associated is False:
+            stmt = stmt.where(models.Trait.id.not_in(linked))
+        return list(session.scalars(stmt.order_by(models.Trait.name)))
+
+
+def trait_exists(ctx: RequestContext, name: str) -> bool:
+    with ctx.db.read() as session:
+        return session.scalar(select(models.Trait.id).where(models.Trait.name == name)) is not None
+
+
+def create_trait(ctx: RequestContext, name: str) -> bool:
+    """Create a CUSTOM_ trait; False when it already existed."""
+    if not CUSTOM_NAME.match(name):
+        raise errors.Invalid(
+            f"The trait is invalid. A valid trait must be no longer than 255 "
+            f'characters, start with the prefix "CUSTOM_" and use following '
+            f'characters: "A"-"Z", "0"-"9" and "_": {name}'
+        )
+    with ctx.db.write() as session:
+        if session.scalar(select(models.Trait.id).where(models.Trait.name == name)) is not None:
+            return False
+        moment = now()
+        session.add(models.Trait(name=name, created_at=moment, updated_at=moment))
+        return True
+
+
+def delete_trait(ctx: RequestContext, name: str) -> None:
+    with ctx.db.write() as session:
+        row = session.scalar(select(models.Trait).where(models.Trait.name == name))
+        if row is None:
+            raise errors.NotFound(f"No such trait(s): {name}.")
+        if name in STANDARD_TRAITS:
+            raise errors.Invalid(f"Cannot delete standard trait {name}.")
+        if (
+            session.scalar(
+                select(models.ProviderTrait.resource_provider_id)
+                .where(models.ProviderTrait.trait_id == row.id)
+                .limit(1)
+            )
+            is not None
+        ):
+            raise errors.Conflict(f"The trait {name} is in use by a resource provider.")
+        session.delete(row)
+
+
+def provider_traits(ctx: RequestContext, provider_uuid: str) -> tuple[Provider, list[str]]:
+    with ctx.db.read() as session:
+        row = _provider_row(session, provider_uuid)
+        names = list(
+            session.scalars(
+                select(models.Trait.name)
+                .join(models.ProviderTrait, models.ProviderTrait.trait_id == models.Trait.id)
+                .where(models.ProviderTrait.resource_provider_id == row.id)
+                .order_by(models.Trait.name)
+            )
+        )
+        return _provider_views(session, [row])[0], names
+
+
+def _bump_generation(
+    session: Session, row: models.ResourceProvider, expected: int, what: str
+) -> None:
+    """The compare-and-swap every provider change goes through."""
+    result = session.execute(
+        update(models.ResourceProvider)
+        .where(models.ResourceProvider.id == row.id, models.ResourceProvider.generation == expected)
+        .values(generation=expected + 1, updated_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise concurrent_update(what)
+    session.refresh(row)
+
+
+def set_provider_traits(
+    ctx: RequestContext, provider_uuid: str, generation: int, names: Sequence[str]
+) -> tuple[Provider, list[str]]:
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        trait_ids = _trait_ids(session, names)
+        _bump_generation(session, row, generation, "Updating resource provider traits")
+        session.execute(
+            delete(models.ProviderTrait).where(models.ProviderTrait.resource_provider_id == row.id)
+        )
+        for trait_id in trait_ids:
+            session.add(models.ProviderTrait(resource_provider_id=row.id, trait_id=trait_id))
+        return _provider_views(session, [row])[0], sorted(set(names))
+
+
+def delete_provider_traits(ctx: RequestContext, provider_uuid: str) -> None:
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        _bump_generation(session, row, row.generation, "Deleting resource provider traits")
+        session.execute(
+            delete(models.ProviderTrait).where(models.ProviderTrait.resource_provider_id == row.id)
+        )
+
+
+# Aggregates ------------------------------------------------------------------------
+
+
+def provider_aggregates(ctx: RequestContext, provider_uuid: str) -> tuple[Provider, list[str]]:
+    with ctx.db.read() as session:
+        row = _provider_row(session, provider_uuid)
+        aggregates = list(
+            session.scalars(
+                select(models.ProviderAggregate.aggregate_uuid)
+                .where(models.ProviderAggregate.resource_provider_id == row.id)
+                .order_by(models.ProviderAggregate.aggregate_uuid)
+            )
+        )
+        return _provider_views(session, [row])[0], aggregates
+
+
+def set_provider_aggregates(
+    ctx: RequestContext, provider_uuid: str, generation: int | None, aggregates: Sequence[str]
+) -> tuple[Provider, list[str]]:
+    """Replace the aggregates; with a generation (1.19+) it must match and is bumped."""
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        expected = row.generation if generation is None else generation
+        _bump_generation(session, row, expected, "Updating resource provider aggregates")
+        session.execute(
+            delete(models.ProviderAggregate).where(
+                models.ProviderAggregate.resource_provider_id == row.id
+            )
+        )
+        unique = sorted(set(aggregates))
+        for aggregate in unique:
+            session.add(
+                models.ProviderAggregate(resource_provider_id=row.id, aggregate_uuid=aggregate)
+            )
+        return _provider_views(session, [row])[0], unique
+
+
+# Inventories -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InventorySpec:
+    total: int
+    reserved: int = 0
+    min_unit: int = 1
+    max_unit: int | None = None
+    step_size: int = 1
+    allocation_ratio: float = 1.0
+
+
+def _class_names(session: Session) -> dict[int, str]:
+    return _pairs(session, select(models.ResourceClass.id, models.ResourceClass.name))
+
+
+def provider_inventories(
+    ctx: RequestContext, provider_uuid: str
+) -> tuple[Provider, dict[str, models.Inventory]]:
+    with ctx.db.read() as session:
+        row = _provider_row(session, provider_uuid)
+        return _provider_views(session, [row])[0], _inventories(session, row.id)
+
+
+def _inventories(session: Session, provider_id: int) -> dict[str, models.Inventory]:
+    names = _class_names(session)
+    rows = session.scalars(
+        select(models.Inventory).where(models.Inventory.resource_provider_id == provider_id)
+    )
+    return {names[r.resource_class_id]: r for r in rows}
+
+
+def _usage_by_class(session: Session, provider_id: int) -> dict[int, int]:
+    return _pairs(
+        session,
+        select(models.Allocation.resource_class_id, func.sum(models.Allocation.used))
+        .where(models.Allocation.resource_provider_id == provider_id)
+        .group_by(models.Allocation.resource_class_id),
+    )
+
+
+def _validate_inventory(class_name: str, spec: InventorySpec, allow_reserved_total: bool) -> None:
+    max_unit = spec.max_unit if spec.max_unit is not None else spec.total
+    if spec.reserved > spec.total or (spec.reserved == spec.total and not allow_reserved_total):
+        raise errors.Invalid(
+            f"Unable to update inventory for resource provider: Invalid inventory for "
+            f"'{class_name}' on resource provider. The reserved value is greater than or "
+            "equal to total."
+        )
+    if spec.min_unit > max_unit:
+        raise errors.Invalid(
+            f"Invalid inventory for '{class_name}': min_unit must be less than or equal to "
+            "max_unit."
+        )
+
+
+def replace_inventories(
+    ctx: RequestContext,
+    provider_uuid: str,
+    generation: int,
+    inventories: Mapping[str, InventorySpec],
+    allow_reserved_total: bool,
+) -> tuple[Provider, dict[str, models.Inventory]]:
+    """PUT /inventories: the provider offers exactly these; classes in use cannot go."""
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        wanted = {}
+        for class_name, spec in inventories.items():
+            try:
+                class_id = class_id_of(session, class_name)
+            except errors.Invalid:
+                raise errors.Invalid(
+                    f"Unknown resource class in inventory for resource provider "
+                    f"{provider_uuid}: {class_name}"
+                ) from None
+            _validate_inventory(class_name, spec, allow_reserved_total)
+            wanted[class_id] = spec
+        _bump_generation(session, row, generation, "Updating resource provider inventories")
+        usage = _usage_by_class(session, row.id)
+        names = _class_names(session)
+        in_use = sorted(names[c] for c in usage if c not in wanted and usage[c])
+        if in_use:
+            raise errors.Conflict(
+                f"update conflict: Inventory for '{', '.join(in_use)}' on resource provider "
+                f"'{provider_uuid}' in use.",
+                code=INVENTORY_INUSE,
+            )
+        session.execute(
+            delete(models.Inventory).where(
+                models.Inventory.resource_provider_id == row.id,
+                models.Inventory.resource_class_id.not_in(list(wanted)),
+            )
+        )
+        for class_id, spec in wanted.items():
+            _write_inventory(session, row.id, class_id, spec)
+        return _provider_views(session, [row])[0], _inventories(session, row.id)
+
+
+def _write_inventory(
+    session: Session, provider_id: int, class_id: int, spec: InventorySpec
+) -> None:
+    existing = session.get(models.Inventory, (provider_id, class_id))
+    values = {
+        "total": spec.total,
+        "reserved": spec.reserved,
+        "min_unit": spec.min_unit,
+        "max_unit": spec.max_unit if spec.max_unit is not None else spec.total,
+        "step_size": spec.step_size,
+        "allocation_ratio": spec.allocation_ratio,
+    }
+    if existing is None:
+        session.add(
+            models.Inventory(resource_provider_id=provider_id, resource_class_id=class_id, **values)
+        )
+    else:
+        for key, value in values.items():
+            setattr(existing, key, value)
+
+
+def set_inventory(
+    ctx: RequestContext,
+    provider_uuid: str,
+    class_name: str,
+    generation: int,
+    spec: InventorySpec,
+    create_only: bool,
+    allow_reserved_total: bool,
+) -> tuple[Provider, models.Inventory]:
+    """POST (create_only) or PUT one class's inventory."""
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        try:
+            class_id = class_id_of(session, class_name)
+        except errors.Invalid:
+            raise errors.Invalid(f"No such resource class {class_name}.") from None
+        _validate_inventory(class_name, spec, allow_reserved_total)
+        existing = session.get(models.Inventory, (row.id, class_id))
+        if create_only and existing is not None:
+            raise errors.Conflict(
+                f"Update to resource provider failed: inventory for {class_name} already exists."
+            )
+        if not create_only and existing is None:
+            raise errors.Invalid(
+                f"No inventory record with resource class for resource provider "
+                f"{provider_uuid}: {class_name}"
+            )
+        _bump_generation(session, row, generation, "Updating resource provider inventory")
+        _write_inventory(session, row.id, class_id, spec)
+        session.flush()
+        return _provider_views(session, [row])[0], _inventories(session, row.id)[class_name]
+
+
+def delete_inventory(
+    ctx: RequestContext, provider_uuid: str, class_name: str, generation: int | None
+) -> None:
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        class_id = session.scalar(
+            select(models.ResourceClass.id).where(models.ResourceClass.name == class_name)
+        )
+        existing = session.get(models.Inventory, (row.id, class_id)) if class_id else None
+        if existing is None:
+            raise errors.NotFound(f"No inventory of class {class_name} found for delete")
+        expected = row.generation if generation is None else generation
+        _bump_generation(session, row, expected, "Deleting resource provider inventory")
+        if _usage_by_class(session, row.id).get(existing.resource_class_id):
+            raise errors.Conflict(
+                f"Inventory for '{class_name}' on resource provider '{provider_uuid}' in use.",
+                code=INVENTORY_INUSE,
+            )
+        session.delete(existing)
+
+
+def delete_inventories(ctx: RequestContext, provider_uuid: str) -> None:
+    with ctx.db.write() as session:
+        row = _provider_row(session, provider_uuid)
+        in_use = sorted(
+            n for c, n in _class_names(session).items() if _usage_by_class(session, row.id).get(c)
+        )
+        if in_use:
+            raise errors.Conflict(
+                f"Inventory for '{', '.join(in_use)}' on resource provider '{provider_uuid}' "
+                "in use.",
+                code=INVENTORY_INUSE,
+            )
+        _bump_generation(session, row, row.generation, "Deleting resource provider inventories")
+        session.execute(
+            delete(models.Inventory).where(models.Inventory.resource_provider_id == row.id)
+        )
+
+
+# Usages ----------------------------------------------------------------------------
+
+
+def provider_usages(ctx: RequestContext, provider_uuid: str) -> tuple[Provider, dict[str, int]]:
+    """Usage per class the provider has inventory or allocations of (0 when unused)."""
+    with ctx.db.read() as session:
+        row = _provider_row(session, provider_uuid)
+        names = _class_names(session)
+        usage = {names[c]: int(v) for c, v in _usage_by_class(session, row.id).items()}
+        for class_name in _inventories(session, row.id):
+            usage.setdefault(class_name, 0)
+        return _provider_views(session, [row])[0], usage

@@ -1,0 +1,203 @@
+"""Placement as osc-placement and nova use it: versions, providers, inventories, traits,
+aggregates, resource classes, usages, and the 409s that protect concurrent writers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Cloud
+
+
+class Placement:
+    def __init__(self, cloud: Cloud, version: str = "1.39") -> None:
+        self.cloud, self.version, self.token = cloud, version, cloud.admin
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        version: str | None = None,
+        token: str | None = None,
+    ) -> Any:
+        headers = {
+            "OpenStack-API-Version": f"placement {version or self.version}",
+            "X-Auth-Token": token or self.token,
+        }
+        return self.cloud.client.request(method, f"/placement{path}", json=body, headers=headers)
+
+    def provider(self, name: str, **fields: Any) -> dict[str, Any]:
+        response = self("POST", "/resource_providers", {"name": name, **fields})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+@pytest.fixture
+def placement(cloud: Cloud) -> Placement:
+    return Placement(cloud)
+
+
+def test_version_document_and_negotiation(cloud: Cloud) -> None:
+    root = cloud.client.get("/placement/")
+    assert root.status_code == 200
+    assert root.json()["versions"][0]["max_version"] == "1.39"
+    assert root.headers["openstack-api-version"] == "placement 1.0"
+    too_new = cloud.client.get("/placement/", headers={"OpenStack-API-Version": "placement 1.99"})
+    assert too_new.status_code == 406
+    error = too_new.json()["errors"][0]
+    assert (error["min_version"], error["max_version"]) == ("1.0", "1.39")
+    latest = cloud.client.get("/placement/", headers={"OpenStack-API-Version": "placement latest"})
+    assert latest.headers["openstack-api-version"] == "placement 1.39"
+    assert "no-cache" in latest.headers["cache-control"]
+    bad = cloud.client.get("/placement/", headers={"OpenStack-API-Version": "placement one"})
+    assert bad.status_code == 400
+
+
+def test_providers_need_a_token_and_admin(cloud: Cloud, placement: Placement) -> None:
+    assert cloud.client.get("/placement/resource_providers").status_code == 401
+    admin = cloud.admin
+    project = cloud.create(admin, "project", name="tenant")
+    cloud.user_with_role(admin, "tenant-user", project["id"], "member")
+    member = cloud.token("tenant-user", "tenant-user-pw", project="tenant")
+    denied = placement("POST", "/resource_providers", {"name": "x"}, token=member)
+    assert denied.status_code == 403
+    assert denied.json()["errors"][0]["code"] == "placement.undefined_code"
+
+
+def test_provider_tree_fields_by_version(placement: Placement) -> None:
+    root = placement.provider("cn1")
+    child = placement.provider("cn1-numa0", parent_provider_uuid=root["uuid"])
+    assert child["root_provider_uuid"] == root["uuid"]
+    assert child["parent_provider_uuid"] == root["uuid"]
+    old = placement("GET", f"/resource_providers/{child['uuid']}", version="1.13").json()
+    assert "root_provider_uuid" not in old
+    assert {link["rel"] for link in old["links"]} == {
+        "self",
+        "inventories",
+        "usages",
+        "aggregates",
+        "traits",
+        "allocations",
+    }
+    in_tree = placement("GET", f"/resource_providers?in_tree={child['uuid']}").json()
+    assert {p["name"] for p in in_tree["resource_providers"]} == {"cn1", "cn1-numa0"}
+    gone = placement("DELETE", f"/resource_providers/{root['uuid']}")
+    assert gone.status_code == 409
+    assert gone.json()["errors"][0]["code"] == "placement.resource_provider.cannot_delete_parent"
+    created_old = placement("POST", "/resource_providers", {"name": "legacy"}, version="1.19")
+    assert created_old.status_code == 201 and created_old.content == b""
+    assert created_old.headers["location"].endswith(
+        "/resource_providers/" + created_old.headers["location"].rsplit("/", 1)[1]
+    )
+
+
+def test_duplicate_names_and_bad_bodies(placement: Placement) -> None:
+    placement.provider("dup")
+    again = placement("POST", "/resource_providers", {"name": "dup"})
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["code"] == "placement.duplicate_name"
+    bad = placement("POST", "/resource_providers", {"name": "x", "bogus": 1})
+    assert bad.status_code == 400
+    assert "JSON does not validate" in bad.json()["errors"][0]["detail"]
+    early = placement(
+        "POST",
+        "/resource_providers",
+        {"name": "y", "parent_provider_uuid": str(uuid.uuid4())},
+        version="1.13",
+    )
+    assert early.status_code == 400
+    unknown_query = placement("GET", "/resource_providers?colour=red")
+    assert unknown_query.status_code == 400
+
+
+def test_inventories_and_generations(placement: Placement) -> None:
+    rp = placement.provider("compute")
+    path = f"/resource_providers/{rp['uuid']}/inventories"
+    body = {
+        "resource_provider_generation": 0,
+        "inventories": {
+            "VCPU": {"total": 8, "allocation_ratio": 4.0},
+            "MEMORY_MB": {"total": 4096, "reserved": 512},
+        },
+    }
+    put = placement("PUT", path, body)
+    assert put.status_code == 200, put.text
+    assert put.json()["resource_provider_generation"] == 1
+    assert put.json()["inventories"]["VCPU"]["max_unit"] == 8
+    stale = placement("PUT", path, body)
+    assert stale.status_code == 409
+    assert stale.json()["errors"][0]["code"] == "placement.concurrent_update"
+    one = placement("PUT", f"{path}/VCPU", {"resource_provider_generation": 1, "total": 16})
+    assert one.status_code == 200 and one.json()["total"] == 16
+    wrong_type = placement(
+        "PUT", f"{path}/VCPU", {"resource_provider_generation": 2, "total": "16"}
+    )
+    assert wrong_type.status_code == 400
+    unknown_class = placement(
+        "PUT",
+        path,
+        {"resource_provider_generation": 2, "inventories": {"CUSTOM_NOPE": {"total": 1}}},
+    )
+    assert unknown_class.status_code == 400
+    assert placement("DELETE", f"{path}/MEMORY_MB").status_code == 204
+    listed = placement("GET", path).json()
+    assert list(listed["inventories"]) == ["VCPU"]
+    assert listed["resource_provider_generation"] == 3
+    usages = placement("GET", f"/resource_providers/{rp['uuid']}/usages").json()
+    assert usages["usages"] == {"VCPU": 0}
+    filtered = placement("GET", "/resource_providers?resources=VCPU:16").json()
+    assert [p["name"] for p in filtered["resource_providers"]] == ["compute"]
+    assert (
+        placement("GET", "/resource_providers?resources=VCPU:17").json()["resource_providers"] == []
+    )
+
+
+def test_resource_classes_and_traits(placement: Placement) -> None:
+    assert placement("PUT", "/resource_classes/CUSTOM_FPGA").status_code == 201
+    assert placement("PUT", "/resource_classes/CUSTOM_FPGA").status_code == 204
+    assert placement("PUT", "/resource_classes/VCPU").status_code == 400
+    names = [rc["name"] for rc in placement("GET", "/resource_classes").json()["resource_classes"]]
+    assert names[0] == "VCPU" and "CUSTOM_FPGA" in names
+    assert placement("DELETE", "/resource_classes/VCPU").status_code == 400
+    assert placement("PUT", "/traits/CUSTOM_RACK_A").status_code == 201
+    assert placement("PUT", "/traits/NOT_CUSTOM").status_code == 400
+    assert placement("GET", "/traits/HW_CPU_X86_AVX2").status_code == 204
+    customs = placement("GET", "/traits?name=startswith:CUSTOM_").json()["traits"]
+    assert customs == ["CUSTOM_RACK_A"]
+    rp = placement.provider("traited")
+    path = f"/resource_providers/{rp['uuid']}/traits"
+    put = placement(
+        "PUT",
+        path,
+        {"traits": ["CUSTOM_RACK_A", "HW_CPU_X86_AVX2"], "resource_provider_generation": 0},
+    )
+    assert put.status_code == 200 and put.json()["resource_provider_generation"] == 1
+    assert placement("DELETE", "/traits/CUSTOM_RACK_A").status_code == 409
+    assert placement("DELETE", "/traits/HW_CPU_X86_AVX2").status_code == 400
+    with_trait = placement("GET", "/resource_providers?required=CUSTOM_RACK_A").json()
+    assert [p["name"] for p in with_trait["resource_providers"]] == ["traited"]
+    without = placement("GET", "/resource_providers?required=!CUSTOM_RACK_A").json()
+    assert "traited" not in [p["name"] for p in without["resource_providers"]]
+    associated = placement("GET", "/traits?associated=true").json()["traits"]
+    assert associated == ["CUSTOM_RACK_A", "HW_CPU_X86_AVX2"]
+
+
+def test_aggregates_by_version(placement: Placement) -> None:
+    rp = placement.provider("agg-member")
+    path = f"/resource_providers/{rp['uuid']}/aggregates"
+    agg = str(uuid.uuid4())
+    legacy = placement("PUT", path, [agg], version="1.18")
+    assert legacy.status_code == 200
+    assert legacy.json() == {"aggregates": [agg]}
+    current = placement("GET", path).json()
+    assert current == {"aggregates": [agg], "resource_provider_generation": 1}
+    stale = placement("PUT", path, {"aggregates": [], "resource_provider_generation": 0})
+    assert stale.status_code == 409
+    member = placement("GET", f"/resource_providers?member_of={agg}").json()
+    assert [p["name"] for p in member["resource_providers"]] == ["agg-member"]
+    not_member = placement("GET", f"/resource_providers?member_of=!{agg}").json()
+    assert "agg-member" not in [p["name"] for p in not_member["resource_providers"]]
+    assert placement("GET", path, version="1.0").status_code == 404
