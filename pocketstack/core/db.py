@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -45,6 +46,22 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+_TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
+_TRANSIENT_MYSQL_ERRORS = {1205, 1213}  # lock wait timeout, deadlock
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures the database asks the client to retry: deadlocks and
+    serialization conflicts between concurrent transactions."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    original = exc.orig
+    if getattr(original, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    args = getattr(original, "args", ())
+    return bool(args) and args[0] in _TRANSIENT_MYSQL_ERRORS
 
 
 class Database:

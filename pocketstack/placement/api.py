@@ -8,6 +8,7 @@ gate routes and fields on `requested_version(request)`. Errors render as
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -590,6 +591,118 @@ def delete_trait(request: Request, name: str, ctx: Ctx) -> Response:
     ctx.authorize("placement:traits:delete")
     placement_service.delete_trait(ctx, name)
     return no_content()
+
+
+# Allocations and usages ------------------------------------------------------------------
+
+
+def _consumer_uuid(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise errors.Invalid(f"Malformed consumer_uuid: {raw}") from None
+
+
+def _claim(
+    consumer_uuid: str, body: Any, version: Version, allow_empty: bool
+) -> placement_service.ConsumerClaim:
+    allocations = body.by_provider()
+    if not allocations and not allow_empty:
+        raise errors.Invalid("JSON does not validate: {} does not have enough properties")
+    return placement_service.ConsumerClaim(
+        consumer_uuid=consumer_uuid,
+        allocations=allocations,
+        project_id=getattr(body, "project_id", None),
+        user_id=getattr(body, "user_id", None),
+        consumer_generation=getattr(body, "consumer_generation", None),
+        consumer_type=getattr(body, "consumer_type", None),
+    )
+
+
+@router.get("/allocations/{consumer_uuid}")
+def list_consumer_allocations(request: Request, consumer_uuid: str, ctx: Ctx) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:allocations:list")
+    consumer = placement_service.get_consumer(ctx, consumer_uuid)
+    return ok(
+        request,
+        schemas.consumer_allocations_view(consumer, version),
+        modified=consumer.updated_at if consumer else None,
+    )
+
+
+@router.put("/allocations/{consumer_uuid}")
+async def set_consumer_allocations(request: Request, consumer_uuid: str, ctx: Ctx) -> Response:
+    version = version_of(request)
+    ctx.authorize("placement:allocations:update")
+    key = _consumer_uuid(consumer_uuid)
+    body = _validated(schemas.allocation_body_model(version), await _json_body(request))
+    claim = _claim(key, body, version, allow_empty=version >= Version(1, 28))
+    await _in_thread(placement_service.set_allocations, ctx, [claim], version >= Version(1, 28))
+    return no_content()
+
+
+@router.post("/allocations")
+async def set_many_allocations(request: Request, ctx: Ctx) -> Response:
+    version = version_of(request, Version(1, 13))
+    ctx.authorize("placement:allocations:manage")
+    raw = await _json_body(request)
+    if not isinstance(raw, dict) or not raw:
+        raise errors.Invalid(
+            "JSON does not validate: the body must map consumer uuids to their allocations"
+        )
+    model = schemas.allocation_body_model(version)
+    claims = [
+        _claim(_consumer_uuid(key), _validated(model, value), version, allow_empty=True)
+        for key, value in raw.items()
+    ]
+    await _in_thread(placement_service.set_allocations, ctx, claims, version >= Version(1, 28))
+    return no_content()
+
+
+@router.delete("/allocations/{consumer_uuid}")
+def delete_consumer_allocations(request: Request, consumer_uuid: str, ctx: Ctx) -> Response:
+    version_of(request)
+    ctx.authorize("placement:allocations:delete")
+    placement_service.delete_allocations(ctx, consumer_uuid)
+    return no_content()
+
+
+@router.get("/resource_providers/{provider_uuid}/allocations")
+def list_provider_allocations(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+    version = version_of(request, Version(1, 11))
+    ctx.authorize("placement:resource_providers:allocations:list")
+    provider, allocations = placement_service.provider_allocations(ctx, provider_uuid)
+    body: dict[str, Any] = {}
+    for consumer_uuid, (resources, generation) in allocations.items():
+        entry: dict[str, Any] = {"resources": resources}
+        if version >= Version(1, 28):
+            entry["consumer_generation"] = generation
+        body[consumer_uuid] = entry
+    return ok(
+        request,
+        {"allocations": body, "resource_provider_generation": provider.generation},
+        modified=provider.updated_at,
+    )
+
+
+@router.get("/usages")
+def list_total_usages(request: Request, ctx: Ctx) -> Response:
+    version = version_of(request, Version(1, 9))
+    by_type = version >= Version(1, 38)
+    check_query(request, {"project_id", "user_id"} | ({"consumer_type"} if by_type else set()))
+    project_id = request.query_params.get("project_id")
+    if not project_id:
+        raise errors.Invalid("Invalid query string parameters: 'project_id' is a required property")
+    ctx.authorize("placement:usages", {"project_id": project_id})
+    usages = placement_service.total_usages(
+        ctx,
+        project_id,
+        request.query_params.get("user_id"),
+        request.query_params.get("consumer_type"),
+        by_type,
+    )
+    return ok(request, {"usages": usages})
 
 
 # Bodies whose shape depends on the version ------------------------------------------------

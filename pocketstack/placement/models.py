@@ -37,7 +37,8 @@ class ResourceClass(Base):
     """Standard classes (from os-resource-classes) and CUSTOM_* ones, one id space."""
 
     __tablename__ = "placement_resource_class"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Ids are chosen (standards: their index, VCPU is 0), never generated.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
     updated_at: Mapped[datetime] = mapped_column(PreciseDateTime)

@@ -7,9 +7,9 @@ version and add fields exactly from the version upstream added them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pocketstack.core.microversion import Version
 from pocketstack.placement import models
@@ -132,3 +132,96 @@ def resource_class_view(rc: models.ResourceClass, base: str) -> dict[str, Any]:
         "name": rc.name,
         "links": [{"rel": "self", "href": f"{base}/resource_classes/{rc.name}"}],
     }
+
+
+# Allocations: the body changed shape several times -------------------------------------
+
+ClassName = Annotated[str, StringConstraints(pattern=RC_PATTERN)]
+Amount = Annotated[int, Field(ge=1, le=MAX_INT)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+ProviderUuid = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
+
+
+class ProviderRef(Body):
+    uuid: ProviderUuid
+
+
+class ListedAllocation(Body):
+    resource_provider: ProviderRef
+    resources: dict[ClassName, Amount] = Field(min_length=1)
+
+
+class AllocationsV1_0(Body):
+    allocations: list[ListedAllocation] = Field(min_length=1)
+
+    def by_provider(self) -> dict[str, dict[str, int]]:
+        return {a.resource_provider.uuid: dict(a.resources) for a in self.allocations}
+
+
+class AllocationsV1_8(AllocationsV1_0):
+    project_id: ExternalId
+    user_id: ExternalId
+
+
+class ProviderAllocation(Body):
+    generation: int | None = None
+    resources: dict[ClassName, Amount] = Field(min_length=1)
+
+
+class AllocationsV1_12(Body):
+    allocations: dict[ProviderUuid, ProviderAllocation]
+    project_id: ExternalId
+    user_id: ExternalId
+
+    def by_provider(self) -> dict[str, dict[str, int]]:
+        return {rp: dict(a.resources) for rp, a in self.allocations.items()}
+
+
+class AllocationsV1_28(AllocationsV1_12):
+    consumer_generation: int | None
+
+
+class AllocationsV1_34(AllocationsV1_28):
+    mappings: dict[str, list[ProviderUuid]] | None = None
+
+
+class AllocationsV1_38(AllocationsV1_34):
+    consumer_type: Annotated[
+        str, StringConstraints(pattern=r"^[A-Z0-9_]+$", min_length=1, max_length=255)
+    ]
+
+
+def allocation_body_model(version: Version) -> type[Body]:
+    """The PUT /allocations/{consumer} (and POST /allocations item) body at `version`."""
+    for minimum, model in (
+        (Version(1, 38), AllocationsV1_38),
+        (Version(1, 34), AllocationsV1_34),
+        (Version(1, 28), AllocationsV1_28),
+        (Version(1, 12), AllocationsV1_12),
+        (Version(1, 8), AllocationsV1_8),
+    ):
+        if version >= minimum:
+            return model
+    return AllocationsV1_0
+
+
+def consumer_allocations_view(
+    consumer: placement_service.ConsumerView | None, version: Version
+) -> dict[str, Any]:
+    if consumer is None or not consumer.allocations:
+        return {"allocations": {}}
+    body: dict[str, Any] = {
+        "allocations": {
+            rp: {"generation": consumer.provider_generations[rp], "resources": resources}
+            for rp, resources in consumer.allocations.items()
+        }
+    }
+    if version >= Version(1, 12):
+        body["project_id"] = consumer.project_id
+        body["user_id"] = consumer.user_id
+    if version >= Version(1, 28):
+        body["consumer_generation"] = consumer.generation
+    if version >= Version(1, 38):
+        body["consumer_type"] = consumer.consumer_type or "unknown"
+    return body

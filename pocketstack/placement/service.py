@@ -19,11 +19,12 @@ from typing import Any
 import os_resource_classes
 import os_traits
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
+from pocketstack.core.db import is_transient
 from pocketstack.core.runtime import Runtime
 from pocketstack.placement import models
 
@@ -808,7 +809,9 @@ def delete_inventory(
         class_id = session.scalar(
             select(models.ResourceClass.id).where(models.ResourceClass.name == class_name)
         )
-        existing = session.get(models.Inventory, (row.id, class_id)) if class_id else None
+        existing = (
+            session.get(models.Inventory, (row.id, class_id)) if class_id is not None else None
+        )
         if existing is None:
             raise errors.NotFound(f"No inventory of class {class_name} found for delete")
         expected = row.generation if generation is None else generation
@@ -851,3 +854,351 @@ def provider_usages(ctx: RequestContext, provider_uuid: str) -> tuple[Provider, 
         for class_name in _inventories(session, row.id):
             usage.setdefault(class_name, 0)
         return _provider_views(session, [row])[0], usage
+
+
+# Allocations -----------------------------------------------------------------------
+
+INCOMPLETE_CONSUMER_ID = "00000000-0000-0000-0000-000000000000"
+_CLAIM_RETRIES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerClaim:
+    """What one consumer should hold: provider uuid -> class -> amount ({} releases all)."""
+
+    consumer_uuid: str
+    allocations: Mapping[str, Mapping[str, int]]
+    project_id: str | None = None
+    user_id: str | None = None
+    consumer_generation: int | None = None
+    consumer_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerView:
+    uuid: str
+    project_id: str
+    user_id: str
+    generation: int
+    consumer_type: str | None
+    allocations: dict[str, dict[str, int]]  # provider uuid -> class -> amount
+    provider_generations: dict[str, int]
+    updated_at: datetime | None
+
+
+def set_allocations(
+    ctx: RequestContext, claims: Sequence[ConsumerClaim], check_generation: bool
+) -> None:
+    """Replace the allocations of every consumer in `claims`, all or nothing.
+
+    Capacity is checked against what the providers hold in this transaction;
+    every touched provider's generation is compare-and-swapped, so a racing
+    claim on the same provider makes one of the two retry with fresh usage and
+    no provider is ever over-committed.
+    """
+    for attempt in range(_CLAIM_RETRIES):
+        try:
+            with ctx.db.write() as session:
+                _apply_claims(session, claims, check_generation)
+            return
+        except (_ProviderRace, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not is_transient(exc):
+                raise
+            if attempt == _CLAIM_RETRIES - 1:
+                raise errors.Conflict(
+                    "Inventory and/or allocations changed while attempting to allocate: "
+                    "Another thread concurrently updated the data. Please retry your update",
+                    code=CONCURRENT_UPDATE,
+                ) from None
+
+
+class _ProviderRace(Exception):
+    """A provider's generation moved under a claim: retry the whole claim."""
+
+
+def _apply_claims(
+    session: Session, claims: Sequence[ConsumerClaim], check_generation: bool
+) -> None:
+    consumers = {c.consumer_uuid: _ensure_consumer(session, c, check_generation) for c in claims}
+    consumer_ids = [c.id for c in consumers.values()]
+    class_ids = _pairs(session, select(models.ResourceClass.name, models.ResourceClass.id))
+    wanted_uuids = {rp for c in claims for rp in c.allocations}
+    providers = {
+        r.uuid: r
+        for r in session.scalars(
+            select(models.ResourceProvider).where(models.ResourceProvider.uuid.in_(wanted_uuids))
+        )
+    }
+    missing = sorted(wanted_uuids - set(providers))
+    if missing:
+        raise errors.Invalid(
+            f"Allocation for resource provider '{missing[0]}' that does not exist."
+        )
+    old_provider_ids = set(
+        session.scalars(
+            select(models.Allocation.resource_provider_id).where(
+                models.Allocation.consumer_id.in_(consumer_ids)
+            )
+        )
+    )
+    touched = {r.id: r for r in providers.values()}
+    for row in session.scalars(
+        select(models.ResourceProvider).where(
+            models.ResourceProvider.id.in_(old_provider_ids - set(touched))
+        )
+    ):
+        touched[row.id] = row
+    generations = {pid: row.generation for pid, row in touched.items()}
+    session.execute(
+        delete(models.Allocation).where(models.Allocation.consumer_id.in_(consumer_ids))
+    )
+    needed: dict[tuple[int, int], int] = {}
+    moment = now()
+    for claim in claims:
+        consumer = consumers[claim.consumer_uuid]
+        for provider_uuid, resources in claim.allocations.items():
+            provider = providers[provider_uuid]
+            for class_name, amount in resources.items():
+                class_id = class_ids.get(class_name)
+                if class_id is None:
+                    raise errors.Invalid(
+                        f"Unable to allocate inventory for consumer {claim.consumer_uuid}: "
+                        f"No such resource class {class_name}."
+                    )
+                _check_unit(session, provider, class_id, class_name, amount)
+                needed[(provider.id, class_id)] = needed.get((provider.id, class_id), 0) + amount
+                session.add(
+                    models.Allocation(
+                        consumer_id=consumer.id,
+                        resource_provider_id=provider.id,
+                        resource_class_id=class_id,
+                        used=amount,
+                        created_at=moment,
+                        updated_at=moment,
+                    )
+                )
+    session.flush()
+    names = {v: k for k, v in class_ids.items()}
+    rp_uuids = {row.id: row.uuid for row in touched.values()}
+    for (provider_id, class_id), _amount in needed.items():
+        _check_capacity(session, provider_id, class_id, names[class_id], rp_uuids[provider_id])
+    for provider_id, generation in generations.items():
+        result = session.execute(
+            update(models.ResourceProvider)
+            .where(
+                models.ResourceProvider.id == provider_id,
+                models.ResourceProvider.generation == generation,
+            )
+            .values(generation=generation + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _ProviderRace()
+    for claim in claims:
+        consumer = consumers[claim.consumer_uuid]
+        if claim.allocations:
+            consumer.generation += 1
+            consumer.updated_at = moment
+        else:
+            session.delete(consumer)
+
+
+def _ensure_consumer(
+    session: Session, claim: ConsumerClaim, check_generation: bool
+) -> models.Consumer:
+    consumer = session.scalar(
+        select(models.Consumer).where(models.Consumer.uuid == claim.consumer_uuid)
+    )
+    if consumer is None:
+        if check_generation and claim.consumer_generation is not None:
+            raise errors.Conflict(
+                f"consumer generation conflict - expected null but got {claim.consumer_generation}",
+                code=CONCURRENT_UPDATE,
+            )
+        moment = now()
+        consumer = models.Consumer(
+            uuid=claim.consumer_uuid,
+            project_id=claim.project_id or INCOMPLETE_CONSUMER_ID,
+            user_id=claim.user_id or INCOMPLETE_CONSUMER_ID,
+            consumer_type=claim.consumer_type,
+            generation=0,
+            created_at=moment,
+            updated_at=moment,
+        )
+        session.add(consumer)
+        session.flush()
+        return consumer
+    if check_generation and consumer.generation != claim.consumer_generation:
+        raise errors.Conflict(
+            f"consumer generation conflict - expected {consumer.generation} but got "
+            f"{claim.consumer_generation}",
+            code=CONCURRENT_UPDATE,
+        )
+    if claim.project_id:
+        consumer.project_id = claim.project_id
+    if claim.user_id:
+        consumer.user_id = claim.user_id
+    if claim.consumer_type:
+        consumer.consumer_type = claim.consumer_type
+    return consumer
+
+
+def _check_unit(
+    session: Session, provider: models.ResourceProvider, class_id: int, class_name: str, amount: int
+) -> None:
+    inventory = session.get(models.Inventory, (provider.id, class_id))
+    if inventory is None:
+        raise errors.Conflict(
+            f"Unable to allocate inventory: Inventory for '{class_name}' on resource provider "
+            f"'{provider.uuid}' invalid."
+        )
+    if amount < inventory.min_unit or amount > inventory.max_unit or (amount % inventory.step_size):
+        raise errors.Conflict(
+            f"Unable to allocate inventory: Unable to create allocation for '{class_name}' on "
+            f"resource provider '{provider.uuid}'. The requested amount would violate "
+            "inventory constraints."
+        )
+
+
+def _check_capacity(
+    session: Session, provider_id: int, class_id: int, class_name: str, provider_uuid: str
+) -> None:
+    inventory = session.get(models.Inventory, (provider_id, class_id))
+    assert inventory is not None
+    used = (
+        session.scalar(
+            select(func.coalesce(func.sum(models.Allocation.used), 0)).where(
+                models.Allocation.resource_provider_id == provider_id,
+                models.Allocation.resource_class_id == class_id,
+            )
+        )
+        or 0
+    )
+    capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
+    if used > capacity:
+        raise errors.Conflict(
+            f"Unable to allocate inventory: Unable to create allocation for '{class_name}' on "
+            f"resource provider '{provider_uuid}'. The requested amount would exceed the "
+            "capacity."
+        )
+
+
+def get_consumer(ctx: RequestContext, consumer_uuid: str) -> ConsumerView | None:
+    with ctx.db.read() as session:
+        consumer = session.scalar(
+            select(models.Consumer).where(models.Consumer.uuid == consumer_uuid)
+        )
+        if consumer is None:
+            return None
+        names = _class_names(session)
+        rows = session.execute(
+            select(
+                models.Allocation, models.ResourceProvider.uuid, models.ResourceProvider.generation
+            )
+            .join(
+                models.ResourceProvider,
+                models.ResourceProvider.id == models.Allocation.resource_provider_id,
+            )
+            .where(models.Allocation.consumer_id == consumer.id)
+        )
+        allocations: dict[str, dict[str, int]] = {}
+        generations: dict[str, int] = {}
+        for allocation, provider_uuid, generation in rows:
+            allocations.setdefault(provider_uuid, {})[names[allocation.resource_class_id]] = (
+                allocation.used
+            )
+            generations[provider_uuid] = generation
+        return ConsumerView(
+            consumer.uuid,
+            consumer.project_id,
+            consumer.user_id,
+            consumer.generation,
+            consumer.consumer_type,
+            allocations,
+            generations,
+            consumer.updated_at,
+        )
+
+
+def delete_allocations(ctx: RequestContext, consumer_uuid: str) -> None:
+    current = get_consumer(ctx, consumer_uuid)
+    if current is None or not current.allocations:
+        raise errors.NotFound(f"No allocations for consumer '{consumer_uuid}'")
+    set_allocations(ctx, [ConsumerClaim(consumer_uuid, {})], check_generation=False)
+
+
+def provider_allocations(
+    ctx: RequestContext, provider_uuid: str
+) -> tuple[Provider, dict[str, tuple[dict[str, int], int]]]:
+    """Consumer uuid -> (class -> amount, consumer generation) on one provider."""
+    with ctx.db.read() as session:
+        row = _provider_row(session, provider_uuid)
+        names = _class_names(session)
+        result: dict[str, tuple[dict[str, int], int]] = {}
+        for allocation, consumer_uuid, generation in session.execute(
+            select(models.Allocation, models.Consumer.uuid, models.Consumer.generation)
+            .join(models.Consumer, models.Consumer.id == models.Allocation.consumer_id)
+            .where(models.Allocation.resource_provider_id == row.id)
+        ):
+            resources, _ = result.setdefault(consumer_uuid, ({}, generation))
+            resources[names[allocation.resource_class_id]] = allocation.used
+        return _provider_views(session, [row])[0], result
+
+
+def total_usages(
+    ctx: RequestContext,
+    project_id: str,
+    user_id: str | None,
+    consumer_type: str | None,
+    by_type: bool,
+) -> dict[str, Any]:
+    """Usage summed over a project's (and user's) consumers; grouped by consumer type when
+    `by_type` (1.38), where "all" merges the types and "unknown" is the untyped ones."""
+    with ctx.db.read() as session:
+        stmt = (
+            select(
+                models.Consumer.consumer_type,
+                models.Allocation.resource_class_id,
+                func.sum(models.Allocation.used),
+                func.count(func.distinct(models.Consumer.id)),
+            )
+            .join(models.Consumer, models.Consumer.id == models.Allocation.consumer_id)
+            .where(models.Consumer.project_id == project_id)
+            .group_by(models.Consumer.consumer_type, models.Allocation.resource_class_id)
+        )
+        if user_id is not None:
+            stmt = stmt.where(models.Consumer.user_id == user_id)
+        if consumer_type == "unknown":
+            stmt = stmt.where(models.Consumer.consumer_type.is_(None))
+        elif consumer_type not in (None, "all"):
+            stmt = stmt.where(models.Consumer.consumer_type == consumer_type)
+        names = _class_names(session)
+        rows = session.execute(stmt).all()
+        if not by_type:
+            flat: dict[str, int] = {}
+            for _type, class_id, used, _count in rows:
+                flat[names[class_id]] = flat.get(names[class_id], 0) + int(used)
+            return flat
+        consumer_counts = _consumer_counts(session, project_id, user_id)
+        grouped: dict[str, dict[str, int]] = {}
+        for type_name, class_id, used, _count in rows:
+            key = "all" if consumer_type == "all" else (type_name or "unknown")
+            bucket = grouped.setdefault(key, {})
+            bucket[names[class_id]] = bucket.get(names[class_id], 0) + int(used)
+            bucket["consumer_count"] = (
+                sum(consumer_counts.values()) if key == "all" else consumer_counts.get(type_name, 0)
+            )
+        return grouped
+
+
+def _consumer_counts(
+    session: Session, project_id: str, user_id: str | None
+) -> dict[str | None, int]:
+    stmt = (
+        select(models.Consumer.consumer_type, func.count(models.Consumer.id))
+        .where(models.Consumer.project_id == project_id)
+        .group_by(models.Consumer.consumer_type)
+    )
+    if user_id is not None:
+        stmt = stmt.where(models.Consumer.user_id == user_id)
+    return _pairs(session, stmt)

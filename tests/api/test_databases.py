@@ -3,6 +3,7 @@ concurrent writers, and a restart that keeps everything."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -14,6 +15,7 @@ from pocketstack import config, services
 from pocketstack.identity import bootstrap, passwords
 from tests import dbservers
 from tests.api.conftest import ADMIN_PASSWORD, CATALOG, Cloud, running
+from tests.api.test_placement import Placement, _claim, _compute_node
 
 BACKENDS: dict[str, tuple[Callable[[], AbstractContextManager[str]], Callable[[], str | None]]] = {
     "postgresql": (dbservers.postgres, dbservers.missing_postgres),
@@ -32,7 +34,9 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _start(state_dir: Path, url: str) -> AbstractContextManager[Cloud]:
-    settings = config.Settings(state_dir=state_dir, db_url=url, password_hash_rounds=4)
+    settings = config.Settings(
+        state_dir=state_dir, db_url=url, password_hash_rounds=4, services=config.KNOWN_SERVICES
+    )
     runtime = services.build_runtime(settings)
     services.upgrade_schema(runtime)
     services.prepare(runtime)
@@ -66,3 +70,18 @@ def _create_concurrently(cloud: Cloud, admin: str, count: int) -> list[int]:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(create, range(count)))
+
+
+def test_parallel_placement_claims_never_overcommit(database_url: str, tmp_path: Path) -> None:
+    with _start(tmp_path, database_url) as cloud:
+        placement = Placement(cloud)
+        rp = _compute_node(placement, "contended-db", vcpus=5)
+
+        def claim(_: int) -> int:
+            return int(placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp)).status_code)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            codes = list(pool.map(claim, range(16)))
+        assert codes.count(204) == 5 and codes.count(409) == 11
+        usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
+        assert usages["VCPU"] == 5

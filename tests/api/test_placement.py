@@ -201,3 +201,120 @@ def test_aggregates_by_version(placement: Placement) -> None:
     not_member = placement("GET", f"/resource_providers?member_of=!{agg}").json()
     assert "agg-member" not in [p["name"] for p in not_member["resource_providers"]]
     assert placement("GET", path, version="1.0").status_code == 404
+
+
+def _compute_node(placement: Placement, name: str, vcpus: int = 4) -> str:
+    rp = placement.provider(name)
+    put = placement(
+        "PUT",
+        f"/resource_providers/{rp['uuid']}/inventories",
+        {
+            "resource_provider_generation": 0,
+            "inventories": {
+                "VCPU": {"total": vcpus},
+                "MEMORY_MB": {"total": 2048, "step_size": 256},
+            },
+        },
+    )
+    assert put.status_code == 200, put.text
+    return str(rp["uuid"])
+
+
+def _claim(rp: str, generation: int | None = None, vcpu: int = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "allocations": {rp: {"resources": {"VCPU": vcpu}}},
+        "project_id": "p1",
+        "user_id": "u1",
+        "consumer_generation": generation,
+        "consumer_type": "INSTANCE",
+        **extra,
+    }
+
+
+def test_allocations_claim_and_release(placement: Placement) -> None:
+    rp = _compute_node(placement, "alloc-node")
+    consumer = str(uuid.uuid4())
+    assert placement("PUT", f"/allocations/{consumer}", _claim(rp, vcpu=3)).status_code == 204
+    shown = placement("GET", f"/allocations/{consumer}").json()
+    assert shown["allocations"][rp]["resources"] == {"VCPU": 3}
+    assert (shown["consumer_generation"], shown["project_id"]) == (1, "p1")
+    assert shown["consumer_type"] == "INSTANCE"
+    stale = placement("PUT", f"/allocations/{consumer}", _claim(rp, generation=0, vcpu=2))
+    assert stale.status_code == 409
+    assert stale.json()["errors"][0]["code"] == "placement.concurrent_update"
+    over = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp, vcpu=2))
+    assert over.status_code == 409 and "exceed the capacity" in over.json()["errors"][0]["detail"]
+    bad_step = placement(
+        "PUT",
+        f"/allocations/{uuid.uuid4()}",
+        {
+            "allocations": {rp: {"resources": {"MEMORY_MB": 100}}},
+            "project_id": "p1",
+            "user_id": "u1",
+            "consumer_generation": None,
+            "consumer_type": "INSTANCE",
+        },
+    )
+    assert bad_step.status_code == 409
+    zero = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp, vcpu=0))
+    assert zero.status_code == 400
+    usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
+    assert usages == {"VCPU": 3, "MEMORY_MB": 0}
+    by_project = placement("GET", "/usages?project_id=p1").json()["usages"]
+    assert by_project == {"INSTANCE": {"VCPU": 3, "consumer_count": 1}}
+    legacy = placement("GET", "/usages?project_id=p1", version="1.9").json()["usages"]
+    assert legacy == {"VCPU": 3}
+    on_rp = placement("GET", f"/resource_providers/{rp}/allocations").json()
+    assert on_rp["allocations"][consumer]["resources"] == {"VCPU": 3}
+    in_use = placement("DELETE", f"/resource_providers/{rp}/inventories/VCPU")
+    assert in_use.status_code == 409
+    assert in_use.json()["errors"][0]["code"] == "placement.inventory.inuse"
+    assert placement("DELETE", f"/resource_providers/{rp}").status_code == 409
+    assert placement("DELETE", f"/allocations/{consumer}").status_code == 204
+    assert placement("GET", f"/allocations/{consumer}").json() == {"allocations": {}}
+    assert placement("DELETE", f"/allocations/{consumer}").status_code == 404
+    assert placement("DELETE", f"/resource_providers/{rp}").status_code == 204
+
+
+def test_allocation_body_shapes_by_version(placement: Placement) -> None:
+    rp = _compute_node(placement, "legacy-node")
+    consumer = str(uuid.uuid4())
+    legacy = {"allocations": [{"resource_provider": {"uuid": rp}, "resources": {"VCPU": 1}}]}
+    assert placement("PUT", f"/allocations/{consumer}", legacy, version="1.0").status_code == 204
+    assert placement("PUT", f"/allocations/{consumer}", legacy, version="1.8").status_code == 400
+    old_view = placement("GET", f"/allocations/{consumer}", version="1.11").json()
+    assert "project_id" not in old_view
+    moved = {"allocations": {rp: {"resources": {"VCPU": 2}}}, "project_id": "p2", "user_id": "u2"}
+    assert placement("PUT", f"/allocations/{consumer}", moved, version="1.12").status_code == 204
+    many = {
+        consumer: {
+            "allocations": {},
+            "project_id": "p2",
+            "user_id": "u2",
+            "consumer_generation": 2,
+        },
+        str(uuid.uuid4()): {
+            "allocations": {rp: {"resources": {"VCPU": 4}}},
+            "project_id": "p3",
+            "user_id": "u3",
+            "consumer_generation": None,
+        },
+    }
+    assert placement("POST", "/allocations", many, version="1.28").status_code == 204
+    assert placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]["VCPU"] == 4
+
+
+@pytest.mark.parametrize("room", [3])
+def test_parallel_claims_never_overcommit(placement: Placement, room: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rp = _compute_node(placement, "contended", vcpus=room)
+
+    def claim(_: int) -> int:
+        body = _claim(rp)
+        return int(placement("PUT", f"/allocations/{uuid.uuid4()}", body).status_code)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(claim, range(16)))
+    assert codes.count(204) == room and codes.count(409) == 16 - room
+    assert placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]["VCPU"] == room

@@ -51,7 +51,7 @@ def upgrade() -> None:
 
     op.create_table(
         "placement_resource_class",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column(
             "created_at",
