@@ -60,7 +60,7 @@ def is_transient(exc: BaseException) -> bool:
     original = exc.orig
     if getattr(original, "sqlstate", None) in _TRANSIENT_SQLSTATES:
         return True
-    args = getattr(original, "args", ())
+    args: tuple[object, ...] = tuple(getattr(original, "args", ()))
     return bool(args) and args[0] in _TRANSIENT_MYSQL_ERRORS
 
 
