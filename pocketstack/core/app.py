@@ -24,8 +24,9 @@ from pocketstack.core import runtime as runtime_mod
 
 LOG = logging.getLogger(__name__)
 
-# Renders a domain error as a service's upstream body; gets the request id too.
-ErrorRenderer = Callable[[errors.PocketstackError, str], dict[str, Any]]
+# Renders a domain error as a service's upstream body; the ASGI scope carries the
+# request id and, for microversioned services, the negotiated version.
+ErrorRenderer = Callable[[errors.PocketstackError, Scope], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +116,11 @@ def describe_validation_error(exc: RequestValidationError) -> str:
     return f"Invalid input for field '{field}': {first.get('msg', 'invalid value')}."
 
 
-def error_response(
-    exc: errors.PocketstackError, render: ErrorRenderer, request_id: str
-) -> Response:
+def error_response(exc: errors.PocketstackError, render: ErrorRenderer, scope: Scope) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Keystone uri=""'
-    return JSONResponse(render(exc, request_id), status_code=exc.status, headers=headers)
+    return JSONResponse(render(exc, scope), status_code=exc.status, headers=headers)
 
 
 def install_error_handlers(
@@ -133,7 +132,7 @@ def install_error_handlers(
     `describe` words body validation errors as the service's upstream does."""
 
     def respond(exc: errors.PocketstackError, request: Request) -> Response:
-        return error_response(exc, render, request_id_of(request))
+        return error_response(exc, render, request.scope)
 
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.PocketstackError)

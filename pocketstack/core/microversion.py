@@ -109,8 +109,7 @@ class MicroversionMiddleware:
         try:
             version = self.versions.negotiate(headers)
         except errors.PocketstackError as exc:
-            request_id = str(scope.get("pocketstack.request_id", ""))
-            response = app_mod.error_response(exc, self.render, request_id)
+            response = app_mod.error_response(exc, self.render, scope)
             response.headers.update(self.versions.response_headers(self.versions.minimum))
             await response(scope, receive, send)
             return

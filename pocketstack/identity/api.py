@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, routing
@@ -29,7 +30,7 @@ MEDIA_TYPE = "application/vnd.openstack.identity-v3+json"
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def render_error(exc: errors.PocketstackError, _request_id: str) -> dict[str, Any]:
+def render_error(exc: errors.PocketstackError, _scope: Scope) -> dict[str, Any]:
     return {"error": {"code": exc.status, "title": exc.title, "message": exc.message}}
 
 

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, routing
@@ -36,14 +36,19 @@ UNDEFINED_CODE = "placement.undefined_code"
 router = routing.Router()
 
 
-def render_error(exc: errors.PocketstackError, request_id: str) -> dict[str, Any]:
+def render_error(exc: errors.PocketstackError, scope: Scope) -> dict[str, Any]:
+    """Upstream's error list; `code` exists from 1.23 (version errors have none)."""
     error: dict[str, Any] = {
         "status": exc.status,
         "title": exc.title,
         "detail": exc.message,
-        "code": exc.code if exc.code and exc.code.startswith("placement.") else UNDEFINED_CODE,
-        "request_id": request_id,
+        "request_id": str(scope.get("pocketstack.request_id", "")),
     }
+    version = scope.get("state", {}).get("microversion")
+    if version is not None and version >= Version(1, 23):
+        error["code"] = (
+            exc.code if exc.code and exc.code.startswith("placement.") else UNDEFINED_CODE
+        )
     if isinstance(exc, errors.NotAcceptable):
         error["min_version"], error["max_version"] = exc.min_version, exc.max_version
     return {"errors": [error]}
