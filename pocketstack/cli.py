@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -87,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated services to run (default: %(default)s; "
         f"known: {', '.join(config.KNOWN_SERVICES)})",
     )
+    up.add_argument(
+        "--auth",
+        choices=["keystone", "noauth"],
+        default="keystone",
+        help="noauth trusts X-Auth-Token as user[:project] like upstream's test "
+        "middleware; only for running upstream test suites, loopback only",
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
     db = commands.add_parser("db", help="database maintenance")
@@ -110,6 +118,22 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         db_url=args.db,
         password_hash_rounds=config.password_hash_rounds_from_env(),
     )
+
+
+def _auth_mode(mode: str, host: str) -> str:
+    if mode == "noauth" and not _is_loopback(host):
+        raise UsageError(
+            f"--auth noauth lets anyone act as anyone, so it only binds to loopback; use "
+            f"--bind 127.0.0.1:PORT (got {host})"
+        )
+    return mode
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _services(text: str) -> tuple[str, ...]:
@@ -170,6 +194,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         policy_file=args.policy_file,
         write_clouds_yaml=not args.no_clouds_yaml,
         services=_services(args.services),
+        auth=_auth_mode(args.auth, host),
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bound_socket(host, port)
@@ -259,6 +284,8 @@ def _print_banner(
         f"  state: {settings.state_dir}  database: {_redact(settings.database_url)}",
         f"  clouds.yaml: {', '.join(str(p) for p in clouds_files)}",
     ]
+    if settings.auth == "noauth":
+        lines.append("  AUTH IS OFF (--auth noauth): any X-Auth-Token is trusted; tests only")
     if new_password is not None:
         lines.append(
             f"  admin password (shown once, kept in {settings.state_dir / PASSWORD_FILE}):"

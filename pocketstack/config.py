@@ -35,6 +35,8 @@ class Settings:
     region: str = "RegionOne"
     public_host: str = ""
     services: tuple[str, ...] = DEFAULT_SERVICES
+    # "keystone" (tokens) or "noauth" (trust the token's words; loopback-only, for tests)
+    auth: str = "keystone"
 
     @property
     def database_url(self) -> str:

@@ -26,6 +26,9 @@ class Rule:
     name: str
     check_str: str
     description: str = ""
+    # Token scopes the operation is for ("project", "domain", "system"); empty means any.
+    # A token of another scope is refused whatever the rule says, as oslo.policy does.
+    scope_types: tuple[str, ...] = ()
 
 
 class PolicySyntaxError(ValueError):
@@ -186,6 +189,16 @@ def parse_rule(text: str) -> Check:
     return _Parser(text).parse()
 
 
+def token_scope(creds: Mapping[str, Any]) -> str | None:
+    if creds.get("system_scope") == "all":
+        return "system"
+    if creds.get("project_id"):
+        return "project"
+    if creds.get("domain_id"):
+        return "domain"
+    return None
+
+
 class Enforcer:
     """Holds the compiled rules: service defaults, overridden by the operator's file."""
 
@@ -219,4 +232,11 @@ class Enforcer:
     def check(self, name: str, target: Mapping[str, Any], creds: Mapping[str, Any]) -> bool:
         """True when rule `name` allows `creds` on `target`; unknown rules deny."""
         rule = self._rules.get(name)
+        default = self._defaults.get(name)
+        if (
+            default is not None
+            and default.scope_types
+            and (token_scope(creds) not in default.scope_types)
+        ):
+            return False
         return rule is not None and rule(target, creds, self)

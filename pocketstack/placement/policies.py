@@ -1,54 +1,52 @@
-"""Default RBAC rules for placement, named as upstream names them.
+"""Default RBAC rules for placement, named and defaulted as upstream does.
 
 Placement is an admin and service API: admins and other services (the
-`service` role) may do everything; system- and project-readers may read
-where upstream allows it.
+`service` role) may do everything except reshaping, which is for services
+only; a project reader may read its own project's usages.
 """
 
 from pocketstack.core.policy import Rule
 
 ADMIN_OR_SERVICE = "role:admin or role:service"
-READER = f"{ADMIN_OR_SERVICE} or role:reader"
+OWN_PROJECT_READER = "(role:reader and project_id:%(project_id)s)"
 
-_READS = {
-    "placement:root:get": "@",
-    "placement:resource_providers:list": READER,
-    "placement:resource_providers:show": READER,
-    "placement:resource_providers:inventories:list": READER,
-    "placement:resource_providers:inventories:show": READER,
-    "placement:resource_providers:aggregates:list": READER,
-    "placement:resource_providers:traits:list": READER,
-    "placement:resource_providers:usages": READER,
-    "placement:resource_providers:allocations:list": READER,
-    "placement:resource_classes:list": READER,
-    "placement:resource_classes:show": READER,
-    "placement:traits:list": READER,
-    "placement:traits:show": READER,
-    "placement:usages": READER,
-    "placement:allocations:list": READER,
-    "placement:allocation_candidates:list": READER,
-}
-_WRITES = [
+_ADMIN_OR_SERVICE_RULES = [
+    "placement:resource_providers:list",
     "placement:resource_providers:create",
+    "placement:resource_providers:show",
     "placement:resource_providers:update",
     "placement:resource_providers:delete",
+    "placement:resource_providers:inventories:list",
     "placement:resource_providers:inventories:create",
+    "placement:resource_providers:inventories:show",
     "placement:resource_providers:inventories:update",
     "placement:resource_providers:inventories:delete",
+    "placement:resource_providers:aggregates:list",
     "placement:resource_providers:aggregates:update",
+    "placement:resource_providers:usages",
+    "placement:resource_providers:traits:list",
     "placement:resource_providers:traits:update",
     "placement:resource_providers:traits:delete",
+    "placement:resource_providers:allocations:list",
+    "placement:resource_classes:list",
     "placement:resource_classes:create",
+    "placement:resource_classes:show",
     "placement:resource_classes:update",
     "placement:resource_classes:delete",
+    "placement:traits:list",
+    "placement:traits:show",
     "placement:traits:update",
     "placement:traits:delete",
     "placement:allocations:manage",
+    "placement:allocations:list",
     "placement:allocations:update",
     "placement:allocations:delete",
-    "placement:reshaper:reshape",
+    "placement:allocation_candidates:list",
 ]
 
-RULES = [Rule(name, rule) for name, rule in _READS.items()] + [
-    Rule(name, ADMIN_OR_SERVICE) for name in _WRITES
+PROJECT = ("project",)
+
+RULES = [Rule(name, ADMIN_OR_SERVICE, scope_types=PROJECT) for name in _ADMIN_OR_SERVICE_RULES] + [
+    Rule("placement:usages", f"{ADMIN_OR_SERVICE} or {OWN_PROJECT_READER}", scope_types=PROJECT),
+    Rule("placement:reshaper:reshape", "role:service", scope_types=PROJECT),
 ]

@@ -318,3 +318,25 @@ def test_parallel_claims_never_overcommit(placement: Placement, room: int) -> No
         codes = list(pool.map(claim, range(16)))
     assert codes.count(204) == room and codes.count(409) == 16 - room
     assert placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]["VCPU"] == room
+
+
+def test_noauth_mode_trusts_the_token_like_upstreams_test_middleware(cloud_factory: Any) -> None:
+    with cloud_factory(auth="noauth", services=("identity", "placement")) as cloud:
+
+        def call(token: str, **headers: str) -> int:
+            response = cloud.client.post(
+                "/placement/resource_providers",
+                json={"name": f"rp-{uuid.uuid4()}"},
+                headers={
+                    "X-Auth-Token": token,
+                    "OpenStack-API-Version": "placement latest",
+                    **headers,
+                },
+            )
+            return int(response.status_code)
+
+        assert call("admin") == 200
+        assert call("someone:project-x") == 403
+        assert call("nova", **{"X-Roles": "service"}) == 200
+        assert call("admin", **{"OpenStack-System-Scope": "all"}) == 403
+        assert cloud.client.get("/placement/resource_providers").status_code == 401

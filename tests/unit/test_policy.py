@@ -70,3 +70,11 @@ def test_operator_file_overrides_defaults(tmp_path: Path) -> None:
     enforcer.register([policy.Rule("identity:list_projects", "role:admin")])
     assert enforcer.check("identity:list_projects", {}, {"roles": ["auditor"]})
     assert not enforcer.check("identity:list_projects", {}, {"roles": ["admin"]})
+
+
+def test_scope_types_refuse_tokens_of_other_scopes() -> None:
+    enforcer = policy.Enforcer()
+    enforcer.register([policy.Rule("r", "role:admin", scope_types=("project",))])
+    assert enforcer.check("r", {}, {"roles": ["admin"], "project_id": "p"})
+    assert not enforcer.check("r", {}, {"roles": ["admin"], "system_scope": "all"})
+    assert not enforcer.check("r", {}, {"roles": ["admin"], "domain_id": "d"})
