@@ -8,6 +8,7 @@ gate routes and fields on `requested_version(request)`. Errors render as
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,7 +29,7 @@ from pocketstack.core.microversion import (
     VersionRange,
     requested_version,
 )
-from pocketstack.placement import schemas
+from pocketstack.placement import candidates, schemas
 from pocketstack.placement import service as placement_service
 
 VERSIONS = VersionRange("placement", Version(1, 0), Version(1, 39))
@@ -708,6 +709,227 @@ def list_total_usages(request: Request, ctx: Ctx) -> Response:
         by_type,
     )
     return ok(request, {"usages": usages})
+
+
+# Allocation candidates ---------------------------------------------------------------------
+
+_GROUP_PARAM = re.compile(r"^(resources|required|member_of|in_tree)(.*)$")
+_SUFFIX_1_25 = re.compile(r"^[1-9][0-9]*$")
+_SUFFIX_1_33 = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_CANDIDATE_PARAMS = [
+    (Version(1, 10), "resources"),
+    (Version(1, 16), "limit"),
+    (Version(1, 17), "required"),
+    (Version(1, 21), "member_of"),
+    (Version(1, 25), "group_policy"),
+    (Version(1, 31), "in_tree"),
+    (Version(1, 35), "root_required"),
+    (Version(1, 36), "same_subtree"),
+]
+
+
+def _traits_param(raw: str, version: Version, name: str) -> tuple[list[frozenset[str]], set[str]]:
+    """`T1,!T2` (and `in:A,B` from 1.39) into any-of sets and forbidden traits."""
+    if raw.startswith("in:"):
+        if version < Version(1, 39):
+            raise errors.Invalid(
+                "Invalid query string parameters: The format 'in:HW_CPU_X86_VMX,CUSTOM_MAGIC' "
+                f"only supported since microversion 1.39. Got: {raw}"
+            )
+        names = [t.strip() for t in raw[3:].split(",")]
+        if not all(names) or any(t.startswith("!") for t in names):
+            raise errors.Invalid(
+                f"Invalid query string parameters: Expected '{name}' "
+                f"parameter value of the form: in:T1,T2. Got: {raw}"
+            )
+        return [frozenset(names)], set()
+    required: list[frozenset[str]] = []
+    forbidden: set[str] = set()
+    for item in (t.strip() for t in raw.split(",")):
+        if not item:
+            raise errors.Invalid(
+                f"Invalid query string parameters: Expected '{name}' parameter value of the "
+                f"form: HW_CPU_X86_VMX,!CUSTOM_MAGIC. Got an empty trait in: {raw}"
+            )
+        if item.startswith("!"):
+            if version < Version(1, 22):
+                raise errors.Invalid(
+                    f"Invalid query string parameters: Expected '{name}' parameter value of "
+                    f"the form: HW_CPU_X86_VMX,CUSTOM_MAGIC. Got: {raw}"
+                )
+            forbidden.add(item.lstrip("!"))
+        else:
+            required.append(frozenset([item]))
+    return required, forbidden
+
+
+def _member_of_params(
+    values: list[str], version: Version, name: str
+) -> tuple[list[frozenset[str]], set[str]]:
+    if len(values) > 1 and version < Version(1, 24):
+        raise errors.Invalid(f"Multiple {name} parameters are not supported")
+    member_of: list[frozenset[str]] = []
+    forbidden: set[str] = set()
+    for raw in values:
+        negative = raw.startswith("!")
+        if negative and version < Version(1, 32):
+            raise errors.Invalid(
+                f"Forbidden {name} parameters are not supported in the specified microversion"
+            )
+        body = raw[1:] if negative else raw
+        if body.startswith("in:"):
+            uuids = body[3:].split(",")
+        elif "," in body:
+            raise errors.Invalid(
+                f"Multiple values for '{name}' must be prefixed with the 'in:' or '!in:' "
+                f"keyword using the valid microversion. Got: {raw}"
+            )
+        else:
+            uuids = [body]
+        for value in uuids:
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise errors.Invalid(
+                    f"Invalid query string parameters: Expected '{name}' parameter to contain "
+                    f"valid UUID(s). Got: {value}"
+                ) from None
+        if negative:
+            forbidden.update(uuids)
+        else:
+            member_of.append(frozenset(uuids))
+    return member_of, forbidden
+
+
+def _candidate_query(request: Request, version: Version) -> candidates.Query:
+    params = request.query_params
+    allowed = {name for minimum, name in _CANDIDATE_PARAMS if version >= minimum}
+    fields: dict[str, dict[str, list[str]]] = {}
+    for key in dict.fromkeys(params.keys()):
+        match = _GROUP_PARAM.match(key)
+        suffix = match.group(2) if match else ""
+        base = match.group(1) if match else key
+        if base not in allowed or (
+            suffix
+            and not (
+                (version >= Version(1, 33)
+                and _SUFFIX_1_33.match(suffix))
+                or (version >= Version(1, 25)
+                and _SUFFIX_1_25.match(suffix))
+            )
+        ):
+            raise errors.Invalid(
+                f"Invalid query string parameters: Additional properties are not allowed "
+                f"('{key}' was unexpected)"
+            )
+        if match:
+            fields.setdefault(suffix, {})[base] = params.getlist(key)
+    groups = []
+    for suffix, values in fields.items():
+        if "resources" not in values:
+            raise errors.Invalid("All request groups must specify resources.")
+        resources = {}
+        for raw in values["resources"]:
+            resources.update(parse_resources(raw))
+        required: list[frozenset[str]] = []
+        forbidden: set[str] = set()
+        raw_required = values.get("required", [])
+        if version < Version(1, 39):
+            raw_required = raw_required[-1:]
+        for raw in raw_required:
+            any_of_sets, not_wanted = _traits_param(raw, version, f"required{suffix}")
+            required += any_of_sets
+            forbidden |= not_wanted
+        for any_of in required:
+            if any_of <= forbidden:
+                raise errors.Invalid(
+                    "Conflicting required and forbidden traits found in the following traits "
+                    f"keys: required{suffix}: ({', '.join(sorted(any_of))})"
+                )
+        member_of, forbidden_aggregates = _member_of_params(
+            values.get("member_of", []), version, f"member_of{suffix}"
+        )
+        in_tree = values.get("in_tree", [None])[0]
+        if in_tree is not None:
+            try:
+                uuid.UUID(in_tree.strip())
+            except ValueError:
+                raise errors.Invalid(
+                    "Invalid query string parameters: Expected 'in_tree' parameter to be a "
+                    f"format of uuid. Got: {in_tree}"
+                ) from None
+            in_tree = str(uuid.UUID(in_tree.strip()))
+        groups.append(
+            candidates.Group(
+                suffix=suffix,
+                resources=resources,
+                required=tuple(required),
+                forbidden=frozenset(forbidden),
+                member_of=tuple(member_of),
+                forbidden_aggregates=frozenset(forbidden_aggregates),
+                in_tree=in_tree,
+            )
+        )
+    if not groups:
+        raise errors.Invalid(
+            "At least one request group (`resources` or `resources{$S}`) is required."
+        )
+    suffixed = [g for g in groups if g.suffix]
+    policy = params.get("group_policy")
+    if len(suffixed) > 1 and policy is None:
+        raise errors.Invalid(
+            'The "group_policy" parameter is required when specifying more '
+            'than one "resources{N}" parameter.'
+        )
+    if policy not in (None, "none", "isolate"):
+        raise errors.Invalid(
+            f"Invalid query string parameters: group_policy must be 'none' or "
+            f"'isolate'. Got: {policy}"
+        )
+    limit = params.get("limit")
+    if limit is not None and not re.match(r"^[1-9][0-9]*$", limit):
+        raise errors.Invalid(
+            f"Invalid query string parameters: limit must be a positive integer. Got: {limit}"
+        )
+    root_required: list[frozenset[str]] = []
+    root_forbidden: set[str] = set()
+    if "root_required" in params:
+        if len(params.getlist("root_required")) > 1:
+            raise errors.Invalid(
+                "Query parameter 'root_required' may be specified only once.",
+                code="placement.query.duplicate_key",
+            )
+        root_required, root_forbidden = _traits_param(
+            params["root_required"], version, "root_required"
+        )
+    same_subtree = []
+    for raw in params.getlist("same_subtree"):
+        suffixes = raw.split(",")
+        if not all(suffixes):
+            raise errors.Invalid(
+                "Empty string (unsuffixed group) can not be specified in `same_subtree` ",
+                code="placement.query.bad_value",
+            )
+        same_subtree.append(frozenset(suffixes))
+    return candidates.Query(
+        groups=tuple(groups),
+        group_policy=policy or "none",
+        limit=int(limit) if limit else None,
+        root_required=frozenset().union(*root_required) if root_required else frozenset(),
+        root_forbidden=frozenset(root_forbidden),
+        same_subtree=tuple(same_subtree),
+        nested_aware=version >= Version(1, 29),
+    )
+
+
+@router.get("/allocation_candidates")
+def list_allocation_candidates(request: Request, ctx: Ctx) -> Response:
+    version = version_of(request, Version(1, 10))
+    ctx.authorize("placement:allocation_candidates:list")
+    query = _candidate_query(request, version)
+    snapshot, found = placement_service.allocation_candidates(ctx, query)
+    requested = {c for g in query.groups for c in g.resources}
+    return ok(request, schemas.candidates_view(snapshot, found, version, requested))
 
 
 # Bodies whose shape depends on the version ------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pocketstack.core.microversion import Version
-from pocketstack.placement import models
+from pocketstack.placement import candidates, models
 from pocketstack.placement import service as placement_service
 
 MAX_INT = 2147483647
@@ -225,3 +225,49 @@ def consumer_allocations_view(
     if version >= Version(1, 38):
         body["consumer_type"] = consumer.consumer_type or "unknown"
     return body
+
+
+def candidates_view(
+    snapshot: candidates.Snapshot,
+    found: list[candidates.Candidate],
+    version: Version,
+    requested: set[str],
+) -> dict[str, Any]:
+    """The allocation_requests and provider_summaries of GET /allocation_candidates."""
+    nested_aware = version >= Version(1, 29)
+    requests = []
+    for candidate in found:
+        totals = candidate.totals()
+        if version >= Version(1, 12):
+            request: dict[str, Any] = {
+                "allocations": {snapshot.nodes[n].uuid: {"resources": r} for n, r in totals.items()}
+            }
+        else:
+            request = {
+                "allocations": [
+                    {"resource_provider": {"uuid": snapshot.nodes[n].uuid}, "resources": r}
+                    for n, r in totals.items()
+                ]
+            }
+        if version >= Version(1, 34):
+            request["mappings"] = {
+                suffix: [snapshot.nodes[n].uuid for n in assignment]
+                for suffix, assignment in candidate.by_group
+            }
+        requests.append(request)
+    summaries = {}
+    for node in candidates.summary_nodes(snapshot, found, nested_aware):
+        resources = {
+            cls: {"capacity": cap.capacity, "used": cap.used}
+            for cls, cap in node.inventory.items()
+            if version >= Version(1, 27) or cls in requested
+        }
+        summary: dict[str, Any] = {"resources": resources}
+        if version >= Version(1, 17):
+            summary["traits"] = sorted(node.traits)
+        if nested_aware:
+            parent = snapshot.nodes.get(node.parent_id) if node.parent_id else None
+            summary["parent_provider_uuid"] = parent.uuid if parent else None
+            summary["root_provider_uuid"] = snapshot.nodes[node.root_id].uuid
+        summaries[node.uuid] = summary
+    return {"allocation_requests": requests, "provider_summaries": summaries}

@@ -26,7 +26,7 @@ from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
 from pocketstack.core.db import is_transient
 from pocketstack.core.runtime import Runtime
-from pocketstack.placement import models
+from pocketstack.placement import candidates, models
 
 CUSTOM_NAME = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
 FIRST_CUSTOM_CLASS_ID = 10000
@@ -1202,3 +1202,28 @@ def _consumer_counts(
     if user_id is not None:
         stmt = stmt.where(models.Consumer.user_id == user_id)
     return _pairs(session, stmt)
+
+
+# Allocation candidates -----------------------------------------------------------------
+
+
+def allocation_candidates(
+    ctx: RequestContext, query: candidates.Query
+) -> tuple[candidates.Snapshot, list[candidates.Candidate]]:
+    """Check the names in the request exist (400 otherwise), then search a snapshot."""
+    with ctx.db.read() as session:
+        known_classes = set(session.scalars(select(models.ResourceClass.name)))
+        for group in query.groups:
+            for class_name in group.resources:
+                if class_name not in known_classes:
+                    raise errors.Invalid(
+                        f"Invalid resource class in resources parameter: "
+                        f"No such resource class {class_name}."
+                    )
+        wanted_traits = {t for g in query.groups for any_of in g.required for t in any_of}
+        wanted_traits |= {t for g in query.groups for t in g.forbidden}
+        wanted_traits |= query.root_required | query.root_forbidden
+        if wanted_traits:
+            _trait_ids(session, wanted_traits)
+        snapshot = candidates.load_snapshot(session)
+    return snapshot, candidates.find(snapshot, query)

@@ -340,3 +340,68 @@ def test_noauth_mode_trusts_the_token_like_upstreams_test_middleware(cloud_facto
         assert call("nova", **{"X-Roles": "service"}) == 200
         assert call("admin", **{"OpenStack-System-Scope": "all"}) == 403
         assert cloud.client.get("/placement/resource_providers").status_code == 401
+
+
+def _tree(placement: Placement, name: str, traits: list[str], gpus: int = 0) -> str:
+    """A compute node with VCPU/MEMORY_MB and, optionally, two GPU children."""
+    root = placement.provider(name)["uuid"]
+    placement(
+        "PUT",
+        f"/resource_providers/{root}/inventories",
+        {
+            "resource_provider_generation": 0,
+            "inventories": {"VCPU": {"total": 8}, "MEMORY_MB": {"total": 8192}},
+        },
+    )
+    placement(
+        "PUT",
+        f"/resource_providers/{root}/traits",
+        {"traits": traits, "resource_provider_generation": 1},
+    )
+    for index in range(gpus):
+        gpu = placement.provider(f"{name}-gpu{index}", parent_provider_uuid=root)["uuid"]
+        placement(
+            "PUT",
+            f"/resource_providers/{gpu}/inventories",
+            {"resource_provider_generation": 0, "inventories": {"VGPU": {"total": 2}}},
+        )
+    return str(root)
+
+
+def test_allocation_candidates(placement: Placement) -> None:
+    plain = _tree(placement, "ac-plain", [])
+    avx = _tree(placement, "ac-avx", ["HW_CPU_X86_AVX2"], gpus=2)
+    simple = placement("GET", "/allocation_candidates?resources=VCPU:2,MEMORY_MB:1024").json()
+    assert len(simple["allocation_requests"]) == 2
+    first = simple["allocation_requests"][0]
+    assert first["allocations"][plain]["resources"] == {"VCPU": 2, "MEMORY_MB": 1024}
+    assert first["mappings"] == {"": [plain]}
+    summary = simple["provider_summaries"][plain]
+    assert summary["resources"]["VCPU"] == {"capacity": 8, "used": 0}
+    assert len(simple["provider_summaries"]) == 4
+    traited = placement(
+        "GET", "/allocation_candidates?resources=VCPU:2&required=HW_CPU_X86_AVX2"
+    ).json()
+    assert [list(r["allocations"]) for r in traited["allocation_requests"]] == [[avx]]
+    gpu = placement(
+        "GET", "/allocation_candidates?resources=VCPU:1&resources1=VGPU:1&group_policy=isolate"
+    ).json()
+    assert len(gpu["allocation_requests"]) == 2
+    assert all(set(r["mappings"]) == {"", "1"} for r in gpu["allocation_requests"])
+    two_gpus = placement(
+        "GET",
+        "/allocation_candidates?resources=VCPU:1&resources1=VGPU:1"
+        "&resources2=VGPU:1&group_policy=isolate",
+    ).json()
+    assert len(two_gpus["allocation_requests"]) == 2
+    limited = placement("GET", "/allocation_candidates?resources=VCPU:1&limit=1").json()
+    assert len(limited["allocation_requests"]) == 1
+    assert set(limited["provider_summaries"]) == {plain}
+    legacy = placement("GET", "/allocation_candidates?resources=VCPU:1", version="1.10").json()
+    assert isinstance(legacy["allocation_requests"][0]["allocations"], list)
+    none = placement("GET", "/allocation_candidates?resources=VCPU:99").json()
+    assert none == {"allocation_requests": [], "provider_summaries": {}}
+    missing_policy = placement("GET", "/allocation_candidates?resources1=VCPU:1&resources2=VGPU:1")
+    assert missing_policy.status_code == 400
+    unknown = placement("GET", "/allocation_candidates?resources=NOPE:1")
+    assert unknown.status_code == 400

@@ -1,0 +1,344 @@
+"""Allocation candidates: which providers could satisfy a request, and how.
+
+The search runs over a snapshot of every provider (tree links, traits,
+aggregates, inventory and usage) read in one transaction, so the answer is
+consistent; it works per anchor tree: a provider tree plus the sharing
+providers (trait MISC_SHARES_VIA_AGGREGATE) that share an aggregate with
+some member of it. Each request group yields its options within the tree;
+candidates are their combinations that pass group_policy, capacity summed
+across groups, same_subtree and root_required.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pocketstack.placement import models
+
+SHARING_TRAIT = "MISC_SHARES_VIA_AGGREGATE"
+
+# One group's share of a candidate: provider id -> class -> amount.
+Assignment = dict[int, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    total: int
+    reserved: int
+    min_unit: int
+    max_unit: int
+    step_size: int
+    allocation_ratio: float
+    used: int
+
+    @property
+    def capacity(self) -> int:
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+    def fits(self, amount: int, already: int = 0) -> bool:
+        return (
+            self.min_unit <= amount <= self.max_unit
+            and amount % self.step_size == 0
+            and self.used + already + amount <= self.capacity
+        )
+
+
+@dataclass(slots=True)
+class Node:
+    id: int
+    uuid: str
+    parent_id: int | None
+    root_id: int
+    traits: frozenset[str]
+    aggregates: frozenset[str]
+    inventory: dict[str, Capacity]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One request group: `resources`, `required`, ... with the same suffix."""
+
+    suffix: str
+    resources: Mapping[str, int]
+    required: tuple[frozenset[str], ...] = ()
+    forbidden: frozenset[str] = frozenset()
+    member_of: tuple[frozenset[str], ...] = ()
+    forbidden_aggregates: frozenset[str] = frozenset()
+    in_tree: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    groups: tuple[Group, ...]
+    group_policy: str = "none"
+    limit: int | None = None
+    root_required: frozenset[str] = frozenset()
+    root_forbidden: frozenset[str] = frozenset()
+    same_subtree: tuple[frozenset[str], ...] = ()
+    nested_aware: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    root_id: int
+    by_group: tuple[tuple[str, Assignment], ...]
+
+    def totals(self) -> dict[int, dict[str, int]]:
+        summed: dict[int, dict[str, int]] = {}
+        for _suffix, assignment in self.by_group:
+            for node_id, resources in assignment.items():
+                target = summed.setdefault(node_id, {})
+                for class_name, amount in resources.items():
+                    target[class_name] = target.get(class_name, 0) + amount
+        return summed
+
+
+@dataclass(slots=True)
+class Snapshot:
+    nodes: dict[int, Node]
+    by_uuid: dict[str, Node] = field(default_factory=dict)
+    trees: dict[int, list[int]] = field(default_factory=dict)
+    anchors: dict[int, set[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_uuid = {n.uuid: n for n in self.nodes.values()}
+        for node in self.nodes.values():
+            self.trees.setdefault(node.root_id, []).append(node.id)
+        members_by_aggregate: dict[str, set[int]] = {}
+        for node in self.nodes.values():
+            for aggregate in node.aggregates:
+                members_by_aggregate.setdefault(aggregate, set()).add(node.id)
+        for node in self.nodes.values():
+            if SHARING_TRAIT in node.traits:
+                roots = {node.root_id}
+                for aggregate in node.aggregates:
+                    roots.update(self.nodes[m].root_id for m in members_by_aggregate[aggregate])
+                self.anchors[node.id] = roots
+
+    @property
+    def nested(self) -> bool:
+        return any(n.parent_id is not None for n in self.nodes.values())
+
+    def is_ancestor_or_self(self, ancestor: int, node_id: int) -> bool:
+        current: int | None = node_id
+        while current is not None:
+            if current == ancestor:
+                return True
+            current = self.nodes[current].parent_id
+        return False
+
+
+def load_snapshot(session: Session) -> Snapshot:
+    """Every provider with what the search needs, read in one transaction."""
+    class_names = {
+        i: n for i, n in session.execute(select(models.ResourceClass.id, models.ResourceClass.name))
+    }
+    trait_names = {i: n for i, n in session.execute(select(models.Trait.id, models.Trait.name))}
+    traits: dict[int, set[str]] = {}
+    for provider_id, trait_id in session.execute(
+        select(models.ProviderTrait.resource_provider_id, models.ProviderTrait.trait_id)
+    ):
+        traits.setdefault(provider_id, set()).add(trait_names[trait_id])
+    aggregates: dict[int, set[str]] = {}
+    for provider_id, aggregate in session.execute(
+        select(
+            models.ProviderAggregate.resource_provider_id, models.ProviderAggregate.aggregate_uuid
+        )
+    ):
+        aggregates.setdefault(provider_id, set()).add(aggregate)
+    used = {
+        (p, c): int(u)
+        for p, c, u in session.execute(
+            select(
+                models.Allocation.resource_provider_id,
+                models.Allocation.resource_class_id,
+                func.sum(models.Allocation.used),
+            ).group_by(models.Allocation.resource_provider_id, models.Allocation.resource_class_id)
+        )
+    }
+    inventory: dict[int, dict[str, Capacity]] = {}
+    for inv in session.scalars(select(models.Inventory)):
+        inventory.setdefault(inv.resource_provider_id, {})[class_names[inv.resource_class_id]] = (
+            Capacity(
+                inv.total,
+                inv.reserved,
+                inv.min_unit,
+                inv.max_unit,
+                inv.step_size,
+                inv.allocation_ratio,
+                used.get((inv.resource_provider_id, inv.resource_class_id), 0),
+            )
+        )
+    nodes = {
+        row.id: Node(
+            row.id,
+            row.uuid,
+            row.parent_id,
+            row.root_id or row.id,
+            frozenset(traits.get(row.id, ())),
+            frozenset(aggregates.get(row.id, ())),
+            inventory.get(row.id, {}),
+        )
+        for row in session.scalars(select(models.ResourceProvider))
+    }
+    return Snapshot(nodes)
+
+
+def find(snapshot: Snapshot, query: Query) -> list[Candidate]:
+    """Every candidate, anchor trees in provider-id order, then up to `limit`."""
+    results: list[Candidate] = []
+    for root_id in sorted(snapshot.trees):
+        if not _root_allowed(snapshot, root_id, query):
+            continue
+        members = _members(snapshot, root_id)
+        per_group = []
+        for group in query.groups:
+            options = list(_group_options(snapshot, root_id, members, group))
+            if not options:
+                break
+            per_group.append((group.suffix, options))
+        else:
+            for combination in itertools.product(*(opts for _s, opts in per_group)):
+                candidate = Candidate(
+                    root_id,
+                    tuple((s, a) for (s, _o), a in zip(per_group, combination, strict=True)),
+                )
+                if _acceptable(snapshot, candidate, query):
+                    results.append(candidate)
+                    if query.limit is not None and len(results) >= query.limit:
+                        return results
+    return results
+
+
+def _root_allowed(snapshot: Snapshot, root_id: int, query: Query) -> bool:
+    root = snapshot.nodes[root_id]
+    return query.root_required <= root.traits and not (query.root_forbidden & root.traits)
+
+
+def _members(snapshot: Snapshot, root_id: int) -> list[int]:
+    """The tree's providers, then the sharing providers anchored to it."""
+    own = sorted(snapshot.trees[root_id])
+    shared = sorted(
+        n
+        for n, roots in snapshot.anchors.items()
+        if root_id in roots and snapshot.nodes[n].root_id != root_id
+    )
+    return own + shared
+
+
+def _in_aggregates(node: Node, anchor: Node, group: Group) -> bool:
+    keys = node.aggregates | anchor.aggregates
+    if group.forbidden_aggregates & keys:
+        return False
+    return all(any_of & keys for any_of in group.member_of)
+
+
+def _group_options(
+    snapshot: Snapshot, root_id: int, members: Sequence[int], group: Group
+) -> Iterator[Assignment]:
+    anchor = snapshot.nodes[root_id]
+    if group.in_tree is not None:
+        pinned = snapshot.by_uuid.get(group.in_tree)
+        if pinned is None:
+            return
+        if group.suffix:
+            members = [m for m in members if snapshot.nodes[m].root_id == pinned.root_id]
+        else:
+            if pinned.root_id != root_id:
+                return
+            members = [m for m in members if snapshot.nodes[m].root_id == root_id]
+    if group.suffix:
+        yield from _single_provider_options(snapshot, anchor, members, group)
+    else:
+        yield from _spread_options(snapshot, anchor, members, group)
+
+
+def _single_provider_options(
+    snapshot: Snapshot, anchor: Node, members: Sequence[int], group: Group
+) -> Iterator[Assignment]:
+    for node_id in members:
+        node = snapshot.nodes[node_id]
+        if not all(any_of & node.traits for any_of in group.required):
+            continue
+        if group.forbidden & node.traits or not _in_aggregates(node, node, group):
+            continue
+        if all(
+            cls in node.inventory and node.inventory[cls].fits(amount)
+            for cls, amount in group.resources.items()
+        ):
+            yield {node_id: dict(group.resources)}
+
+
+def _spread_options(
+    snapshot: Snapshot, anchor: Node, members: Sequence[int], group: Group
+) -> Iterator[Assignment]:
+    """Each class from one provider of the anchor tree; traits over the providers used."""
+    choices: list[list[int]] = []
+    for cls, amount in group.resources.items():
+        fitting = [
+            m
+            for m in members
+            if cls in snapshot.nodes[m].inventory
+            and snapshot.nodes[m].inventory[cls].fits(amount)
+            and not group.forbidden & snapshot.nodes[m].traits
+            and _in_aggregates(snapshot.nodes[m], anchor, group)
+        ]
+        if not fitting:
+            return
+        choices.append(fitting)
+    classes = list(group.resources)
+    for picked in itertools.product(*choices):
+        used = {n: snapshot.nodes[n] for n in picked}
+        traits = frozenset().union(*(n.traits for n in used.values()))
+        if not all(any_of & traits for any_of in group.required):
+            continue
+        assignment: Assignment = {}
+        for cls, node_id in zip(classes, picked, strict=True):
+            assignment.setdefault(node_id, {})[cls] = group.resources[cls]
+        yield assignment
+
+
+def _acceptable(snapshot: Snapshot, candidate: Candidate, query: Query) -> bool:
+    suffixed = [(s, a) for s, a in candidate.by_group if s]
+    if query.group_policy == "isolate":
+        providers = [next(iter(a)) for _s, a in suffixed]
+        if len(set(providers)) != len(providers):
+            return False
+    if len(query.groups) > 1:
+        for node_id, resources in candidate.totals().items():
+            node = snapshot.nodes[node_id]
+            for cls, amount in resources.items():
+                capacity = node.inventory[cls]
+                if amount > capacity.max_unit or capacity.used + amount > capacity.capacity:
+                    return False
+    providers_by_suffix = {s: set(a) for s, a in candidate.by_group}
+    for suffixes in query.same_subtree:
+        chosen = set().union(*(providers_by_suffix.get(s, set()) for s in suffixes))
+        if chosen and not any(
+            all(snapshot.is_ancestor_or_self(top, n) for n in chosen) for top in chosen
+        ):
+            return False
+    if not query.nested_aware and snapshot.nested:
+        trees = [snapshot.nodes[n].root_id for n in candidate.totals()]
+        if len(trees) != len(set(trees)):
+            return False
+    return True
+
+
+def summary_nodes(
+    snapshot: Snapshot, candidates: Iterable[Candidate], nested_aware: bool
+) -> list[Node]:
+    """Providers to describe: every member of every tree a candidate uses (1.29+), else
+    just the providers candidates use."""
+    used: set[int] = set()
+    for candidate in candidates:
+        used.update(candidate.totals())
+    if not nested_aware:
+        return [snapshot.nodes[n] for n in sorted(used)]
+    roots = {snapshot.nodes[n].root_id for n in used}
+    return [snapshot.nodes[n] for root in sorted(roots) for n in sorted(snapshot.trees[root])]
