@@ -63,7 +63,14 @@ def describe_validation_error(exc: RequestValidationError) -> str:
 
 
 def base_of(request: Request) -> str:
+    """Absolute URL of the service root, for Location headers."""
     return str(request.base_url).rstrip("/")
+
+
+def link_base(request: Request) -> str:
+    """Links in bodies are root-relative paths (`/placement/resource_providers/...`), as
+    upstream writes them from the script name."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def version_of(request: Request, minimum: Version | None = None) -> Version:
@@ -148,7 +155,7 @@ def create_resource_provider(request: Request, body: schemas.ProviderCreate, ctx
     if version >= Version(1, 20):
         return ok(
             request,
-            schemas.provider_view(provider, base_of(request), version),
+            schemas.provider_view(provider, link_base(request), version),
             headers=location,
             modified=provider.updated_at,
         )
@@ -171,7 +178,7 @@ def list_resource_providers(request: Request, ctx: Ctx) -> Response:
     check_query(request, set().union(*(p for v, p in _LIST_PARAMS if version >= v)))
     query = _provider_filter(request, version)
     providers = placement_service.list_providers(ctx, query)
-    base = base_of(request)
+    base = link_base(request)
     modified = max((p.updated_at for p in providers), default=None)
     return ok(
         request,
@@ -251,7 +258,7 @@ def get_resource_provider(request: Request, provider_uuid: str, ctx: Ctx) -> Res
     provider = placement_service.get_provider(ctx, provider_uuid)
     return ok(
         request,
-        schemas.provider_view(provider, base_of(request), version),
+        schemas.provider_view(provider, link_base(request), version),
         modified=provider.updated_at,
     )
 
@@ -270,7 +277,7 @@ def update_resource_provider(
     )
     return ok(
         request,
-        schemas.provider_view(provider, base_of(request), version),
+        schemas.provider_view(provider, link_base(request), version),
         modified=provider.updated_at,
     )
 
@@ -494,7 +501,7 @@ def list_provider_usages(request: Request, provider_uuid: str, ctx: Ctx) -> Resp
 def list_resource_classes(request: Request, ctx: Ctx) -> Response:
     version_of(request, Version(1, 2))
     ctx.authorize("placement:resource_classes:list")
-    base = base_of(request)
+    base = link_base(request)
     classes = placement_service.list_resource_classes(ctx)
     return ok(
         request, {"resource_classes": [schemas.resource_class_view(rc, base) for rc in classes]}
@@ -516,7 +523,7 @@ def get_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
     version_of(request, Version(1, 2))
     ctx.authorize("placement:resource_classes:show")
     rc = placement_service.get_resource_class(ctx, name)
-    return ok(request, schemas.resource_class_view(rc, base_of(request)), modified=rc.updated_at)
+    return ok(request, schemas.resource_class_view(rc, link_base(request)), modified=rc.updated_at)
 
 
 @router.put("/resource_classes/{name}")
@@ -531,7 +538,7 @@ async def put_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
         return no_content(201 if created else 204, location)
     body = _validated(schemas.ResourceClassCreate, await _json_body(request))
     rc = await _in_thread(placement_service.update_resource_class, ctx, name, body.name)
-    return ok(request, schemas.resource_class_view(rc, base_of(request)))
+    return ok(request, schemas.resource_class_view(rc, link_base(request)))
 
 
 @router.delete("/resource_classes/{name}")
@@ -812,10 +819,8 @@ def _candidate_query(request: Request, version: Version) -> candidates.Query:
         if base not in allowed or (
             suffix
             and not (
-                (version >= Version(1, 33)
-                and _SUFFIX_1_33.match(suffix))
-                or (version >= Version(1, 25)
-                and _SUFFIX_1_25.match(suffix))
+                (version >= Version(1, 33) and _SUFFIX_1_33.match(suffix))
+                or (version >= Version(1, 25) and _SUFFIX_1_25.match(suffix))
             )
         ):
             raise errors.Invalid(

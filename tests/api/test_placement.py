@@ -74,6 +74,10 @@ def test_provider_tree_fields_by_version(placement: Placement) -> None:
     assert child["parent_provider_uuid"] == root["uuid"]
     old = placement("GET", f"/resource_providers/{child['uuid']}", version="1.13").json()
     assert "root_provider_uuid" not in old
+    assert old["links"][0] == {
+        "rel": "self",
+        "href": f"/placement/resource_providers/{child['uuid']}",
+    }
     assert {link["rel"] for link in old["links"]} == {
         "self",
         "inventories",

@@ -62,3 +62,31 @@ def test_resource_provider_lifecycle_with_osc_placement(osc, unique):
     osc("resource", "provider", "delete", rp)
     remaining = osc("resource", "provider", "list", "-f", "json").json()
     assert rp not in [p["uuid"] for p in remaining]
+
+
+def test_allocation_candidate_list_with_osc_placement(osc, unique):
+    rp = osc("resource", "provider", "create", unique("ac"), "-f", "json").json()["uuid"]
+    osc(
+        "resource",
+        "provider",
+        "inventory",
+        "set",
+        rp,
+        "--resource",
+        "VCPU=4",
+        "--resource",
+        "MEMORY_MB=2048",
+    )
+    found = osc(
+        "allocation",
+        "candidate",
+        "list",
+        "--resource",
+        "VCPU=2",
+        "--resource",
+        "MEMORY_MB=512",
+        "-f",
+        "json",
+    ).json()
+    assert any(row["resource provider"] == rp for row in found)
+    osc("resource", "provider", "delete", rp)
