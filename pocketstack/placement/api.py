@@ -937,6 +937,44 @@ def list_allocation_candidates(request: Request, ctx: Ctx) -> Response:
     return ok(request, schemas.candidates_view(snapshot, found, version, requested))
 
 
+# Reshaper ----------------------------------------------------------------------------------
+
+
+@router.post("/reshaper")
+async def reshape(request: Request, ctx: Ctx) -> Response:
+    version = version_of(request, Version(1, 30))
+    ctx.authorize("placement:reshaper:reshape")
+    raw = await _json_body(request)
+    if not isinstance(raw, dict) or set(raw) != {"inventories", "allocations"}:
+        raise errors.Invalid(
+            "JSON does not validate: 'inventories' and 'allocations' are "
+            "required properties, and no others are allowed"
+        )
+    if not isinstance(raw["inventories"], dict) or not raw["inventories"]:
+        raise errors.Invalid(
+            "JSON does not validate: 'inventories' needs at least one resource provider"
+        )
+    if not isinstance(raw["allocations"], dict):
+        raise errors.Invalid("JSON does not validate: 'allocations' must be an object")
+    inventories = []
+    for provider_uuid, body in raw["inventories"].items():
+        parsed = _validated(schemas.InventoriesPut, body)
+        inventories.append(
+            placement_service.ProviderInventories(
+                provider_uuid,
+                parsed.resource_provider_generation,
+                {name: fields.spec() for name, fields in parsed.inventories.items()},
+            )
+        )
+    model = schemas.allocation_body_model(version)
+    claims = [
+        _claim(_consumer_uuid(key), _validated(model, value), version, allow_empty=True)
+        for key, value in raw["allocations"].items()
+    ]
+    await _in_thread(placement_service.reshape, ctx, inventories, claims)
+    return no_content()
+
+
 # Bodies whose shape depends on the version ------------------------------------------------
 
 

@@ -934,10 +934,14 @@ def _apply_claims(
         raise errors.Invalid(
             f"Allocation for resource provider '{missing[0]}' that does not exist."
         )
+    # As upstream: the providers named in the new allocations change generation, and so do
+    # those of consumers being emptied; a provider a moving consumer leaves does not (a
+    # release cannot over-commit anything).
+    emptied = [consumers[c.consumer_uuid].id for c in claims if not c.allocations]
     old_provider_ids = set(
         session.scalars(
             select(models.Allocation.resource_provider_id).where(
-                models.Allocation.consumer_id.in_(consumer_ids)
+                models.Allocation.consumer_id.in_(emptied)
             )
         )
     )
@@ -1227,3 +1231,94 @@ def allocation_candidates(
             _trait_ids(session, wanted_traits)
         snapshot = candidates.load_snapshot(session)
     return snapshot, candidates.find(snapshot, query)
+
+
+# Reshaper --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInventories:
+    provider_uuid: str
+    generation: int
+    inventories: Mapping[str, InventorySpec]
+
+
+def reshape(
+    ctx: RequestContext,
+    inventories: Sequence[ProviderInventories],
+    claims: Sequence[ConsumerClaim],
+) -> None:
+    """Move inventory and the allocations against it in one transaction (e.g. VGPUs from a
+    compute node to its new GPU children): new inventory is added first, allocations are
+    replaced, then inventory that is no longer offered is removed."""
+    with ctx.db.write() as session:
+        rows = {}
+        for item in inventories:
+            row = session.scalar(
+                select(models.ResourceProvider).where(
+                    models.ResourceProvider.uuid == item.provider_uuid
+                )
+            )
+            if row is None:
+                raise errors.Invalid(
+                    f"Resource provider {item.provider_uuid} in inventories not found",
+                    code=PROVIDER_NOT_FOUND,
+                )
+            if row.generation != item.generation:
+                raise errors.Conflict(
+                    f"resource provider generation conflict for provider {item.provider_uuid}: "
+                    f"actual: {row.generation}, given: {item.generation}",
+                    code=CONCURRENT_UPDATE,
+                )
+            for class_name in item.inventories:
+                if (
+                    session.scalar(
+                        select(models.ResourceClass.id).where(
+                            models.ResourceClass.name == class_name
+                        )
+                    )
+                    is None
+                ):
+                    raise errors.Invalid(
+                        f"malformed reshaper data: No such resource class {class_name}."
+                    )
+            rows[item.provider_uuid] = row
+        for item in inventories:
+            if item.inventories:
+                row = rows[item.provider_uuid]
+                for class_name, spec in item.inventories.items():
+                    _write_inventory(session, row.id, class_id_of(session, class_name), spec)
+                _bump_generation(session, row, row.generation, "Reshaping inventories")
+        try:
+            _apply_claims(session, claims, check_generation=True)
+        except _ProviderRace:
+            raise concurrent_update("Reshaping allocations") from None
+        session.flush()
+        for item in inventories:
+            row = rows[item.provider_uuid]
+            session.refresh(row)
+            _set_exact_inventory(session, row, item.inventories)
+            _bump_generation(session, row, row.generation, "Reshaping inventories")
+
+
+def _set_exact_inventory(
+    session: Session, row: models.ResourceProvider, inventories: Mapping[str, InventorySpec]
+) -> None:
+    wanted = {class_id_of(session, name): spec for name, spec in inventories.items()}
+    usage = _usage_by_class(session, row.id)
+    names = _class_names(session)
+    in_use = [names[c] for c in sorted(usage) if c not in wanted and usage[c]]
+    if in_use:
+        raise errors.Conflict(
+            f"update conflict: Inventory for '{', '.join(in_use)}' on resource provider "
+            f"'{row.uuid}' in use.",
+            code=INVENTORY_INUSE,
+        )
+    session.execute(
+        delete(models.Inventory).where(
+            models.Inventory.resource_provider_id == row.id,
+            models.Inventory.resource_class_id.not_in(list(wanted)),
+        )
+    )
+    for class_id, spec in wanted.items():
+        _write_inventory(session, row.id, class_id, spec)

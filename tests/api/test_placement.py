@@ -409,3 +409,62 @@ def test_allocation_candidates(placement: Placement) -> None:
     assert missing_policy.status_code == 400
     unknown = placement("GET", "/allocation_candidates?resources=NOPE:1")
     assert unknown.status_code == 400
+
+
+def test_reshaper_moves_inventory_and_allocations_for_services_only(
+    cloud: Cloud, placement: Placement
+) -> None:
+    root = placement.provider("reshape-cn")["uuid"]
+    placement(
+        "PUT",
+        f"/resource_providers/{root}/inventories",
+        {
+            "resource_provider_generation": 0,
+            "inventories": {"VCPU": {"total": 4}, "VGPU": {"total": 2}},
+        },
+    )
+    consumer = str(uuid.uuid4())
+    placement(
+        "PUT",
+        f"/allocations/{consumer}",
+        {
+            "allocations": {root: {"resources": {"VCPU": 1, "VGPU": 1}}},
+            "project_id": "p",
+            "user_id": "u",
+            "consumer_generation": None,
+            "consumer_type": "INSTANCE",
+        },
+    )
+    child = placement.provider("reshape-gpu", parent_provider_uuid=root)["uuid"]
+    body = {
+        "inventories": {
+            root: {"resource_provider_generation": 2, "inventories": {"VCPU": {"total": 4}}},
+            child: {"resource_provider_generation": 0, "inventories": {"VGPU": {"total": 2}}},
+        },
+        "allocations": {
+            consumer: {
+                "allocations": {
+                    root: {"resources": {"VCPU": 1}},
+                    child: {"resources": {"VGPU": 1}},
+                },
+                "project_id": "p",
+                "user_id": "u",
+                "consumer_generation": 1,
+                "consumer_type": "INSTANCE",
+            }
+        },
+    }
+    assert placement("POST", "/reshaper", body).status_code == 403
+    admin = cloud.admin
+    services_project = cloud.create(admin, "project", name="services")
+    cloud.user_with_role(admin, "nova", services_project["id"], "service")
+    nova = cloud.token("nova", "nova-pw", project="services")
+    assert placement("POST", "/reshaper", body, token=nova).status_code == 204
+    inventories = placement("GET", f"/resource_providers/{root}/inventories").json()
+    assert list(inventories["inventories"]) == ["VCPU"]
+    assert inventories["resource_provider_generation"] == 5
+    moved = placement("GET", f"/allocations/{consumer}").json()["allocations"]
+    assert moved[child]["resources"] == {"VGPU": 1}
+    again = placement("POST", "/reshaper", body, token=nova)
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["code"] == "placement.concurrent_update"
