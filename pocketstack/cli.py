@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         help="noauth trusts X-Auth-Token as user[:project] like upstream's test "
         "middleware; only for running upstream test suites, loopback only",
     )
+    up.add_argument(
+        "--serve-at-root",
+        default=None,
+        metavar="SERVICE",
+        help="also answer at / with this service, as its standalone server does "
+        "(e.g. placement, for tools that expect it there)",
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
     db = commands.add_parser("db", help="database maintenance")
@@ -195,7 +202,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         write_clouds_yaml=not args.no_clouds_yaml,
         services=_services(args.services),
         auth=_auth_mode(args.auth, host),
+        serve_at_root=args.serve_at_root,
     )
+    if settings.serve_at_root not in (None, *settings.services):
+        raise UsageError(
+            f"--serve-at-root {settings.serve_at_root}: that service is not in "
+            f"--services ({', '.join(settings.services)})"
+        )
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bound_socket(host, port)
     password, source = _admin_password(args, settings.state_dir)

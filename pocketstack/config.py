@@ -37,6 +37,8 @@ class Settings:
     services: tuple[str, ...] = DEFAULT_SERVICES
     # "keystone" (tokens) or "noauth" (trust the token's words; loopback-only, for tests)
     auth: str = "keystone"
+    # A service that also answers at `/` (standalone style), besides its own prefix.
+    serve_at_root: str | None = None
 
     @property
     def database_url(self) -> str:

@@ -112,4 +112,4 @@ def build_app(runtime: Runtime) -> ASGIApp:
         app_mod.MountedService(spec.name, spec.prefix, spec.create_app())
         for spec in enabled(runtime.settings)
     ]
-    return app_mod.RootApp(runtime, mounted)
+    return app_mod.RootApp(runtime, mounted, at_root=runtime.settings.serve_at_root)

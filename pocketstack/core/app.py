@@ -41,9 +41,17 @@ class MountedService:
 class RootApp:
     """Routes by prefix, tags each request with an id and the runtime."""
 
-    def __init__(self, runtime: runtime_mod.Runtime, services: Sequence[MountedService]) -> None:
+    def __init__(
+        self,
+        runtime: runtime_mod.Runtime,
+        services: Sequence[MountedService],
+        at_root: str | None = None,
+    ) -> None:
+        """`at_root` names a service that also answers every path no prefix claims, as a
+        standalone deployment of it would (e.g. placement at `/`)."""
         self.runtime = runtime
         self.services = sorted(services, key=lambda s: len(s.prefix), reverse=True)
+        self.at_root = next((s for s in services if s.name == at_root), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -70,6 +78,9 @@ class RootApp:
                 child["path"] = path if path != service.prefix else path + "/"
                 await service.app(child, receive, send_with_id)
                 return
+        if self.at_root is not None:
+            await self.at_root.app(dict(scope), receive, send_with_id)
+            return
         response = JSONResponse(
             {"error": {"code": 404, "title": "Not Found", "message": f"No service at {path}"}},
             status_code=404,

@@ -468,3 +468,16 @@ def test_reshaper_moves_inventory_and_allocations_for_services_only(
     again = placement("POST", "/reshaper", body, token=nova)
     assert again.status_code == 409
     assert again.json()["errors"][0]["code"] == "placement.concurrent_update"
+
+
+def test_placement_can_also_answer_at_the_root(cloud_factory: Any) -> None:
+    with cloud_factory(
+        auth="noauth", services=("identity", "placement"), serve_at_root="placement"
+    ) as cloud:
+        headers = {"X-Auth-Token": "admin", "OpenStack-API-Version": "placement latest"}
+        created = cloud.client.post(
+            "/resource_providers", json={"name": "at-root"}, headers=headers
+        ).json()
+        assert created["links"][0]["href"] == f"/resource_providers/{created['uuid']}"
+        assert cloud.client.get("/", headers=headers).json()["versions"][0]["id"] == "v1.0"
+        assert cloud.client.get("/identity/v3").status_code == 200
