@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,17 +35,16 @@ class Capacity:
     max_unit: int
     step_size: int
     allocation_ratio: float
-    used: int
 
     @property
     def capacity(self) -> int:
         return int((self.total - self.reserved) * self.allocation_ratio)
 
-    def fits(self, amount: int, already: int = 0) -> bool:
+    def fits(self, amount: int, used: int) -> bool:
         return (
             self.min_unit <= amount <= self.max_unit
             and amount % self.step_size == 0
-            and self.used + already + amount <= self.capacity
+            and used + amount <= self.capacity
         )
 
 
@@ -57,6 +57,7 @@ class Node:
     traits: frozenset[str]
     aggregates: frozenset[str]
     inventory: dict[str, Capacity]
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,12 @@ class Candidate:
 
 @dataclass(slots=True)
 class Snapshot:
+    """Providers (rebuilt when their generation moves) and usage (re-read whenever any
+    allocation changed: a consumer moving off a provider does not move its generation)."""
+
     nodes: dict[int, Node]
+    usage: dict[tuple[int, str], int] = field(default_factory=dict)
+    allocation_mark: tuple[int, int] = (0, 0)
     by_uuid: dict[str, Node] = field(default_factory=dict)
     trees: dict[int, list[int]] = field(default_factory=dict)
     anchors: dict[int, set[int]] = field(default_factory=dict)
@@ -120,6 +126,13 @@ class Snapshot:
                     roots.update(self.nodes[m].root_id for m in members_by_aggregate[aggregate])
                 self.anchors[node.id] = roots
 
+    def used(self, node_id: int, class_name: str) -> int:
+        return self.usage.get((node_id, class_name), 0)
+
+    def fits(self, node: Node, class_name: str, amount: int) -> bool:
+        capacity = node.inventory.get(class_name)
+        return capacity is not None and capacity.fits(amount, self.used(node.id, class_name))
+
     @property
     def nested(self) -> bool:
         return any(n.parent_id is not None for n in self.nodes.values())
@@ -133,27 +146,107 @@ class Snapshot:
         return False
 
 
-def load_snapshot(session: Session) -> Snapshot:
-    """Every provider with what the search needs, read in one transaction."""
-    class_names = {
-        i: n for i, n in session.execute(select(models.ResourceClass.id, models.ResourceClass.name))
+_FULL_RELOAD_ABOVE = 2000
+
+
+def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
+    """The current snapshot: `previous` when nothing changed, else with the providers whose
+    generation or tree links moved re-read (all of them past a threshold) and usage re-read
+    when any allocation changed. Two cheap queries decide."""
+    rows = session.execute(
+        select(
+            models.ResourceProvider.id,
+            models.ResourceProvider.uuid,
+            models.ResourceProvider.parent_id,
+            models.ResourceProvider.root_id,
+            models.ResourceProvider.generation,
+        )
+    ).all()
+    mark_row = session.execute(
+        select(func.count(models.Allocation.id), func.coalesce(func.max(models.Allocation.id), 0))
+    ).one()
+    mark = (int(mark_row[0]), int(mark_row[1]))
+    if previous is None:
+        return _load(session, rows, None, None, mark)
+    changed = {
+        row.id
+        for row in rows
+        if (old := previous.nodes.get(row.id)) is None
+        or old.generation != row.generation
+        or old.parent_id != row.parent_id
+        or old.root_id != (row.root_id or row.id)
     }
-    trait_names = {i: n for i, n in session.execute(select(models.Trait.id, models.Trait.name))}
+    if not changed and len(rows) == len(previous.nodes) and mark == previous.allocation_mark:
+        return previous
+    if len(changed) > _FULL_RELOAD_ABOVE:
+        return _load(session, rows, None, None, mark)
+    return _load(session, rows, previous, changed, mark)
+
+
+def _load(
+    session: Session,
+    rows: Sequence[Any],
+    previous: Snapshot | None,
+    only: set[int] | None,
+    mark: tuple[int, int],
+) -> Snapshot:
+    """Read traits, aggregates and inventory for `only` these providers (reusing `previous`
+    for the rest) or for all, and the usage of every provider."""
+
+    def restrict(stmt: Any, column: Any) -> Any:
+        return stmt if only is None else stmt.where(column.in_(only))
+
+    class_names = _pairs(session, select(models.ResourceClass.id, models.ResourceClass.name))
+    trait_names = _pairs(session, select(models.Trait.id, models.Trait.name))
     traits: dict[int, set[str]] = {}
     for provider_id, trait_id in session.execute(
-        select(models.ProviderTrait.resource_provider_id, models.ProviderTrait.trait_id)
+        restrict(
+            select(models.ProviderTrait.resource_provider_id, models.ProviderTrait.trait_id),
+            models.ProviderTrait.resource_provider_id,
+        )
     ):
         traits.setdefault(provider_id, set()).add(trait_names[trait_id])
     aggregates: dict[int, set[str]] = {}
     for provider_id, aggregate in session.execute(
-        select(
-            models.ProviderAggregate.resource_provider_id, models.ProviderAggregate.aggregate_uuid
+        restrict(
+            select(
+                models.ProviderAggregate.resource_provider_id,
+                models.ProviderAggregate.aggregate_uuid,
+            ),
+            models.ProviderAggregate.resource_provider_id,
         )
     ):
         aggregates.setdefault(provider_id, set()).add(aggregate)
-    used = {
-        (p, c): int(u)
-        for p, c, u in session.execute(
+    inventory: dict[int, dict[str, Capacity]] = {}
+    inv = models.Inventory
+    for row in session.execute(
+        restrict(
+            select(
+                inv.resource_provider_id,
+                inv.resource_class_id,
+                inv.total,
+                inv.reserved,
+                inv.min_unit,
+                inv.max_unit,
+                inv.step_size,
+                inv.allocation_ratio,
+            ),
+            inv.resource_provider_id,
+        )
+    ):
+        inventory.setdefault(row.resource_provider_id, {})[class_names[row.resource_class_id]] = (
+            Capacity(
+                row.total,
+                row.reserved,
+                row.min_unit,
+                row.max_unit,
+                row.step_size,
+                row.allocation_ratio,
+            )
+        )
+    usage = {
+        (provider_id, class_names[class_id]): int(used)
+        for provider_id, class_id, used in session.execute(
             select(
                 models.Allocation.resource_provider_id,
                 models.Allocation.resource_class_id,
@@ -161,21 +254,12 @@ def load_snapshot(session: Session) -> Snapshot:
             ).group_by(models.Allocation.resource_provider_id, models.Allocation.resource_class_id)
         )
     }
-    inventory: dict[int, dict[str, Capacity]] = {}
-    for inv in session.scalars(select(models.Inventory)):
-        inventory.setdefault(inv.resource_provider_id, {})[class_names[inv.resource_class_id]] = (
-            Capacity(
-                inv.total,
-                inv.reserved,
-                inv.min_unit,
-                inv.max_unit,
-                inv.step_size,
-                inv.allocation_ratio,
-                used.get((inv.resource_provider_id, inv.resource_class_id), 0),
-            )
-        )
-    nodes = {
-        row.id: Node(
+    nodes: dict[int, Node] = {}
+    for row in rows:
+        if previous is not None and only is not None and row.id not in only:
+            nodes[row.id] = previous.nodes[row.id]
+            continue
+        nodes[row.id] = Node(
             row.id,
             row.uuid,
             row.parent_id,
@@ -183,10 +267,13 @@ def load_snapshot(session: Session) -> Snapshot:
             frozenset(traits.get(row.id, ())),
             frozenset(aggregates.get(row.id, ())),
             inventory.get(row.id, {}),
+            row.generation,
         )
-        for row in session.scalars(select(models.ResourceProvider))
-    }
-    return Snapshot(nodes)
+    return Snapshot(nodes, usage, mark)
+
+
+def _pairs(session: Session, stmt: Any) -> dict[Any, Any]:
+    return {first: second for first, second in session.execute(stmt)}
 
 
 def find(snapshot: Snapshot, query: Query) -> list[Candidate]:
@@ -267,10 +354,7 @@ def _single_provider_options(
             continue
         if group.forbidden & node.traits or not _in_aggregates(node, node, group):
             continue
-        if all(
-            cls in node.inventory and node.inventory[cls].fits(amount)
-            for cls, amount in group.resources.items()
-        ):
+        if all(snapshot.fits(node, cls, amount) for cls, amount in group.resources.items()):
             yield {node_id: dict(group.resources)}
 
 
@@ -283,8 +367,7 @@ def _spread_options(
         fitting = [
             m
             for m in members
-            if cls in snapshot.nodes[m].inventory
-            and snapshot.nodes[m].inventory[cls].fits(amount)
+            if snapshot.fits(snapshot.nodes[m], cls, amount)
             and not group.forbidden & snapshot.nodes[m].traits
             and _in_aggregates(snapshot.nodes[m], anchor, group)
         ]
@@ -314,7 +397,8 @@ def _acceptable(snapshot: Snapshot, candidate: Candidate, query: Query) -> bool:
             node = snapshot.nodes[node_id]
             for cls, amount in resources.items():
                 capacity = node.inventory[cls]
-                if amount > capacity.max_unit or capacity.used + amount > capacity.capacity:
+                used = snapshot.used(node_id, cls)
+                if amount > capacity.max_unit or used + amount > capacity.capacity:
                     return False
     providers_by_suffix = {s: set(a) for s, a in candidate.by_group}
     for suffixes in query.same_subtree:

@@ -258,7 +258,7 @@ def candidates_view(
     summaries = {}
     for node in candidates.summary_nodes(snapshot, found, nested_aware):
         resources = {
-            cls: {"capacity": cap.capacity, "used": cap.used}
+            cls: {"capacity": cap.capacity, "used": snapshot.used(node.id, cls)}
             for cls, cap in node.inventory.items()
             if version >= Version(1, 27) or cls in requested
         }

@@ -10,6 +10,7 @@ writers racing on one provider cannot both win: the loser gets 409
 from __future__ import annotations
 
 import re
+import threading
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1229,8 +1230,23 @@ def allocation_candidates(
         wanted_traits |= query.root_required | query.root_forbidden
         if wanted_traits:
             _trait_ids(session, wanted_traits)
-        snapshot = candidates.load_snapshot(session)
+        snapshot = _current_snapshot(ctx, session)
     return snapshot, candidates.find(snapshot, query)
+
+
+@dataclass(slots=True)
+class _SnapshotCache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    snapshot: candidates.Snapshot | None = None
+
+
+def _current_snapshot(ctx: RequestContext, session: Session) -> candidates.Snapshot:
+    """This process's snapshot, brought up to date with what changed in the database (by
+    any worker) since it was last read."""
+    cache: _SnapshotCache = ctx.runtime.state.setdefault("placement.snapshot", _SnapshotCache())
+    with cache.lock:
+        cache.snapshot = candidates.refresh_snapshot(session, cache.snapshot)
+        return cache.snapshot
 
 
 # Reshaper --------------------------------------------------------------------------------

@@ -481,3 +481,21 @@ def test_placement_can_also_answer_at_the_root(cloud_factory: Any) -> None:
         assert created["links"][0]["href"] == f"/resource_providers/{created['uuid']}"
         assert cloud.client.get("/", headers=headers).json()["versions"][0]["id"] == "v1.0"
         assert cloud.client.get("/identity/v3").status_code == 200
+
+
+def test_candidates_follow_allocations_that_move_between_providers(placement: Placement) -> None:
+    a = _compute_node(placement, "move-a", vcpus=2)
+    b = _compute_node(placement, "move-b", vcpus=2)
+    consumer = str(uuid.uuid4())
+
+    def hosts() -> set[str]:
+        found = placement("GET", "/allocation_candidates?resources=VCPU:2").json()
+        return {rp for r in found["allocation_requests"] for rp in r["allocations"]}
+
+    assert hosts() == {a, b}
+    placement("PUT", f"/allocations/{consumer}", _claim(a, vcpu=2))
+    assert hosts() == {b}
+    placement("PUT", f"/allocations/{consumer}", _claim(b, generation=1, vcpu=2))
+    assert hosts() == {a}
+    placement("DELETE", f"/allocations/{consumer}")
+    assert hosts() == {a, b}
