@@ -164,7 +164,9 @@ def install_error_handlers(
         message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
         error = cls(message)
         error.status = exc.status_code
-        return respond(error, request)
+        response = respond(error, request)
+        response.headers.update(exc.headers or {})
+        return response
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         LOG.exception("unexpected error serving %s %s", request.method, request.url.path)

@@ -19,6 +19,13 @@ class PocketstackError(Exception):
         self.message = message
         self.code = code
 
+    @classmethod
+    def with_status(cls, status: int, title: str, message: str) -> PocketstackError:
+        """An error of an HTTP status no subclass names (406 Accept, 415 media type)."""
+        error = cls(message)
+        error.status, error.title = status, title
+        return error
+
 
 class Invalid(PocketstackError):
     status = 400

@@ -18,7 +18,7 @@ from pocketstack.core import app as app_mod
 from pocketstack.core import errors
 from pocketstack.core.app import ErrorRenderer
 
-_VERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
+_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -30,7 +30,7 @@ class Version:
     def parse(cls, text: str) -> Version:
         match = _VERSION.match(text.strip())
         if match is None:
-            raise errors.Invalid(f"Invalid microversion string: {text!r}. Use 'X.Y' or 'latest'.")
+            raise errors.Invalid(f"invalid version string: {text} (use 'X.Y' or 'latest')")
         return cls(int(match.group(1)), int(match.group(2)))
 
     def __str__(self) -> str:
@@ -78,11 +78,11 @@ class VersionRange:
     def response_headers(self, version: Version) -> dict[str, str]:
         headers = {
             "OpenStack-API-Version": f"{self.service_type} {version}",
-            "Vary": "OpenStack-API-Version",
+            "Vary": "openstack-api-version",
         }
         if self.legacy_header:
             headers[self.legacy_header] = str(version)
-            headers["Vary"] += f", {self.legacy_header}"
+            headers["Vary"] += f", {self.legacy_header.lower()}"
         return headers
 
 

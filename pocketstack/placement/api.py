@@ -11,12 +11,11 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Scope
 
@@ -29,7 +28,7 @@ from pocketstack.core.microversion import (
     VersionRange,
     requested_version,
 )
-from pocketstack.placement import candidates, schemas
+from pocketstack.placement import bodies, candidates, schemas
 from pocketstack.placement import service as placement_service
 
 VERSIONS = VersionRange("placement", Version(1, 0), Version(1, 39))
@@ -74,11 +73,28 @@ def link_base(request: Request) -> str:
 
 
 def version_of(request: Request, minimum: Version | None = None) -> Version:
-    """The negotiated version; routes newer than it answer 404 as upstream does."""
+    """The negotiated version; routes newer than it answer 404 as upstream does, and a GET
+    whose Accept header rules out JSON gets 406."""
     version = requested_version(request)
     if minimum is not None and version < minimum:
         raise errors.NotFound("The resource could not be found.")
+    if request.method == "GET" and not _accepts_json(request.headers.get("accept")):
+        raise errors.PocketstackError.with_status(
+            406, "Not Acceptable", "Only application/json is provided"
+        )
     return version
+
+
+def _accepts_json(accept: str | None) -> bool:
+    if not accept:
+        return True
+    for item in accept.split(","):
+        media, _, params = item.strip().partition(";")
+        if "q=0" in params.replace(" ", "") and "q=0." not in params.replace(" ", ""):
+            continue
+        if media.strip().lower() in ("*/*", "application/*", "application/json"):
+            return True
+    return False
 
 
 def ok(
@@ -88,13 +104,16 @@ def ok(
     headers: dict[str, str] | None = None,
     modified: Any = None,
 ) -> Response:
-    """JSON with upstream's caching headers from 1.15 (`last-modified`, `cache-control`)."""
-    all_headers = dict(headers or {})
-    if requested_version(request) >= schemas.V1_15:
-        all_headers["cache-control"] = "no-cache"
-        moment = modified or placement_service.now()
-        all_headers["last-modified"] = schemas.timestamp(moment)
+    all_headers = dict(headers or {}) | cache_headers(request, modified)
     return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def cache_headers(request: Request, modified: Any = None) -> dict[str, str]:
+    """Upstream's caching headers from 1.15 (`last-modified`, `cache-control`)."""
+    if requested_version(request) < schemas.V1_15:
+        return {}
+    moment = modified or placement_service.now()
+    return {"cache-control": "no-cache", "last-modified": schemas.timestamp(moment)}
 
 
 def no_content(status: int = 204, headers: dict[str, str] | None = None) -> Response:
@@ -121,6 +140,30 @@ def reject_before(version: Version, minimum: Version, fields: Mapping[str, Any])
         )
 
 
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body of a PUT or POST: 415 unless it is declared application/json,
+    400 if it does not parse."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise _unsupported(media_type)
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise errors.Invalid(f"Malformed JSON: {exc}") from None
+
+
+def _unsupported(media_type: str) -> errors.PocketstackError:
+    return errors.PocketstackError.with_status(
+        415,
+        "Unsupported Media Type",
+        f"The media type {media_type or None} is not supported, use application/json",
+    )
+
+
+JsonBody = Annotated[Any, Depends(json_body)]
+
+
 # Root --------------------------------------------------------------------------------
 
 
@@ -144,12 +187,12 @@ def _provider_location(request: Request, provider_uuid: str) -> str:
 
 
 @router.post("/resource_providers")
-def create_resource_provider(request: Request, body: schemas.ProviderCreate, ctx: Ctx) -> Response:
+def create_resource_provider(request: Request, body: JsonBody, ctx: Ctx) -> Response:
     version = version_of(request)
     ctx.authorize("placement:resource_providers:create")
-    reject_before(version, schemas.V1_14, {"parent_provider_uuid": body.parent_provider_uuid})
+    data = bodies.validate(body, bodies.provider_create(version))
     provider = placement_service.create_provider(
-        ctx, body.name, body.uuid, body.parent_provider_uuid
+        ctx, data["name"], data.get("uuid"), data.get("parent_provider_uuid")
     )
     location = {"location": _provider_location(request, provider.uuid)}
     if version >= Version(1, 20):
@@ -175,7 +218,7 @@ _LIST_PARAMS = [
 def list_resource_providers(request: Request, ctx: Ctx) -> Response:
     version = version_of(request)
     ctx.authorize("placement:resource_providers:list")
-    check_query(request, set().union(*(p for v, p in _LIST_PARAMS if version >= v)))
+    bodies.validate(dict(request.query_params), bodies.provider_query(version), bodies.QUERY_PREFIX)
     query = _provider_filter(request, version)
     providers = placement_service.list_providers(ctx, query)
     base = link_base(request)
@@ -189,28 +232,16 @@ def list_resource_providers(request: Request, ctx: Ctx) -> Response:
 
 def _provider_filter(request: Request, version: Version) -> placement_service.ProviderFilter:
     params = request.query_params
-    member_of: list[frozenset[str]] = []
-    forbidden_aggregates: set[str] = set()
-    for raw in params.getlist("member_of"):
-        if raw.startswith("!"):
-            if version < Version(1, 32):
-                raise errors.Invalid(
-                    f"Invalid query string parameters: member_of={raw}",
-                    code="placement.query.bad_value",
-                )
-            forbidden_aggregates.update(_split_in(raw[1:], version))
-        else:
-            member_of.append(frozenset(_split_in(raw, version)))
+    member_of, forbidden_aggregates = _member_of_params(
+        params.getlist("member_of"), version, "member_of"
+    )
     required: list[frozenset[str]] = []
     forbidden_traits: set[str] = set()
-    for raw in params.getlist("required"):
-        for item in raw.split(","):
-            if item.startswith("in:") and version >= Version(1, 39):
-                required.append(frozenset(t for t in item[3:].split(",") if t))
-            elif item.startswith("!") and version >= Version(1, 22):
-                forbidden_traits.add(item[1:])
-            elif item:
-                required.append(frozenset([item]))
+    raw_required = params.getlist("required")
+    for raw in raw_required if version >= Version(1, 39) else raw_required[-1:]:
+        any_of_sets, not_wanted = _traits_param(raw, version, "required")
+        required += any_of_sets
+        forbidden_traits |= not_wanted
     return placement_service.ProviderFilter(
         name=params.get("name"),
         uuid=params.get("uuid"),
@@ -223,31 +254,34 @@ def _provider_filter(request: Request, version: Version) -> placement_service.Pr
     )
 
 
-def _split_in(raw: str, version: Version) -> list[str]:
-    if raw.startswith("in:"):
-        return [a for a in raw[3:].split(",") if a]
-    return [raw]
-
-
 def parse_resources(raw: str | None) -> dict[str, int]:
-    """`VCPU:2,MEMORY_MB:512` into a mapping; 400 naming what is wrong."""
+    """`VCPU:2,MEMORY_MB:512` into a mapping; 400 in upstream's words for each mistake."""
     if raw is None:
         return {}
+    badly_formed = (
+        "Badly formed resources parameter. Expected resources query string parameter in "
+        "form: ?resources=VCPU:2,MEMORY_MB:1024. Got: "
+    )
+    if not raw.strip():
+        raise errors.Invalid(badly_formed + "empty string.", code="placement.query.bad_value")
     result: dict[str, int] = {}
     for item in raw.split(","):
-        name, sep, amount = item.partition(":")
-        if not sep or not amount.isdigit():
+        name, sep, amount = item.strip().partition(":")
+        if not sep or ":" in amount:
+            raise errors.Invalid(badly_formed + f"{item}.", code="placement.query.bad_value")
+        try:
+            value = int(amount)
+        except ValueError:
             raise errors.Invalid(
-                f"Badly formed resources parameter. Expected resources query string parameter "
-                f"in form: ?resources=VCPU:2,MEMORY_MB:1024. Got: {raw}.",
+                f"Requested resource {name} expected positive integer amount. Got: {amount}.",
+                code="placement.query.bad_value",
+            ) from None
+        if value < 1:
+            raise errors.Invalid(
+                f"Requested resource {name} requires amount >= 1. Got: {value}.",
                 code="placement.query.bad_value",
             )
-        if name in result:
-            raise errors.Invalid(
-                f"Resource class {name} appears twice in resources.",
-                code="placement.query.duplicate_key",
-            )
-        result[name] = int(amount)
+        result[name] = value
     return result
 
 
@@ -265,15 +299,13 @@ def get_resource_provider(request: Request, provider_uuid: str, ctx: Ctx) -> Res
 
 @router.put("/resource_providers/{provider_uuid}")
 def update_resource_provider(
-    request: Request, provider_uuid: str, body: schemas.ProviderUpdate, ctx: Ctx
+    request: Request, provider_uuid: str, body: JsonBody, ctx: Ctx
 ) -> Response:
     version = version_of(request)
     ctx.authorize("placement:resource_providers:update")
-    fields = body.model_dump(exclude_unset=True)
-    if "parent_provider_uuid" in fields and version < schemas.V1_14:
-        reject_before(version, schemas.V1_14, {"parent_provider_uuid": "set"})
+    data = bodies.validate(body, bodies.provider_update(version))
     provider = placement_service.update_provider(
-        ctx, provider_uuid, fields, allow_reparenting=version >= Version(1, 37)
+        ctx, provider_uuid, data, allow_reparenting=version >= Version(1, 37)
     )
     return ok(
         request,
@@ -311,42 +343,41 @@ def list_inventories(request: Request, provider_uuid: str, ctx: Ctx) -> Response
 
 
 @router.put("/resource_providers/{provider_uuid}/inventories")
-def replace_inventories(
-    request: Request, provider_uuid: str, body: schemas.InventoriesPut, ctx: Ctx
-) -> Response:
+def replace_inventories(request: Request, provider_uuid: str, body: JsonBody, ctx: Ctx) -> Response:
     version = version_of(request)
     ctx.authorize("placement:resource_providers:inventories:update")
+    data = bodies.validate(body, bodies.INVENTORIES)
     provider, inventories = placement_service.replace_inventories(
         ctx,
         provider_uuid,
-        body.resource_provider_generation,
-        {name: fields.spec() for name, fields in body.inventories.items()},
+        data["resource_provider_generation"],
+        {name: _inventory_spec(fields) for name, fields in data["inventories"].items()},
         allow_reserved_total=version >= Version(1, 26),
     )
     return ok(request, _inventories_body(provider, inventories), modified=provider.updated_at)
 
 
 @router.post("/resource_providers/{provider_uuid}/inventories")
-def create_inventory(
-    request: Request, provider_uuid: str, body: schemas.InventoryPost, ctx: Ctx
-) -> Response:
+def create_inventory(request: Request, provider_uuid: str, body: JsonBody, ctx: Ctx) -> Response:
     version = version_of(request)
     ctx.authorize("placement:resource_providers:inventories:create")
-    generation = body.resource_provider_generation
+    data = bodies.validate(body, bodies.INVENTORY_POST)
+    generation = data.get("resource_provider_generation")
     if generation is None:
         generation = placement_service.get_provider(ctx, provider_uuid).generation
     provider, inventory = placement_service.set_inventory(
         ctx,
         provider_uuid,
-        body.resource_class,
+        data["resource_class"],
         generation,
-        body.spec(),
+        _inventory_spec(data),
         create_only=True,
         allow_reserved_total=version >= Version(1, 26),
     )
     view = schemas.inventory_view(inventory) | {"resource_provider_generation": provider.generation}
     location = (
-        f"{base_of(request)}/resource_providers/{provider_uuid}/inventories/{body.resource_class}"
+        f"{base_of(request)}/resource_providers/{provider_uuid}/inventories/"
+        f"{data['resource_class']}"
     )
     return ok(
         request, view, status=201, headers={"location": location}, modified=provider.updated_at
@@ -376,20 +407,17 @@ def get_inventory(request: Request, provider_uuid: str, resource_class: str, ctx
 
 @router.put("/resource_providers/{provider_uuid}/inventories/{resource_class}")
 def update_inventory(
-    request: Request,
-    provider_uuid: str,
-    resource_class: str,
-    body: schemas.InventoryPut,
-    ctx: Ctx,
+    request: Request, provider_uuid: str, resource_class: str, body: JsonBody, ctx: Ctx
 ) -> Response:
     version = version_of(request)
     ctx.authorize("placement:resource_providers:inventories:update")
+    data = bodies.validate(body, bodies.INVENTORY)
     provider, inventory = placement_service.set_inventory(
         ctx,
         provider_uuid,
         resource_class,
-        body.resource_provider_generation,
-        body.spec(),
+        data["resource_provider_generation"],
+        _inventory_spec(data),
         create_only=False,
         allow_reserved_total=version >= Version(1, 26),
     )
@@ -430,22 +458,19 @@ def list_aggregates(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
 
 
 @router.put("/resource_providers/{provider_uuid}/aggregates")
-async def update_aggregates(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
+def update_aggregates(request: Request, provider_uuid: str, body: JsonBody, ctx: Ctx) -> Response:
     """Before 1.19 the body is a bare list of aggregate uuids; since, an object with the
     provider generation."""
     version = version_of(request, Version(1, 1))
     ctx.authorize("placement:resource_providers:aggregates:update")
-    raw = await _json_body(request)
     generation: int | None = None
     if version >= Version(1, 19):
-        body = _validated(schemas.AggregatesPut, raw)
-        aggregates, generation = body.aggregates, body.resource_provider_generation
-    elif isinstance(raw, list) and all(isinstance(a, str) for a in raw):
-        aggregates = raw
+        data = bodies.validate(body, bodies.AGGREGATES)
+        aggregates, generation = data["aggregates"], data["resource_provider_generation"]
     else:
-        raise errors.Invalid("JSON does not validate: the body must be a list of uuids")
-    provider, current = await _in_thread(
-        placement_service.set_provider_aggregates, ctx, provider_uuid, generation, aggregates
+        aggregates = bodies.validate(body, bodies.AGGREGATE_LIST)
+    provider, current = placement_service.set_provider_aggregates(
+        ctx, provider_uuid, generation, aggregates
     )
     return ok(request, _aggregates_body(request, provider, current), modified=provider.updated_at)
 
@@ -464,12 +489,13 @@ def list_provider_traits(request: Request, provider_uuid: str, ctx: Ctx) -> Resp
 
 @router.put("/resource_providers/{provider_uuid}/traits")
 def update_provider_traits(
-    request: Request, provider_uuid: str, body: schemas.TraitsPut, ctx: Ctx
+    request: Request, provider_uuid: str, body: JsonBody, ctx: Ctx
 ) -> Response:
     version_of(request, Version(1, 6))
     ctx.authorize("placement:resource_providers:traits:update")
+    data = bodies.validate(body, bodies.PROVIDER_TRAITS)
     provider, traits = placement_service.set_provider_traits(
-        ctx, provider_uuid, body.resource_provider_generation, body.traits
+        ctx, provider_uuid, data["resource_provider_generation"], data["traits"]
     )
     return ok(
         request,
@@ -509,13 +535,12 @@ def list_resource_classes(request: Request, ctx: Ctx) -> Response:
 
 
 @router.post("/resource_classes")
-def create_resource_class(
-    request: Request, body: schemas.ResourceClassCreate, ctx: Ctx
-) -> Response:
+def create_resource_class(request: Request, body: JsonBody, ctx: Ctx) -> Response:
     version_of(request, Version(1, 2))
     ctx.authorize("placement:resource_classes:create")
-    placement_service.create_resource_class(ctx, body.name, exist_ok=False)
-    return no_content(201, {"location": f"{base_of(request)}/resource_classes/{body.name}"})
+    data = bodies.validate(body, bodies.RESOURCE_CLASS)
+    placement_service.create_resource_class(ctx, data["name"], exist_ok=False)
+    return no_content(201, {"location": f"{base_of(request)}/resource_classes/{data['name']}"})
 
 
 @router.get("/resource_classes/{name}")
@@ -528,16 +553,17 @@ def get_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
 
 @router.put("/resource_classes/{name}")
 async def put_resource_class(request: Request, name: str, ctx: Ctx) -> Response:
-    """From 1.2 to 1.6 this renames a custom class (body `{"name": new}`); from 1.7 it creates the
-    class named in the URL if missing (201) and answers 204 if it exists."""
+    """From 1.2 to 1.6 this renames a custom class (body `{"name": new}`); from 1.7 it
+    creates the class named in the URL if missing (201) and answers 204 if it exists."""
     version = version_of(request, Version(1, 2))
     ctx.authorize("placement:resource_classes:update")
     if version >= Version(1, 7):
+        bodies.validate({"name": name}, bodies.RESOURCE_CLASS)
         created = await _in_thread(placement_service.create_resource_class, ctx, name, True)
         location = {"location": f"{base_of(request)}/resource_classes/{name}"}
         return no_content(201 if created else 204, location)
-    body = _validated(schemas.ResourceClassCreate, await _json_body(request))
-    rc = await _in_thread(placement_service.update_resource_class, ctx, name, body.name)
+    data = bodies.validate(await json_body(request), bodies.RESOURCE_CLASS)
+    rc = await _in_thread(placement_service.update_resource_class, ctx, name, data["name"])
     return ok(request, schemas.resource_class_view(rc, link_base(request)))
 
 
@@ -587,7 +613,7 @@ def get_trait(request: Request, name: str, ctx: Ctx) -> Response:
     ctx.authorize("placement:traits:show")
     if not placement_service.trait_exists(ctx, name):
         raise errors.NotFound(f"No such trait(s): {name}.")
-    return no_content()
+    return no_content(headers=cache_headers(request))
 
 
 @router.put("/traits/{name}")
@@ -595,7 +621,10 @@ def put_trait(request: Request, name: str, ctx: Ctx) -> Response:
     version_of(request, Version(1, 6))
     ctx.authorize("placement:traits:update")
     created = placement_service.create_trait(ctx, name)
-    return no_content(201 if created else 204, {"location": f"{base_of(request)}/traits/{name}"})
+    return no_content(
+        201 if created else 204,
+        {"location": f"{base_of(request)}/traits/{name}"} | cache_headers(request),
+    )
 
 
 @router.delete("/traits/{name}")
@@ -616,19 +645,20 @@ def _consumer_uuid(raw: str) -> str:
         raise errors.Invalid(f"Malformed consumer_uuid: {raw}") from None
 
 
-def _claim(
-    consumer_uuid: str, body: Any, version: Version, allow_empty: bool
-) -> placement_service.ConsumerClaim:
-    allocations = body.by_provider()
-    if not allocations and not allow_empty:
-        raise errors.Invalid("JSON does not validate: {} does not have enough properties")
+def _claim(consumer_uuid: str, data: dict[str, Any]) -> placement_service.ConsumerClaim:
+    """A validated allocations body (any version's shape) as a claim."""
+    raw = data["allocations"]
+    if isinstance(raw, list):
+        allocations = {a["resource_provider"]["uuid"]: a["resources"] for a in raw}
+    else:
+        allocations = {rp: a["resources"] for rp, a in raw.items()}
     return placement_service.ConsumerClaim(
         consumer_uuid=consumer_uuid,
         allocations=allocations,
-        project_id=getattr(body, "project_id", None),
-        user_id=getattr(body, "user_id", None),
-        consumer_generation=getattr(body, "consumer_generation", None),
-        consumer_type=getattr(body, "consumer_type", None),
+        project_id=data.get("project_id"),
+        user_id=data.get("user_id"),
+        consumer_generation=data.get("consumer_generation"),
+        consumer_type=data.get("consumer_type"),
     )
 
 
@@ -645,31 +675,26 @@ def list_consumer_allocations(request: Request, consumer_uuid: str, ctx: Ctx) ->
 
 
 @router.put("/allocations/{consumer_uuid}")
-async def set_consumer_allocations(request: Request, consumer_uuid: str, ctx: Ctx) -> Response:
+def set_consumer_allocations(
+    request: Request, consumer_uuid: str, body: JsonBody, ctx: Ctx
+) -> Response:
     version = version_of(request)
     ctx.authorize("placement:allocations:update")
     key = _consumer_uuid(consumer_uuid)
-    body = _validated(schemas.allocation_body_model(version), await _json_body(request))
-    claim = _claim(key, body, version, allow_empty=version >= Version(1, 28))
-    await _in_thread(placement_service.set_allocations, ctx, [claim], version >= Version(1, 28))
+    data = bodies.validate(body, bodies.allocations(version))
+    placement_service.set_allocations(
+        ctx, [_claim(key, data)], check_generation=version >= Version(1, 28)
+    )
     return no_content()
 
 
 @router.post("/allocations")
-async def set_many_allocations(request: Request, ctx: Ctx) -> Response:
+def set_many_allocations(request: Request, body: JsonBody, ctx: Ctx) -> Response:
     version = version_of(request, Version(1, 13))
     ctx.authorize("placement:allocations:manage")
-    raw = await _json_body(request)
-    if not isinstance(raw, dict) or not raw:
-        raise errors.Invalid(
-            "JSON does not validate: the body must map consumer uuids to their allocations"
-        )
-    model = schemas.allocation_body_model(version)
-    claims = [
-        _claim(_consumer_uuid(key), _validated(model, value), version, allow_empty=True)
-        for key, value in raw.items()
-    ]
-    await _in_thread(placement_service.set_allocations, ctx, claims, version >= Version(1, 28))
+    data = bodies.validate(body, bodies.many_allocations(version))
+    claims = [_claim(_consumer_uuid(key), value) for key, value in data.items()]
+    placement_service.set_allocations(ctx, claims, check_generation=version >= Version(1, 28))
     return no_content()
 
 
@@ -683,7 +708,7 @@ def delete_consumer_allocations(request: Request, consumer_uuid: str, ctx: Ctx) 
 
 @router.get("/resource_providers/{provider_uuid}/allocations")
 def list_provider_allocations(request: Request, provider_uuid: str, ctx: Ctx) -> Response:
-    version = version_of(request, Version(1, 11))
+    version = version_of(request)
     ctx.authorize("placement:resource_providers:allocations:list")
     provider, allocations = placement_service.provider_allocations(ctx, provider_uuid)
     body: dict[str, Any] = {}
@@ -721,18 +746,6 @@ def list_total_usages(request: Request, ctx: Ctx) -> Response:
 # Allocation candidates ---------------------------------------------------------------------
 
 _GROUP_PARAM = re.compile(r"^(resources|required|member_of|in_tree)(.*)$")
-_SUFFIX_1_25 = re.compile(r"^[1-9][0-9]*$")
-_SUFFIX_1_33 = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_CANDIDATE_PARAMS = [
-    (Version(1, 10), "resources"),
-    (Version(1, 16), "limit"),
-    (Version(1, 17), "required"),
-    (Version(1, 21), "member_of"),
-    (Version(1, 25), "group_policy"),
-    (Version(1, 31), "in_tree"),
-    (Version(1, 35), "root_required"),
-    (Version(1, 36), "same_subtree"),
-]
 
 
 def _traits_param(raw: str, version: Version, name: str) -> tuple[list[frozenset[str]], set[str]]:
@@ -810,25 +823,12 @@ def _member_of_params(
 
 def _candidate_query(request: Request, version: Version) -> candidates.Query:
     params = request.query_params
-    allowed = {name for minimum, name in _CANDIDATE_PARAMS if version >= minimum}
+    bodies.validate(dict(params), bodies.candidate_query(version), bodies.QUERY_PREFIX)
     fields: dict[str, dict[str, list[str]]] = {}
     for key in dict.fromkeys(params.keys()):
         match = _GROUP_PARAM.match(key)
-        suffix = match.group(2) if match else ""
-        base = match.group(1) if match else key
-        if base not in allowed or (
-            suffix
-            and not (
-                (version >= Version(1, 33) and _SUFFIX_1_33.match(suffix))
-                or (version >= Version(1, 25) and _SUFFIX_1_25.match(suffix))
-            )
-        ):
-            raise errors.Invalid(
-                f"Invalid query string parameters: Additional properties are not allowed "
-                f"('{key}' was unexpected)"
-            )
         if match:
-            fields.setdefault(suffix, {})[base] = params.getlist(key)
+            fields.setdefault(match.group(2), {})[match.group(1)] = params.getlist(key)
     groups = []
     for suffix, values in fields.items():
         if "resources" not in values:
@@ -880,7 +880,8 @@ def _candidate_query(request: Request, version: Version) -> candidates.Query:
             "At least one request group (`resources` or `resources{$S}`) is required."
         )
     suffixed = [g for g in groups if g.suffix]
-    policy = params.get("group_policy")
+    policies = params.getlist("group_policy")
+    policy = policies[0] if policies else None
     if len(suffixed) > 1 and policy is None:
         raise errors.Invalid(
             'The "group_policy" parameter is required when specifying more '
@@ -891,11 +892,8 @@ def _candidate_query(request: Request, version: Version) -> candidates.Query:
             f"Invalid query string parameters: group_policy must be 'none' or "
             f"'isolate'. Got: {policy}"
         )
-    limit = params.get("limit")
-    if limit is not None and not re.match(r"^[1-9][0-9]*$", limit):
-        raise errors.Invalid(
-            f"Invalid query string parameters: limit must be a positive integer. Got: {limit}"
-        )
+    limits = params.getlist("limit")
+    limit = limits[0] if limits else None
     root_required: list[frozenset[str]] = []
     root_forbidden: set[str] = set()
     if "root_required" in params:
@@ -941,60 +939,35 @@ def list_allocation_candidates(request: Request, ctx: Ctx) -> Response:
 
 
 @router.post("/reshaper")
-async def reshape(request: Request, ctx: Ctx) -> Response:
+def reshape(request: Request, body: JsonBody, ctx: Ctx) -> Response:
     version = version_of(request, Version(1, 30))
     ctx.authorize("placement:reshaper:reshape")
-    raw = await _json_body(request)
-    if not isinstance(raw, dict) or set(raw) != {"inventories", "allocations"}:
-        raise errors.Invalid(
-            "JSON does not validate: 'inventories' and 'allocations' are "
-            "required properties, and no others are allowed"
+    data = bodies.validate(body, bodies.reshaper(version))
+    inventories = [
+        placement_service.ProviderInventories(
+            provider_uuid,
+            fields["resource_provider_generation"],
+            {name: _inventory_spec(inv) for name, inv in fields["inventories"].items()},
         )
-    if not isinstance(raw["inventories"], dict) or not raw["inventories"]:
-        raise errors.Invalid(
-            "JSON does not validate: 'inventories' needs at least one resource provider"
-        )
-    if not isinstance(raw["allocations"], dict):
-        raise errors.Invalid("JSON does not validate: 'allocations' must be an object")
-    inventories = []
-    for provider_uuid, body in raw["inventories"].items():
-        parsed = _validated(schemas.InventoriesPut, body)
-        inventories.append(
-            placement_service.ProviderInventories(
-                provider_uuid,
-                parsed.resource_provider_generation,
-                {name: fields.spec() for name, fields in parsed.inventories.items()},
-            )
-        )
-    model = schemas.allocation_body_model(version)
-    claims = [
-        _claim(_consumer_uuid(key), _validated(model, value), version, allow_empty=True)
-        for key, value in raw["allocations"].items()
+        for provider_uuid, fields in data["inventories"].items()
     ]
-    await _in_thread(placement_service.reshape, ctx, inventories, claims)
+    claims = [_claim(_consumer_uuid(key), value) for key, value in data["allocations"].items()]
+    placement_service.reshape(ctx, inventories, claims)
     return no_content()
 
 
 # Bodies whose shape depends on the version ------------------------------------------------
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise errors.Invalid("Malformed JSON: the request body is not valid JSON.") from None
-
-
-def _validated(model: type[schemas.Body], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = "/".join(str(p) for p in first.get("loc", ())) or "body"
-        raise errors.Invalid(
-            f"JSON does not validate: invalid input for field '{field}': {first['msg']}."
-        ) from None
+def _inventory_spec(fields: Mapping[str, Any]) -> placement_service.InventorySpec:
+    return placement_service.InventorySpec(
+        total=fields["total"],
+        reserved=fields.get("reserved", 0),
+        min_unit=fields.get("min_unit", 1),
+        max_unit=fields.get("max_unit"),
+        step_size=fields.get("step_size", 1),
+        allocation_ratio=float(fields.get("allocation_ratio", 1.0)),
+    )
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:

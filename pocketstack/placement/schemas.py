@@ -1,4 +1,4 @@
-"""Placement request bodies (strict JSON types, upstream's limits) and response views.
+"""Placement response views; request bodies are validated in bodies.py.
 
 Field presence depends on the microversion; views take the negotiated
 version and add fields exactly from the version upstream added them.
@@ -7,83 +7,14 @@ version and add fields exactly from the version upstream added them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing import Any
 
 from pocketstack.core.microversion import Version
 from pocketstack.placement import candidates, models
 from pocketstack.placement import service as placement_service
 
-MAX_INT = 2147483647
-FLOAT_MAX = 3.40282e38
-RC_PATTERN = r"^([A-Z0-9_]+|CUSTOM_[A-Z0-9_]+)$"
 V1_14 = Version(1, 14)
 V1_15 = Version(1, 15)
-
-
-class Body(BaseModel):
-    """Strict like upstream's JSON schemas: no coercion, no unknown fields."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ProviderCreate(Body):
-    name: str = Field(min_length=1, max_length=200)
-    uuid: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{32,36}$")
-    parent_provider_uuid: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{32,36}$")
-
-
-class ProviderUpdate(Body):
-    name: str = Field(min_length=1, max_length=200)
-    parent_provider_uuid: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{32,36}$")
-
-
-class InventoryFields(Body):
-    total: int = Field(ge=1, le=MAX_INT)
-    reserved: int = Field(default=0, ge=0, le=MAX_INT)
-    min_unit: int = Field(default=1, ge=1, le=MAX_INT)
-    max_unit: int | None = Field(default=None, ge=1, le=MAX_INT)
-    step_size: int = Field(default=1, ge=1, le=MAX_INT)
-    allocation_ratio: float = Field(default=1.0, le=FLOAT_MAX)
-
-    def spec(self) -> placement_service.InventorySpec:
-        return placement_service.InventorySpec(
-            total=self.total,
-            reserved=self.reserved,
-            min_unit=self.min_unit,
-            max_unit=self.max_unit,
-            step_size=self.step_size,
-            allocation_ratio=self.allocation_ratio,
-        )
-
-
-class InventoryPut(InventoryFields):
-    resource_provider_generation: int
-
-
-class InventoryPost(InventoryFields):
-    resource_class: str = Field(pattern=RC_PATTERN)
-    resource_provider_generation: int | None = None
-
-
-class InventoriesPut(Body):
-    resource_provider_generation: int
-    inventories: dict[str, InventoryFields]
-
-
-class ResourceClassCreate(Body):
-    name: str = Field(max_length=255, pattern=r"^CUSTOM_[A-Z0-9_]+$")
-
-
-class TraitsPut(Body):
-    traits: list[str]
-    resource_provider_generation: int
-
-
-class AggregatesPut(Body):
-    aggregates: list[str]
-    resource_provider_generation: int
 
 
 def timestamp(moment: datetime) -> str:
@@ -132,78 +63,6 @@ def resource_class_view(rc: models.ResourceClass, base: str) -> dict[str, Any]:
         "name": rc.name,
         "links": [{"rel": "self", "href": f"{base}/resource_classes/{rc.name}"}],
     }
-
-
-# Allocations: the body changed shape several times -------------------------------------
-
-ClassName = Annotated[str, StringConstraints(pattern=RC_PATTERN)]
-Amount = Annotated[int, Field(ge=1, le=MAX_INT)]
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-ProviderUuid = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
-
-
-class ProviderRef(Body):
-    uuid: ProviderUuid
-
-
-class ListedAllocation(Body):
-    resource_provider: ProviderRef
-    resources: dict[ClassName, Amount] = Field(min_length=1)
-
-
-class AllocationsV1_0(Body):
-    allocations: list[ListedAllocation] = Field(min_length=1)
-
-    def by_provider(self) -> dict[str, dict[str, int]]:
-        return {a.resource_provider.uuid: dict(a.resources) for a in self.allocations}
-
-
-class AllocationsV1_8(AllocationsV1_0):
-    project_id: ExternalId
-    user_id: ExternalId
-
-
-class ProviderAllocation(Body):
-    generation: int | None = None
-    resources: dict[ClassName, Amount] = Field(min_length=1)
-
-
-class AllocationsV1_12(Body):
-    allocations: dict[ProviderUuid, ProviderAllocation]
-    project_id: ExternalId
-    user_id: ExternalId
-
-    def by_provider(self) -> dict[str, dict[str, int]]:
-        return {rp: dict(a.resources) for rp, a in self.allocations.items()}
-
-
-class AllocationsV1_28(AllocationsV1_12):
-    consumer_generation: int | None
-
-
-class AllocationsV1_34(AllocationsV1_28):
-    mappings: dict[str, list[ProviderUuid]] | None = None
-
-
-class AllocationsV1_38(AllocationsV1_34):
-    consumer_type: Annotated[
-        str, StringConstraints(pattern=r"^[A-Z0-9_]+$", min_length=1, max_length=255)
-    ]
-
-
-def allocation_body_model(version: Version) -> type[Body]:
-    """The PUT /allocations/{consumer} (and POST /allocations item) body at `version`."""
-    for minimum, model in (
-        (Version(1, 38), AllocationsV1_38),
-        (Version(1, 34), AllocationsV1_34),
-        (Version(1, 28), AllocationsV1_28),
-        (Version(1, 12), AllocationsV1_12),
-        (Version(1, 8), AllocationsV1_8),
-    ):
-        if version >= minimum:
-            return model
-    return AllocationsV1_0
 
 
 def consumer_allocations_view(

@@ -19,7 +19,7 @@ from typing import Any
 
 import os_resource_classes
 import os_traits
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,8 +47,8 @@ def now() -> datetime:
 
 def concurrent_update(what: str) -> errors.GenerationConflict:
     return errors.GenerationConflict(
-        f"{what} failed because another request changed the resource provider meanwhile. "
-        "Re-read it and retry.",
+        f"{what} failed: resource provider generation conflict (another request changed the "
+        "resource provider meanwhile). Re-read it and retry.",
         code=CONCURRENT_UPDATE,
     )
 
@@ -360,9 +360,13 @@ def list_providers(ctx: RequestContext, query: ProviderFilter) -> list[Provider]
                 models.ResourceProvider.id.not_in(_with_traits(session, query.forbidden_traits))
             )
         for class_name, amount in query.resources.items():
-            stmt = stmt.where(
-                models.ResourceProvider.id.in_(_with_capacity(session, class_name, amount))
-            )
+            try:
+                fitting = _with_capacity(session, class_name, amount)
+            except errors.Invalid as exc:
+                raise errors.Invalid(
+                    f"Invalid resource class in resources parameter: {exc.message}"
+                ) from None
+            stmt = stmt.where(models.ResourceProvider.id.in_(fitting))
         rows = list(session.scalars(stmt.order_by(models.ResourceProvider.id)))
         return _provider_views(session, rows)
 
@@ -390,6 +394,7 @@ def _with_capacity(session: Session, class_name: str, amount: int) -> Any:
         inv.resource_class_id == class_id,
         inv.min_unit <= amount,
         inv.max_unit >= amount,
+        literal(amount) % inv.step_size == 0,
         (inv.total - inv.reserved) * inv.allocation_ratio - used >= amount,
     )
 
