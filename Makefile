@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE_DIR ?=
 
-.PHONY: install up test lint unit conformance bench debian-packages
+.PHONY: install up test lint unit conformance conformance-placement bench bench-placement \
+	debian-packages
 
 install: debian-packages $(STAMP)
 
@@ -38,5 +39,11 @@ test: install lint
 conformance: install
 	tests/peer/run-tempest-identity.sh
 
+conformance-placement: install
+	tests/peer/run-placement-gabbi.sh
+
 bench: install
 	$(BIN)/python bench/run.py
+
+bench-placement: install
+	$(BIN)/python bench/placement_vs_upstream.py

@@ -9,6 +9,7 @@ snapshot. PostgreSQL and MariaDB use their default isolation.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,6 +82,9 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         writer = self.engine.execution_options(sqlite_immediate=True)
+        self._writer_lock: contextlib.AbstractContextManager[object] = (
+            threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
 
@@ -92,8 +96,13 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction committed when the block ends without an exception."""
-        with self._write() as session, session.begin():
+        """A transaction committed when the block ends without an exception.
+
+        On SQLite, writers of this process queue on a lock first: SQLite has one writer
+        at a time anyway, and waiting on a lock is fair and prompt where SQLite's busy
+        handler polls with growing sleeps (long tails under concurrent claims).
+        """
+        with self._writer_lock, self._write() as session, session.begin():
             yield session
 
     def scalar_outside_transaction(self, sql: str) -> Any:
