@@ -39,13 +39,15 @@ from pathlib import Path
 
 PLACEMENT_SPEC = "openstack-placement==16.0.0"
 GUNICORN_SPEC = "gunicorn==27.0.1"
-PG_DRIVER_SPEC = "psycopg[binary]"
+# psycopg2, as upstream deployments use: with psycopg 3, placement 16.0.0's
+# PUT /allocations fails ("'Cursor' object has no attribute 'lastrowid'").
+PG_DRIVER_SPEC = "psycopg2-binary"
 DEFAULT_VENV = Path("/tmp/pocketstack-bench/placement-venv")
 WSGI_APP = "placement.wsgi.api:application"
 
 
 def ensure_venv(venv: Path, placement_spec: str = PLACEMENT_SPEC, postgres: bool = False) -> Path:
-    """Create (or reuse) a venv holding Placement and gunicorn (and psycopg if asked).
+    """Create (or reuse) a venv holding Placement and gunicorn (and psycopg2 if asked).
 
     A marker file records what was installed, so a venv is reused only when
     it holds the requested versions.

@@ -30,6 +30,14 @@ the same machine, the same data and in the same run.  This script:
 
 Standard library only (the PostgreSQL option imports tests/dbservers.py from
 the repo).  Not part of the tests.  Talks to loopback only.
+
+Run time on the 2-CPU dev machine: about 7 minutes at N=1,000, most of it
+loading (5,502 requests per system: upstream about 50/s, pocketstack about
+110/s).  N=10,000 is 55,002 requests per system, so expect loading alone to
+take roughly 20 + 9 minutes, plus slower unlimited queries.  State and logs of
+the last run stay in /tmp/pocketstack-bench/placement-runs (results.json, the
+server logs, py-spy samples); --render-only rewrites the section from a saved
+results.json without measuring.
 """
 
 from __future__ import annotations
@@ -182,7 +190,9 @@ class Client:
             return resp.status, payload, elapsed
         raise AssertionError("unreachable")
 
-    def call(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)):
+    def call(
+        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)
+    ) -> tuple[Any, float]:
         status, payload, elapsed = self.raw(method, path, body)
         if status not in expect:
             raise HTTPFailure(self.system, method, path, body, status, payload)
@@ -662,6 +672,11 @@ def render(
         "- Speedup = upstream time / pocketstack time (claims: pocketstack rate / upstream "
         "rate); above 1 means pocketstack is faster",
     ]
+    if "--py-spy" in meta["command"]:
+        out.append(
+            "- `--py-spy`: py-spy sampled pocketstack only during an extra, unmeasured pass "
+            "of each query after the measured ones (its hints go to stdout, not here)"
+        )
     if meta.get("note"):
         out.append(f"- Caveat: {meta['note']}")
     out += [
@@ -822,7 +837,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default=None, help="caveat written next to the figures")
     p.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     p.add_argument("--no-write", action="store_true", help="print, don't touch the doc")
+    p.add_argument(
+        "--render-only",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="measure nothing: rewrite the section from a saved results.json "
+        "(e.g. /tmp/pocketstack-bench/placement-last-run.json)",
+    )
     args = p.parse_args(argv)
+    if args.render_only:
+        saved = json.loads(args.render_only.read_text())
+        if saved.get("error"):
+            p.error(f"that run broke: {saved['error']}")
+        section = render(saved["meta"], saved["queries"], saved["claims"], saved["systems"])
+        if args.no_write:
+            print(section)
+        else:
+            write_doc(args.output, section)
+            print(f"wrote {args.output}")
+        return 0
 
     if not os.access(args.pocketstack_cmd, os.X_OK) and not args.pocketstack_rev:
         p.error(f"{args.pocketstack_cmd} is not executable")
@@ -830,7 +864,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pocketstack_rev:
         args.pocketstack_cmd, rev = identity_run.snapshot_cmd(args.pocketstack_rev)
 
-    RUNS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(RUNS, ignore_errors=True)  # state and logs of the previous run only
+    RUNS.mkdir(parents=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=RUNS))
     meta: dict[str, Any] = identity_run.machine_info()
     meta.update(
@@ -862,10 +897,11 @@ def main(argv: list[str] | None = None) -> int:
                 p.error(dbservers.missing_postgres())
             base = stack.enter_context(dbservers.postgres())
             urls = create_pg_databases(base, ["placement_upstream", "pocketstack"])
-            up_url, ps_url = urls["placement_upstream"], urls["pocketstack"]
+            ps_url = urls["pocketstack"]
+            up_url = urls["placement_upstream"].replace("+psycopg:", "+psycopg2:", 1)
             meta["db"] = (
                 "PostgreSQL (throwaway cluster from tests/dbservers.py, fsync=off, one "
-                "database per system, psycopg 3 on both sides)"
+                "database per system; upstream through psycopg2, pocketstack through psycopg 3)"
             )
         else:
             meta["db"] = "SQLite, a file in each system's state dir"
