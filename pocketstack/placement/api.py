@@ -620,6 +620,7 @@ def get_trait(request: Request, name: str, ctx: Ctx) -> Response:
 def put_trait(request: Request, name: str, ctx: Ctx) -> Response:
     version_of(request, Version(1, 6))
     ctx.authorize("placement:traits:update")
+    bodies.validate(name, bodies.TRAIT_NAME)
     created = placement_service.create_trait(ctx, name)
     return no_content(
         201 if created else 204,
@@ -821,6 +822,23 @@ def _member_of_params(
     return member_of, forbidden
 
 
+def _refuse_orphans(fields: Mapping[str, Mapping[str, list[str]]], orphans: list[str]) -> None:
+    """Before 1.36 every group needs resources; say which parameters stand alone."""
+    traits = [f"required{s}" for s in orphans if "required" in fields[s]]
+    if traits:
+        raise errors.Invalid(
+            "All traits parameters must be associated with resources.  Found the following "
+            f"orphaned traits keys: {', '.join(traits)}"
+        )
+    member_of = [f"member_of{s}" for s in orphans if "member_of" in fields[s]]
+    if member_of:
+        raise errors.Invalid(
+            "All member_of parameters must be associated with resources. Found the following "
+            f"orphaned member_of keys: {', '.join(member_of)}"
+        )
+    raise errors.Invalid("All request groups must specify resources.")
+
+
 def _candidate_query(request: Request, version: Version) -> candidates.Query:
     params = request.query_params
     bodies.validate(dict(params), bodies.candidate_query(version), bodies.QUERY_PREFIX)
@@ -830,11 +848,23 @@ def _candidate_query(request: Request, version: Version) -> candidates.Query:
         if match:
             fields.setdefault(match.group(2), {})[match.group(1)] = params.getlist(key)
     groups = []
+    same_subtree_suffixes = {
+        s for raw in params.getlist("same_subtree") for s in raw.split(",") if s
+    }
+    orphans = [s for s, values in fields.items() if "resources" not in values]
+    if orphans and version < Version(1, 36):
+        _refuse_orphans(fields, orphans)
+    resourceless = [s for s in orphans if s not in same_subtree_suffixes]
+    if resourceless:
+        listing = ", ".join(sorted(resourceless))
+        raise errors.Invalid(
+            "Resourceless suffixed group request should be specified in `same_subtree` "
+            f"query param: bad group(s) - [{listing}].",
+            code="placement.query.bad_value",
+        )
     for suffix, values in fields.items():
-        if "resources" not in values:
-            raise errors.Invalid("All request groups must specify resources.")
         resources = {}
-        for raw in values["resources"]:
+        for raw in values.get("resources", []):
             resources.update(parse_resources(raw))
         required: list[frozenset[str]] = []
         forbidden: set[str] = set()
@@ -905,6 +935,13 @@ def _candidate_query(request: Request, version: Version) -> candidates.Query:
         root_required, root_forbidden = _traits_param(
             params["root_required"], version, "root_required"
         )
+        conflicting = sorted(set().union(*root_required) & root_forbidden)
+        if conflicting:
+            raise errors.Invalid(
+                "Conflicting required and forbidden traits found in root_required: "
+                f"{', '.join(conflicting)}",
+                code="placement.query.bad_value",
+            )
     same_subtree = []
     for raw in params.getlist("same_subtree"):
         suffixes = raw.split(",")

@@ -89,10 +89,20 @@ class Candidate:
     root_id: int
     by_group: tuple[tuple[str, Assignment], ...]
 
+    def key(self) -> tuple[Any, ...]:
+        """Identical requests reached through different anchor trees (a sharing provider
+        serving several trees) are one candidate."""
+        return tuple(
+            (suffix, tuple(sorted((n, tuple(sorted(r.items()))) for n, r in a.items())))
+            for suffix, a in self.by_group
+        )
+
     def totals(self) -> dict[int, dict[str, int]]:
         summed: dict[int, dict[str, int]] = {}
         for _suffix, assignment in self.by_group:
             for node_id, resources in assignment.items():
+                if not resources:
+                    continue
                 target = summed.setdefault(node_id, {})
                 for class_name, amount in resources.items():
                     target[class_name] = target.get(class_name, 0) + amount
@@ -107,6 +117,7 @@ class Snapshot:
     nodes: dict[int, Node]
     usage: dict[tuple[int, str], int] = field(default_factory=dict)
     allocation_mark: tuple[int, int] = (0, 0)
+    trait_ids: dict[str, int] = field(default_factory=dict)
     by_uuid: dict[str, Node] = field(default_factory=dict)
     trees: dict[int, list[int]] = field(default_factory=dict)
     anchors: dict[int, set[int]] = field(default_factory=dict)
@@ -269,7 +280,7 @@ def _load(
             inventory.get(row.id, {}),
             row.generation,
         )
-    return Snapshot(nodes, usage, mark)
+    return Snapshot(nodes, usage, mark, {name: i for i, name in trait_names.items()})
 
 
 def _pairs(session: Session, stmt: Any) -> dict[Any, Any]:
@@ -279,6 +290,7 @@ def _pairs(session: Session, stmt: Any) -> dict[Any, Any]:
 def find(snapshot: Snapshot, query: Query) -> list[Candidate]:
     """Every candidate, anchor trees in provider-id order, then up to `limit`."""
     results: list[Candidate] = []
+    seen: set[tuple[Any, ...]] = set()
     for root_id in sorted(snapshot.trees):
         if not _root_allowed(snapshot, root_id, query):
             continue
@@ -295,7 +307,9 @@ def find(snapshot: Snapshot, query: Query) -> list[Candidate]:
                     root_id,
                     tuple((s, a) for (s, _o), a in zip(per_group, combination, strict=True)),
                 )
-                if _acceptable(snapshot, candidate, query):
+                key = candidate.key()
+                if key not in seen and _acceptable(snapshot, candidate, query):
+                    seen.add(key)
                     results.append(candidate)
                     if query.limit is not None and len(results) >= query.limit:
                         return results
@@ -319,7 +333,8 @@ def _members(snapshot: Snapshot, root_id: int) -> list[int]:
 
 
 def _in_aggregates(node: Node, anchor: Node, group: Group) -> bool:
-    keys = node.aggregates | anchor.aggregates
+    """A tree member counts its root's aggregates too; a sharing provider only its own."""
+    keys = node.aggregates | anchor.aggregates if node.root_id == anchor.id else node.aggregates
     if group.forbidden_aggregates & keys:
         return False
     return all(any_of & keys for any_of in group.member_of)

@@ -123,7 +123,7 @@ def candidates_view(
         }
         summary: dict[str, Any] = {"resources": resources}
         if version >= Version(1, 17):
-            summary["traits"] = sorted(node.traits)
+            summary["traits"] = sorted(node.traits, key=lambda t: snapshot.trait_ids.get(t, 0))
         if nested_aware:
             parent = snapshot.nodes.get(node.parent_id) if node.parent_id else None
             summary["parent_provider_uuid"] = parent.uuid if parent else None

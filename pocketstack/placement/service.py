@@ -31,6 +31,7 @@ from pocketstack.placement import candidates, models
 
 CUSTOM_NAME = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
 FIRST_CUSTOM_CLASS_ID = 10000
+MAX_INT = 2147483647
 STANDARD_TRAITS = frozenset(os_traits.get_traits())
 
 CONCURRENT_UPDATE = "placement.concurrent_update"
@@ -47,8 +48,8 @@ def now() -> datetime:
 
 def concurrent_update(what: str) -> errors.GenerationConflict:
     return errors.GenerationConflict(
-        f"{what} failed: resource provider generation conflict (another request changed the "
-        "resource provider meanwhile). Re-read it and retry.",
+        f"{what} failed: resource provider generation conflict. Resource provider's "
+        "generation already changed. Please update the generation and try again.",
         code=CONCURRENT_UPDATE,
     )
 
@@ -142,6 +143,11 @@ def create_provider(
     key = str(uuidlib.UUID(provider_uuid)) if provider_uuid else str(uuidlib.uuid4())
     with ctx.db.write() as session:
         parent = None
+        if parent_uuid and parent_uuid == key:
+            raise errors.Invalid(
+                f'Unable to create resource provider "{name}", {key}: parent provider UUID '
+                "cannot be same as UUID. Please modify UUID or parent provider UUID."
+            )
         if parent_uuid:
             parent = session.scalar(
                 select(models.ResourceProvider).where(models.ResourceProvider.uuid == parent_uuid)
@@ -215,7 +221,7 @@ def _reparent(
     current = _provider_views(session, [row])[0].parent_uuid
     if parent_uuid == current:
         return
-    if not allow_reparenting and current is not None:
+    if not allow_reparenting and current is not None and parent_uuid is not None:
         raise errors.Invalid(
             f"Unable to save resource provider {row.uuid}: Object action update failed "
             "because: re-parenting a provider is not currently allowed."
@@ -488,7 +494,8 @@ def delete_resource_class(ctx: RequestContext, name: str) -> None:
             is not None
         ):
             raise errors.Conflict(
-                f"Unable to delete resource class {name}. Resource class is in use in inventory"
+                f"Error in delete resource class: Unable to delete resource class {name}. "
+                "Resource class is in use in inventory"
             )
         session.delete(row)
 
@@ -646,7 +653,7 @@ def set_provider_aggregates(
                 models.ProviderAggregate.resource_provider_id == row.id
             )
         )
-        unique = sorted(set(aggregates))
+        unique = list(dict.fromkeys(aggregates))
         for aggregate in unique:
             session.add(
                 models.ProviderAggregate(resource_provider_id=row.id, aggregate_uuid=aggregate)
@@ -662,7 +669,7 @@ class InventorySpec:
     total: int
     reserved: int = 0
     min_unit: int = 1
-    max_unit: int | None = None
+    max_unit: int | None = None  # upstream's default: the largest value, not the total
     step_size: int = 1
     allocation_ratio: float = 1.0
 
@@ -697,7 +704,7 @@ def _usage_by_class(session: Session, provider_id: int) -> dict[int, int]:
 
 
 def _validate_inventory(class_name: str, spec: InventorySpec, allow_reserved_total: bool) -> None:
-    max_unit = spec.max_unit if spec.max_unit is not None else spec.total
+    max_unit = spec.max_unit if spec.max_unit is not None else MAX_INT
     if spec.reserved > spec.total or (spec.reserved == spec.total and not allow_reserved_total):
         raise errors.Invalid(
             f"Unable to update inventory for resource provider: Invalid inventory for "
@@ -735,7 +742,7 @@ def replace_inventories(
         _bump_generation(session, row, generation, "Updating resource provider inventories")
         usage = _usage_by_class(session, row.id)
         names = _class_names(session)
-        in_use = sorted(names[c] for c in usage if c not in wanted and usage[c])
+        in_use = [names[c] for c in sorted(usage) if c not in wanted and usage[c]]
         if in_use:
             raise errors.Conflict(
                 f"update conflict: Inventory for '{', '.join(in_use)}' on resource provider "
@@ -761,7 +768,7 @@ def _write_inventory(
         "total": spec.total,
         "reserved": spec.reserved,
         "min_unit": spec.min_unit,
-        "max_unit": spec.max_unit if spec.max_unit is not None else spec.total,
+        "max_unit": spec.max_unit if spec.max_unit is not None else MAX_INT,
         "step_size": spec.step_size,
         "allocation_ratio": spec.allocation_ratio,
     }
@@ -794,7 +801,8 @@ def set_inventory(
         existing = session.get(models.Inventory, (row.id, class_id))
         if create_only and existing is not None:
             raise errors.Conflict(
-                f"Update to resource provider failed: inventory for {class_name} already exists."
+                f"Update conflict: inventory for {class_name} already exists on resource "
+                f"provider {provider_uuid}."
             )
         if not create_only and existing is None:
             raise errors.Invalid(
@@ -833,9 +841,8 @@ def delete_inventory(
 def delete_inventories(ctx: RequestContext, provider_uuid: str) -> None:
     with ctx.db.write() as session:
         row = _provider_row(session, provider_uuid)
-        in_use = sorted(
-            n for c, n in _class_names(session).items() if _usage_by_class(session, row.id).get(c)
-        )
+        usage = _usage_by_class(session, row.id)
+        in_use = [n for c, n in sorted(_class_names(session).items()) if usage.get(c)]
         if in_use:
             raise errors.Conflict(
                 f"Inventory for '{', '.join(in_use)}' on resource provider '{provider_uuid}' "

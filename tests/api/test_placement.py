@@ -130,7 +130,7 @@ def test_inventories_and_generations(placement: Placement) -> None:
     put = placement("PUT", path, body)
     assert put.status_code == 200, put.text
     assert put.json()["resource_provider_generation"] == 1
-    assert put.json()["inventories"]["VCPU"]["max_unit"] == 8
+    assert put.json()["inventories"]["VCPU"]["max_unit"] == 2147483647
     stale = placement("PUT", path, body)
     assert stale.status_code == 409
     assert stale.json()["errors"][0]["code"] == "placement.concurrent_update"

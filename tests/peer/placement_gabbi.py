@@ -843,7 +843,9 @@ def run_file(
             except (SeedError, OSError, http.client.HTTPException, ValueError) as exc:
                 notes.append(f"fixture seeding failed: {exc}")
             (workdir / "fixture-env.json").write_text(json.dumps(env, indent=1))
-            run_env = {k: v for k, v in os.environ.items() if k != "GABBI_FORCE_COLOR"}
+            run_env = {
+                k: v for k, v in os.environ.items() if k not in ("GABBI_FORCE_COLOR", "PYTHONPATH")
+            }
             run_env.update(env, PYTHONIOENCODING="utf-8")
             cmd = [str(gabbi_run), f"http://127.0.0.1:{port}", "--", str(path)]
             try:
@@ -937,7 +939,8 @@ def render_section(results: list[FileResult], meta: dict[str, str]) -> str:
         f"- machine: {meta['machine']}",
         f"- suite: {meta['placement']} gabbits, {meta['gabbi']}",
         f"- pocketstack: {meta['pocketstack']} (git {meta['git']})",
-        "- command: `tests/peer/run-placement-gabbi.sh` (driver `tests/peer/placement_gabbi.py`)",
+        f"- command: `{meta['command']}` ({meta['command_note']}"
+        "driver `tests/peer/placement_gabbi.py`)",
         "",
         "### Results",
         "",
@@ -1029,14 +1032,20 @@ def find_pocketstack() -> str:
     die("pocketstack is not installed; run 'make install' first")
 
 
-def git_rev() -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() or "unknown"
+def git_rev(tree: Path) -> str:
+    """The commit of `tree`, noting uncommitted changes to the code under test
+    (pocketstack/), not to docs such as the page this run rewrites."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", "-C", str(tree), *args], capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip()
+
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "pocketstack"):
+        rev += " + uncommitted changes in pocketstack/"
+    return rev
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1058,9 +1067,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not write the doc")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per gabbit file")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="run pocketstack from this source tree (e.g. a clean clone of a commit) "
+        "instead of the working tree, with this repo's venv for its dependencies",
+    )
     args = parser.parse_args(argv)
 
     pocketstack = find_pocketstack()
+    source = REPO
+    if args.source:
+        source = args.source.resolve()
+        if not (source / "pocketstack" / "__init__.py").exists():
+            die(f"{source} has no pocketstack package")
+        # Ahead of the venv's editable install (a meta-path finder consulted last).
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(source), os.environ.get("PYTHONPATH")) if p
+        )
     gabbits = ensure_venv(args.venv)
     gabbi_run = args.venv / "bin" / "gabbi-run"
     files = sorted(gabbits.glob("*.yaml"))
@@ -1104,7 +1128,12 @@ def main(argv: list[str] | None = None) -> int:
             [pocketstack, "--version"], capture_output=True, text=True, check=False
         ).stdout.strip()
         or "pocketstack",
-        "git": git_rev(),
+        "git": git_rev(source),
+        "command": "tests/peer/run-placement-gabbi.sh"
+        + (f" --source {source}" if args.source else ""),
+        "command_note": "pocketstack run from a clean clone of that commit; "
+        if args.source
+        else "",
     }
     if args.json:
         args.json.write_text(

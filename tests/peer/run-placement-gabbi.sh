@@ -11,6 +11,8 @@
 #   --keep          keep each file's state dir, server log, fixture env and
 #                   gabbi-run output (the path is printed at the end)
 #   --json PATH     also write the per-test results as JSON
+#   --source DIR    run pocketstack from another source tree (e.g. a clean
+#                   `git clone` of a commit) instead of this working tree
 #
 # The work is done by tests/peer/placement_gabbi.py (see its docstring). It
 # creates the gabbi venv on first use: $GABBI_VENV (default
@@ -18,7 +20,7 @@
 # whose gabbit files are read from there at run time.
 #
 # Exits 0 when every test passed, 1 when some failed, 2 on set-up errors.
-set -uo pipefail
+set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 if [ -x "$REPO/.venv/bin/python" ]; then
@@ -26,7 +28,4 @@ if [ -x "$REPO/.venv/bin/python" ]; then
 else
     PYTHON="$(command -v python3)" || { echo "run-placement-gabbi: no python3" >&2; exit 2; }
 fi
-"$PYTHON" "$REPO/tests/peer/placement_gabbi.py" "$@"
-rc=$?
-# argparse and SystemExit(message) exit 2/1 before any test ran; keep 0/1 for results.
-exit "$rc"
+exec "$PYTHON" "$REPO/tests/peer/placement_gabbi.py" "$@"

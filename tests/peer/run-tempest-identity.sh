@@ -257,8 +257,17 @@ if failed:
     out += [f"| `{t}` | {r.replace('|', '/')} |" for t, r in sorted(failed)]
 else:
     out.append("None.")
+# Other services' sections (placement's gabbi results) follow identity's; keep them.
+kept = ""
+try:
+    with open(doc_path) as handle:
+        previous = handle.read()
+    marker = previous.find("\n## Placement (upstream gabbi suite)")
+    kept = previous[marker:] if marker >= 0 else ""
+except FileNotFoundError:
+    pass
 with open(doc_path, "w") as handle:
-    handle.write("\n".join(out).rstrip() + "\n")
+    handle.write("\n".join(out).rstrip() + "\n" + kept)
 print(f"wrote {doc_path}: {totals}")
 EOF
 
