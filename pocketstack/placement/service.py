@@ -728,35 +728,17 @@ def replace_inventories(
     """PUT /inventories: the provider offers exactly these; classes in use cannot go."""
     with ctx.db.write() as session:
         row = _provider_row(session, provider_uuid)
-        wanted = {}
         for class_name, spec in inventories.items():
             try:
-                class_id = class_id_of(session, class_name)
+                class_id_of(session, class_name)
             except errors.Invalid:
                 raise errors.Invalid(
                     f"Unknown resource class in inventory for resource provider "
                     f"{provider_uuid}: {class_name}"
                 ) from None
             _validate_inventory(class_name, spec, allow_reserved_total)
-            wanted[class_id] = spec
         _bump_generation(session, row, generation, "Updating resource provider inventories")
-        usage = _usage_by_class(session, row.id)
-        names = _class_names(session)
-        in_use = [names[c] for c in sorted(usage) if c not in wanted and usage[c]]
-        if in_use:
-            raise errors.Conflict(
-                f"update conflict: Inventory for '{', '.join(in_use)}' on resource provider "
-                f"'{provider_uuid}' in use.",
-                code=INVENTORY_INUSE,
-            )
-        session.execute(
-            delete(models.Inventory).where(
-                models.Inventory.resource_provider_id == row.id,
-                models.Inventory.resource_class_id.not_in(list(wanted)),
-            )
-        )
-        for class_id, spec in wanted.items():
-            _write_inventory(session, row.id, class_id, spec)
+        _set_exact_inventory(session, row, inventories)
         return _provider_views(session, [row])[0], _inventories(session, row.id)
 
 
