@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
 from tests.clients.conftest import Server, http
@@ -87,7 +88,8 @@ def test_rotate_keys_while_running(server_factory, osc_for):
         fresh = keystone.token("admin", "rotate-pw", "admin")
         if _signing_key(server, fresh) == new_primary:
             break
-        assert time.monotonic() < deadline, "server still signs with the old key after 5 s"
+        if time.monotonic() > deadline:
+            pytest.fail("the server never started signing with the rotated key")
         time.sleep(0.2)
     assert keystone.validate(fresh).status == 200
     assert keystone.validate(before).status == 200
