@@ -118,6 +118,7 @@ class Snapshot:
     usage: dict[tuple[int, str], int] = field(default_factory=dict)
     allocation_mark: tuple[int, int] = (0, 0)
     trait_ids: dict[str, int] = field(default_factory=dict)
+    marker: tuple[int, ...] = ()
     by_uuid: dict[str, Node] = field(default_factory=dict)
     trees: dict[int, list[int]] = field(default_factory=dict)
     anchors: dict[int, set[int]] = field(default_factory=dict)
@@ -160,10 +161,32 @@ class Snapshot:
 _FULL_RELOAD_ABOVE = 2000
 
 
+def change_marker(session: Session) -> tuple[int, ...]:
+    """One aggregate row that moves whenever candidates could: generations only grow, ids
+    only grow, and the id-weighted tree-link sums move with any re-parenting."""
+    rp = models.ResourceProvider
+    providers = session.execute(
+        select(
+            func.count(rp.id),
+            func.coalesce(func.max(rp.id), 0),
+            func.coalesce(func.sum(rp.generation), 0),
+            func.coalesce(func.sum(func.coalesce(rp.parent_id, 0) * rp.id), 0),
+            func.coalesce(func.sum(func.coalesce(rp.root_id, 0) * rp.id), 0),
+        )
+    ).one()
+    allocations = session.execute(
+        select(func.count(models.Allocation.id), func.coalesce(func.max(models.Allocation.id), 0))
+    ).one()
+    return tuple(int(v) for v in (*providers, *allocations))
+
+
 def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
-    """The current snapshot: `previous` when nothing changed, else with the providers whose
-    generation or tree links moved re-read (all of them past a threshold) and usage re-read
-    when any allocation changed. Two cheap queries decide."""
+    """The current snapshot: `previous` when the change marker has not moved, else with the
+    providers whose generation or tree links moved re-read (all of them past a threshold)
+    and usage re-read."""
+    marker = change_marker(session)
+    if previous is not None and previous.marker == marker:
+        return previous
     rows = session.execute(
         select(
             models.ResourceProvider.id,
@@ -178,7 +201,7 @@ def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
     ).one()
     mark = (int(mark_row[0]), int(mark_row[1]))
     if previous is None:
-        return _load(session, rows, None, None, mark)
+        return _load(session, rows, None, None, mark, marker)
     changed = {
         row.id
         for row in rows
@@ -190,8 +213,8 @@ def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
     if not changed and len(rows) == len(previous.nodes) and mark == previous.allocation_mark:
         return previous
     if len(changed) > _FULL_RELOAD_ABOVE:
-        return _load(session, rows, None, None, mark)
-    return _load(session, rows, previous, changed, mark)
+        return _load(session, rows, None, None, mark, marker)
+    return _load(session, rows, previous, changed, mark, marker)
 
 
 def _load(
@@ -200,6 +223,7 @@ def _load(
     previous: Snapshot | None,
     only: set[int] | None,
     mark: tuple[int, int],
+    marker: tuple[int, ...],
 ) -> Snapshot:
     """Read traits, aggregates and inventory for `only` these providers (reusing `previous`
     for the rest) or for all, and the usage of every provider."""
@@ -280,7 +304,7 @@ def _load(
             inventory.get(row.id, {}),
             row.generation,
         )
-    return Snapshot(nodes, usage, mark, {name: i for i, name in trait_names.items()})
+    return Snapshot(nodes, usage, mark, {name: i for i, name in trait_names.items()}, marker)
 
 
 def _pairs(session: Session, stmt: Any) -> dict[Any, Any]:

@@ -499,3 +499,29 @@ def test_candidates_follow_allocations_that_move_between_providers(placement: Pl
     assert hosts() == {a}
     placement("DELETE", f"/allocations/{consumer}")
     assert hosts() == {a, b}
+
+
+def test_candidates_follow_a_reparented_provider(placement: Placement) -> None:
+    first = _tree(placement, "reparent-a", [])
+    second = _tree(placement, "reparent-b", [])
+    gpu = placement.provider("reparent-gpu", parent_provider_uuid=first)["uuid"]
+    placement(
+        "PUT",
+        f"/resource_providers/{gpu}/inventories",
+        {"resource_provider_generation": 0, "inventories": {"VGPU": {"total": 1}}},
+    )
+
+    def gpu_trees() -> set[str]:
+        found = placement(
+            "GET", "/allocation_candidates?resources=VCPU:1&resources1=VGPU:1&group_policy=none"
+        ).json()
+        return {s["root_provider_uuid"] for u, s in found["provider_summaries"].items() if u == gpu}
+
+    assert gpu_trees() == {first}
+    moved = placement(
+        "PUT",
+        f"/resource_providers/{gpu}",
+        {"name": "reparent-gpu", "parent_provider_uuid": second},
+    )
+    assert moved.status_code == 200
+    assert gpu_trees() == {second}
