@@ -882,19 +882,23 @@ class ConsumerView:
 
 
 def set_allocations(
-    ctx: RequestContext, claims: Sequence[ConsumerClaim], check_generation: bool
+    ctx: RequestContext,
+    claims: Sequence[ConsumerClaim],
+    check_generation: bool,
+    bump_released: bool = True,
 ) -> None:
     """Replace the allocations of every consumer in `claims`, all or nothing.
 
     Capacity is checked against what the providers hold in this transaction;
     every touched provider's generation is compare-and-swapped, so a racing
     claim on the same provider makes one of the two retry with fresh usage and
-    no provider is ever over-committed.
+    no provider is ever over-committed. `bump_released=False` (DELETE of a consumer's
+    allocations, as upstream) leaves the generations of providers only released from.
     """
     for attempt in range(_CLAIM_RETRIES):
         try:
             with ctx.db.write() as session:
-                _apply_claims(session, claims, check_generation)
+                _apply_claims(session, claims, check_generation, bump_released)
             return
         except (_ProviderRace, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not is_transient(exc):
@@ -912,7 +916,10 @@ class _ProviderRace(Exception):
 
 
 def _apply_claims(
-    session: Session, claims: Sequence[ConsumerClaim], check_generation: bool
+    session: Session,
+    claims: Sequence[ConsumerClaim],
+    check_generation: bool,
+    bump_released: bool = True,
 ) -> None:
     consumers = {c.consumer_uuid: _ensure_consumer(session, c, check_generation) for c in claims}
     consumer_ids = [c.id for c in consumers.values()]
@@ -932,7 +939,7 @@ def _apply_claims(
     # As upstream: the providers named in the new allocations change generation, and so do
     # those of consumers being emptied; a provider a moving consumer leaves does not (a
     # release cannot over-commit anything).
-    emptied = [consumers[c.consumer_uuid].id for c in claims if not c.allocations]
+    emptied = [consumers[c.consumer_uuid].id for c in claims if not c.allocations and bump_released]
     old_provider_ids = set(
         session.scalars(
             select(models.Allocation.resource_provider_id).where(
@@ -1123,7 +1130,9 @@ def delete_allocations(ctx: RequestContext, consumer_uuid: str) -> None:
     current = get_consumer(ctx, consumer_uuid)
     if current is None or not current.allocations:
         raise errors.NotFound(f"No allocations for consumer '{consumer_uuid}'")
-    set_allocations(ctx, [ConsumerClaim(consumer_uuid, {})], check_generation=False)
+    set_allocations(
+        ctx, [ConsumerClaim(consumer_uuid, {})], check_generation=False, bump_released=False
+    )
 
 
 def provider_allocations(
