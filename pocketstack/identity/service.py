@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -605,10 +605,6 @@ def _delete_user_rows(session: Session, user_id: str) -> None:
     session.execute(delete(models.Credential).where(models.Credential.user_id == user_id))
     session.execute(delete(models.User).where(models.User.id == user_id))
     _revoke(session, user_id=user_id)
-
-
-def verify_password(session: Session, user: models.User, password: str) -> bool:
-    return passwords.verify_secret(password, user.password_hash)
 
 
 # Groups ---------------------------------------------------------------------
@@ -1895,14 +1891,12 @@ def _revoke(session: Session, **match: str) -> None:
 
 
 def revoke_audit_id(ctx: RequestContext, audit_id: str) -> None:
-    with ctx.db.write() as session:
-        _revoke(session, audit_id=audit_id)
-        bump_revision(session)
-
-
-def prune_revocations(ctx: RequestContext, older_than: datetime) -> None:
-    """Events older than any live token can match nothing; drop them."""
+    """Revoke one token, and drop events older than any live token: they can match nothing,
+    and every worker reloads the whole list when identity changes."""
+    horizon = now() - timedelta(seconds=ctx.runtime.settings.token_expiration_s)
     with ctx.db.write() as session:
         session.execute(
-            delete(models.RevocationEvent).where(models.RevocationEvent.revoked_at < older_than)
+            delete(models.RevocationEvent).where(models.RevocationEvent.revoked_at < horizon)
         )
+        _revoke(session, audit_id=audit_id)
+        bump_revision(session)

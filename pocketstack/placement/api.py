@@ -130,16 +130,6 @@ def check_query(request: Request, allowed: Iterable[str]) -> None:
         )
 
 
-def reject_before(version: Version, minimum: Version, fields: Mapping[str, Any]) -> None:
-    """Body fields a client may only send from `minimum` on."""
-    present = [name for name, value in fields.items() if value is not None]
-    if present and version < minimum:
-        raise errors.Invalid(
-            "JSON does not validate: Additional properties are not allowed "
-            f"({', '.join(repr(p) for p in present)} was unexpected)"
-        )
-
-
 async def json_body(request: Request) -> Any:
     """The parsed JSON body of a PUT or POST: 415 unless it is declared application/json,
     400 if it does not parse."""

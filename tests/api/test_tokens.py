@@ -169,3 +169,20 @@ def test_auth_listings_reflect_current_grants(cloud: Cloud) -> None:
     assert cloud.call("GET", "/v3/auth/system", admin).json()["system"] == [{"all": True}]
     catalog = cloud.call("GET", "/v3/auth/catalog", admin).json()["catalog"]
     assert {s["type"] for s in catalog} == {"identity", "volumev3"}
+
+
+def test_revoking_a_token_drops_events_no_live_token_can_match(cloud: Cloud) -> None:
+    from sqlalchemy import func, select
+
+    from pocketstack.identity import models
+
+    old = identity_service.now() - timedelta(days=2)
+    with cloud.runtime.db.write() as session:
+        session.add(models.RevocationEvent(audit_id="ancient", issued_before=old, revoked_at=old))
+    token = cloud.admin
+    cloud.call("DELETE", "/v3/auth/tokens", token, headers={"X-Subject-Token": token})
+    with cloud.runtime.db.read() as session:
+        audit_ids = set(session.scalars(select(models.RevocationEvent.audit_id)))
+        assert "ancient" not in audit_ids
+        assert session.scalar(select(func.count(models.RevocationEvent.id))) >= 1
+    assert cloud.call("GET", "/v3/auth/projects", token).status_code == 401
