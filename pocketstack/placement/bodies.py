@@ -10,10 +10,13 @@ upstream's, rather than with pydantic.
 from __future__ import annotations
 
 import copy
+import functools
 import uuid
 from typing import Any
 
 import jsonschema
+import jsonschema.exceptions
+import jsonschema.validators
 
 from pocketstack.core import errors
 from pocketstack.core.microversion import Version
@@ -34,12 +37,26 @@ def _is_uuid(value: object) -> bool:
     return True
 
 
+# id(schema) -> (schema, its validator); holding the schema keeps its id from being reused.
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """Checking a schema costs more than validating a body with it: do it once per schema."""
+    entry = _VALIDATORS.get(id(schema))
+    if entry is None:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        entry = _VALIDATORS[id(schema)] = (schema, cls(schema, format_checker=_FORMATS))
+    return entry[1]
+
+
 def validate(data: Any, schema: dict[str, Any], prefix: str = "JSON does not validate") -> Any:
-    """`data` if it fits `schema`, else 400 with jsonschema's own words."""
-    try:
-        jsonschema.validate(data, schema, format_checker=_FORMATS)
-    except jsonschema.ValidationError as exc:
-        raise errors.Invalid(f"{prefix}: {exc}") from None
+    """`data` if it fits `schema`, else 400 with jsonschema's own words (its best match, as
+    `jsonschema.validate` reports)."""
+    error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(data))
+    if error is not None:
+        raise errors.Invalid(f"{prefix}: {error}")
     return data
 
 
@@ -229,6 +246,7 @@ ALLOCATIONS_1_38["properties"]["consumer_type"] = {
 ALLOCATIONS_1_38["required"] = [*ALLOCATIONS_1_38["required"], "consumer_type"]
 
 
+@functools.cache
 def allocations(version: Version, emptyable: bool = False) -> dict[str, Any]:
     """One consumer's allocations body; `emptyable` for POST /allocations and reshaper."""
     for minimum, schema in (
@@ -243,6 +261,7 @@ def allocations(version: Version, emptyable: bool = False) -> dict[str, Any]:
     return ALLOCATIONS_1_8 if version >= Version(1, 8) else ALLOCATIONS_1_0
 
 
+@functools.cache
 def many_allocations(version: Version) -> dict[str, Any]:
     return {
         "type": "object",
@@ -252,6 +271,7 @@ def many_allocations(version: Version) -> dict[str, Any]:
     }
 
 
+@functools.cache
 def reshaper(version: Version) -> dict[str, Any]:
     return {
         "type": "object",
@@ -280,6 +300,7 @@ _STRING: dict[str, Any] = {"type": "string"}
 _UUID_STRING: dict[str, Any] = {"type": "string", "format": "uuid"}
 
 
+@functools.cache
 def provider_query(version: Version) -> dict[str, Any]:
     properties: dict[str, Any] = {"name": _STRING, "uuid": _UUID_STRING}
     for minimum, name, schema in (
@@ -293,6 +314,7 @@ def provider_query(version: Version) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
+@functools.cache
 def candidate_query(version: Version) -> dict[str, Any]:
     properties: dict[str, Any] = {"resources": _STRING}
     for minimum, name, property_schema in (

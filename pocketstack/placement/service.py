@@ -15,11 +15,11 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import os_resource_classes
 import os_traits
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -915,53 +915,129 @@ class _ProviderRace(Exception):
     """A provider's generation moved under a claim: retry the whole claim."""
 
 
+_RP = cast(Table, models.ResourceProvider.__table__)
+_CONSUMER = cast(Table, models.Consumer.__table__)
+_ALLOCATION = cast(Table, models.Allocation.__table__)
+_INVENTORY = cast(Table, models.Inventory.__table__)
+# Claims are the hot write path: plain table statements built once (their compiled form is
+# cached), no ORM identity map or unit of work.
+_CONSUMERS_BY_UUID = select(
+    _CONSUMER.c.id,
+    _CONSUMER.c.uuid,
+    _CONSUMER.c.generation,
+    _CONSUMER.c.project_id,
+    _CONSUMER.c.user_id,
+    _CONSUMER.c.consumer_type,
+).where(_CONSUMER.c.uuid.in_(bindparam("uuids", expanding=True)))
+_CLASS_IDS = select(models.ResourceClass.__table__.c.name, models.ResourceClass.__table__.c.id)
+_PROVIDERS_BY_UUID = select(_RP.c.id, _RP.c.uuid, _RP.c.generation).where(
+    _RP.c.uuid.in_(bindparam("uuids", expanding=True))
+)
+_PROVIDERS_BY_ID = select(_RP.c.id, _RP.c.uuid, _RP.c.generation).where(
+    _RP.c.id.in_(bindparam("ids", expanding=True))
+)
+_PROVIDERS_OF_CONSUMERS = (
+    select(_ALLOCATION.c.resource_provider_id)
+    .where(_ALLOCATION.c.consumer_id.in_(bindparam("ids", expanding=True)))
+    .distinct()
+)
+_INVENTORIES_OF = select(
+    _INVENTORY.c.resource_provider_id,
+    _INVENTORY.c.resource_class_id,
+    _INVENTORY.c.total,
+    _INVENTORY.c.reserved,
+    _INVENTORY.c.min_unit,
+    _INVENTORY.c.max_unit,
+    _INVENTORY.c.step_size,
+    _INVENTORY.c.allocation_ratio,
+).where(_INVENTORY.c.resource_provider_id.in_(bindparam("ids", expanding=True)))
+_USAGE_OF = (
+    select(
+        _ALLOCATION.c.resource_provider_id,
+        _ALLOCATION.c.resource_class_id,
+        func.sum(_ALLOCATION.c.used),
+    )
+    .where(_ALLOCATION.c.resource_provider_id.in_(bindparam("ids", expanding=True)))
+    .group_by(_ALLOCATION.c.resource_provider_id, _ALLOCATION.c.resource_class_id)
+)
+_DELETE_ALLOCATIONS_OF = delete(_ALLOCATION).where(
+    _ALLOCATION.c.consumer_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_ALLOCATION = insert(_ALLOCATION)
+_INSERT_CONSUMER = insert(_CONSUMER)
+_DELETE_CONSUMER = delete(_CONSUMER).where(_CONSUMER.c.id == bindparam("consumer_id"))
+_UPDATE_CONSUMER = (
+    update(_CONSUMER)
+    .where(_CONSUMER.c.id == bindparam("consumer_id"))
+    .values(
+        generation=bindparam("new_generation"),
+        project_id=bindparam("new_project_id"),
+        user_id=bindparam("new_user_id"),
+        consumer_type=bindparam("new_consumer_type"),
+        updated_at=bindparam("moment"),
+    )
+)
+_BUMP_PROVIDER = (
+    update(_RP)
+    .where(_RP.c.id == bindparam("provider_id"), _RP.c.generation == bindparam("expected"))
+    .values(generation=bindparam("expected") + 1)
+)
+
+
+@dataclass(slots=True)
+class _ConsumerState:
+    id: int | None  # None: not stored yet
+    generation: int
+    project_id: str
+    user_id: str
+    consumer_type: str | None
+
+
 def _apply_claims(
     session: Session,
     claims: Sequence[ConsumerClaim],
     check_generation: bool,
     bump_released: bool = True,
 ) -> None:
-    consumers = {c.consumer_uuid: _ensure_consumer(session, c, check_generation) for c in claims}
-    consumer_ids = [c.id for c in consumers.values()]
-    class_ids = _pairs(session, select(models.ResourceClass.name, models.ResourceClass.id))
-    wanted_uuids = {rp for c in claims for rp in c.allocations}
+    session.flush()  # the reshaper's inventory changes, before these plain statements read
+    moment = now()
+    consumers = _claimed_consumers(session, claims, check_generation)
+    class_ids = _pairs(session, _CLASS_IDS)
+    wanted_uuids = sorted({rp for c in claims for rp in c.allocations})
     providers = {
-        r.uuid: r
-        for r in session.scalars(
-            select(models.ResourceProvider).where(models.ResourceProvider.uuid.in_(wanted_uuids))
-        )
+        row.uuid: row for row in session.execute(_PROVIDERS_BY_UUID, {"uuids": wanted_uuids})
     }
-    missing = sorted(wanted_uuids - set(providers))
+    missing = [u for u in wanted_uuids if u not in providers]
     if missing:
         raise errors.Invalid(
             f"Allocation for resource provider '{missing[0]}' that does not exist."
         )
+    stored = [state.id for state in consumers.values() if state.id is not None]
     # As upstream: the providers named in the new allocations change generation, and so do
     # those of consumers being emptied; a provider a moving consumer leaves does not (a
     # release cannot over-commit anything).
-    emptied = [consumers[c.consumer_uuid].id for c in claims if not c.allocations and bump_released]
-    old_provider_ids = set(
-        session.scalars(
-            select(models.Allocation.resource_provider_id).where(
-                models.Allocation.consumer_id.in_(emptied)
-            )
+    generations = {row.id: row.generation for row in providers.values()}
+    emptied = [
+        consumers[c.consumer_uuid].id
+        for c in claims
+        if not c.allocations and bump_released and consumers[c.consumer_uuid].id is not None
+    ]
+    if emptied:
+        released = set(session.scalars(_PROVIDERS_OF_CONSUMERS, {"ids": emptied})) - set(
+            generations
         )
-    )
-    touched = {r.id: r for r in providers.values()}
-    for row in session.scalars(
-        select(models.ResourceProvider).where(
-            models.ResourceProvider.id.in_(old_provider_ids - set(touched))
-        )
-    ):
-        touched[row.id] = row
-    generations = {pid: row.generation for pid, row in touched.items()}
-    session.execute(
-        delete(models.Allocation).where(models.Allocation.consumer_id.in_(consumer_ids))
-    )
+        if released:
+            for row in session.execute(_PROVIDERS_BY_ID, {"ids": sorted(released)}):
+                generations[row.id] = row.generation
+    if stored:
+        session.execute(_DELETE_ALLOCATIONS_OF, {"ids": stored})
+    provider_ids = sorted(row.id for row in providers.values())
+    inventories = {
+        (row.resource_provider_id, row.resource_class_id): row
+        for row in session.execute(_INVENTORIES_OF, {"ids": provider_ids})
+    }
     needed: dict[tuple[int, int], int] = {}
-    moment = now()
     for claim in claims:
-        consumer = consumers[claim.consumer_uuid]
         for provider_uuid, resources in claim.allocations.items():
             provider = providers[provider_uuid]
             for class_name, amount in resources.items():
@@ -971,121 +1047,146 @@ def _apply_claims(
                         f"Unable to allocate inventory for consumer {claim.consumer_uuid}: "
                         f"No such resource class {class_name}."
                     )
-                _check_unit(session, provider, class_id, class_name, amount)
-                needed[(provider.id, class_id)] = needed.get((provider.id, class_id), 0) + amount
-                session.add(
-                    models.Allocation(
-                        consumer_id=consumer.id,
-                        resource_provider_id=provider.id,
-                        resource_class_id=class_id,
-                        used=amount,
-                        created_at=moment,
-                        updated_at=moment,
-                    )
+                _check_unit(
+                    inventories.get((provider.id, class_id)), provider.uuid, class_name, amount
                 )
-    session.flush()
+                needed[(provider.id, class_id)] = needed.get((provider.id, class_id), 0) + amount
+    used = {
+        (provider_id, class_id): int(amount)
+        for provider_id, class_id, amount in session.execute(_USAGE_OF, {"ids": provider_ids})
+    }
     names = {v: k for k, v in class_ids.items()}
-    rp_uuids = {row.id: row.uuid for row in touched.values()}
-    for (provider_id, class_id), _amount in needed.items():
-        _check_capacity(session, provider_id, class_id, names[class_id], rp_uuids[provider_id])
-    for provider_id, generation in generations.items():
-        result = session.execute(
-            update(models.ResourceProvider)
-            .where(
-                models.ResourceProvider.id == provider_id,
-                models.ResourceProvider.generation == generation,
+    uuids = {row.id: row.uuid for row in providers.values()}
+    for (provider_id, class_id), amount in needed.items():
+        inventory = inventories[(provider_id, class_id)]
+        capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
+        if used.get((provider_id, class_id), 0) + amount > capacity:
+            raise errors.Conflict(
+                f"Unable to allocate inventory: Unable to create allocation for "
+                f"'{names[class_id]}' on resource provider '{uuids[provider_id]}'. The "
+                "requested amount would exceed the capacity."
             )
-            .values(generation=generation + 1)
-            .execution_options(synchronize_session=False)
+    _store_consumers(session, claims, consumers, moment)
+    rows = [
+        {
+            "consumer_id": consumers[claim.consumer_uuid].id,
+            "resource_provider_id": providers[provider_uuid].id,
+            "resource_class_id": class_ids[class_name],
+            "used": amount,
+            "created_at": moment,
+            "updated_at": moment,
+        }
+        for claim in claims
+        for provider_uuid, resources in claim.allocations.items()
+        for class_name, amount in resources.items()
+    ]
+    if rows:
+        session.execute(_INSERT_ALLOCATION, rows)
+    for provider_id, generation in sorted(generations.items()):
+        result = session.execute(
+            _BUMP_PROVIDER, {"provider_id": provider_id, "expected": generation}
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise _ProviderRace()
+
+
+def _claimed_consumers(
+    session: Session, claims: Sequence[ConsumerClaim], check_generation: bool
+) -> dict[str, _ConsumerState]:
+    """Each claim's consumer as stored (or as it will be created), generations checked."""
+    found = {
+        row.uuid: row
+        for row in session.execute(
+            _CONSUMERS_BY_UUID, {"uuids": sorted({c.consumer_uuid for c in claims})}
+        )
+    }
+    consumers: dict[str, _ConsumerState] = {}
     for claim in claims:
-        consumer = consumers[claim.consumer_uuid]
-        if claim.allocations:
-            consumer.generation += 1
-            consumer.updated_at = moment
-        else:
-            session.delete(consumer)
-
-
-def _ensure_consumer(
-    session: Session, claim: ConsumerClaim, check_generation: bool
-) -> models.Consumer:
-    consumer = session.scalar(
-        select(models.Consumer).where(models.Consumer.uuid == claim.consumer_uuid)
-    )
-    if consumer is None:
-        if check_generation and claim.consumer_generation is not None:
-            raise errors.Conflict(
-                f"consumer generation conflict - expected null but got {claim.consumer_generation}",
-                code=CONCURRENT_UPDATE,
+        row = found.get(claim.consumer_uuid)
+        if row is None:
+            if check_generation and claim.consumer_generation is not None:
+                raise errors.Conflict(
+                    "consumer generation conflict - expected null but got "
+                    f"{claim.consumer_generation}",
+                    code=CONCURRENT_UPDATE,
+                )
+            state = _ConsumerState(
+                None,
+                0,
+                claim.project_id or INCOMPLETE_CONSUMER_ID,
+                claim.user_id or INCOMPLETE_CONSUMER_ID,
+                claim.consumer_type,
             )
-        moment = now()
-        consumer = models.Consumer(
-            uuid=claim.consumer_uuid,
-            project_id=claim.project_id or INCOMPLETE_CONSUMER_ID,
-            user_id=claim.user_id or INCOMPLETE_CONSUMER_ID,
-            consumer_type=claim.consumer_type,
-            generation=0,
-            created_at=moment,
-            updated_at=moment,
-        )
-        session.add(consumer)
-        session.flush()
-        return consumer
-    if check_generation and consumer.generation != claim.consumer_generation:
-        raise errors.Conflict(
-            f"consumer generation conflict - expected {consumer.generation} but got "
-            f"{claim.consumer_generation}",
-            code=CONCURRENT_UPDATE,
-        )
-    if claim.project_id:
-        consumer.project_id = claim.project_id
-    if claim.user_id:
-        consumer.user_id = claim.user_id
-    if claim.consumer_type:
-        consumer.consumer_type = claim.consumer_type
-    return consumer
+        else:
+            if check_generation and row.generation != claim.consumer_generation:
+                raise errors.Conflict(
+                    f"consumer generation conflict - expected {row.generation} but got "
+                    f"{claim.consumer_generation}",
+                    code=CONCURRENT_UPDATE,
+                )
+            state = _ConsumerState(
+                row.id,
+                row.generation,
+                claim.project_id or row.project_id,
+                claim.user_id or row.user_id,
+                claim.consumer_type or row.consumer_type,
+            )
+        consumers[claim.consumer_uuid] = state
+    return consumers
 
 
-def _check_unit(
-    session: Session, provider: models.ResourceProvider, class_id: int, class_name: str, amount: int
+def _store_consumers(
+    session: Session,
+    claims: Sequence[ConsumerClaim],
+    consumers: Mapping[str, _ConsumerState],
+    moment: datetime,
 ) -> None:
-    inventory = session.get(models.Inventory, (provider.id, class_id))
+    """Create the new consumers that hold something, bump the generation of the others,
+    and delete those left with nothing (a consumer exists only while it holds allocations)."""
+    for claim in claims:
+        state = consumers[claim.consumer_uuid]
+        if not claim.allocations:
+            if state.id is not None:
+                session.execute(_DELETE_CONSUMER, {"consumer_id": state.id})
+        elif state.id is None:
+            result = session.execute(
+                _INSERT_CONSUMER,
+                {
+                    "uuid": claim.consumer_uuid,
+                    "project_id": state.project_id,
+                    "user_id": state.user_id,
+                    "consumer_type": state.consumer_type,
+                    "generation": 1,
+                    "created_at": moment,
+                    "updated_at": moment,
+                },
+            )
+            state.id = result.inserted_primary_key[0]  # type: ignore[attr-defined]
+        else:
+            session.execute(
+                _UPDATE_CONSUMER,
+                {
+                    "consumer_id": state.id,
+                    "new_generation": state.generation + 1,
+                    "new_project_id": state.project_id,
+                    "new_user_id": state.user_id,
+                    "new_consumer_type": state.consumer_type,
+                    "moment": moment,
+                },
+            )
+
+
+def _check_unit(inventory: Any, provider_uuid: str, class_name: str, amount: int) -> None:
     if inventory is None:
         raise errors.Conflict(
             f"Unable to allocate inventory: Inventory for '{class_name}' on resource provider "
-            f"'{provider.uuid}' invalid."
+            f"'{provider_uuid}' invalid."
         )
     if amount < inventory.min_unit or amount > inventory.max_unit or (amount % inventory.step_size):
         raise errors.Conflict(
             f"Unable to allocate inventory: Unable to create allocation for '{class_name}' on "
-            f"resource provider '{provider.uuid}'. The requested amount would violate "
+            f"resource provider '{provider_uuid}'. The requested amount would violate "
             "inventory constraints."
-        )
-
-
-def _check_capacity(
-    session: Session, provider_id: int, class_id: int, class_name: str, provider_uuid: str
-) -> None:
-    inventory = session.get(models.Inventory, (provider_id, class_id))
-    assert inventory is not None
-    used = (
-        session.scalar(
-            select(func.coalesce(func.sum(models.Allocation.used), 0)).where(
-                models.Allocation.resource_provider_id == provider_id,
-                models.Allocation.resource_class_id == class_id,
-            )
-        )
-        or 0
-    )
-    capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
-    if used > capacity:
-        raise errors.Conflict(
-            f"Unable to allocate inventory: Unable to create allocation for '{class_name}' on "
-            f"resource provider '{provider_uuid}'. The requested amount would exceed the "
-            "capacity."
         )
 
 
