@@ -39,9 +39,9 @@ the last run stay in /tmp/pocketstack-bench/placement-runs (results.json, the
 server logs, py-spy samples); --render-only rewrites the section from a saved
 results.json without measuring.
 
-With SQLite, the loaded databases are kept in /tmp/pocketstack-bench/
-placement-data/N (``--data-cache``; copied with SQLite's online backup right
-after loading) and copied into the next run's fresh state dirs instead of
+The loaded databases are kept in /tmp/pocketstack-bench/placement-data/N
+(or N-postgresql; ``--data-cache``; SQLite's online backup or pg_dump right
+after loading) and restored into the next run's fresh databases instead of
 loading again, so reruns at N=10,000 take minutes, not half an hour; the load
 figures shown are then those of the run that loaded.  ``--reload`` loads anew.
 """
@@ -353,44 +353,70 @@ def load_data(system: System, n: int, threads: int) -> None:
 
 
 class LoadedData:
-    """Loaded SQLite databases of both systems for one N, reused by later runs.
+    """Loaded databases of both systems for one N and engine, reused by later runs.
 
     Why: loading 10,000 roots takes upstream about 20 minutes; the query and claim
-    figures do not depend on how the rows got there, only on the rows."""
+    figures do not depend on how the rows got there, only on the rows.  SQLite files
+    are copied with SQLite's online backup; PostgreSQL databases with pg_dump and
+    pg_restore of the throwaway cluster's own binaries."""
 
-    def __init__(self, root: Path, n: int):
-        self.dir = root / str(n)
+    def __init__(self, root: Path, n: int, db: str, pg_url: str | None = None):
+        self.dir = root / (str(n) if db == "sqlite" else f"{n}-{db}")
         self.meta = self.dir / "load.json"
+        self.pg_url = pg_url
 
     def present(self) -> bool:
         return self.meta.exists()
 
-    @staticmethod
-    def _copy(src: Path, dst: Path) -> None:
-        """SQLite's online backup: consistent while the server still has the file open."""
+    def _pg(self, tool: str, database: str, *args: str) -> None:
+        import dbservers  # tests/dbservers.py, on sys.path for PostgreSQL runs
+
+        assert self.pg_url is not None
+        host, port = self.pg_url.split("@", 1)[1].split("/", 1)[0].split(":")
+        bin_dir = dbservers.postgres_bin()
+        assert bin_dir is not None
+        cmd = [str(bin_dir / tool), "-h", host, "-p", port, "-U", "pocketstack", "-d", database]
+        subprocess.run([*cmd, *args], check=True, capture_output=True)
+
+    def _save_one(self, name: str, where: Path | str) -> None:
+        if isinstance(where, str):
+            self._pg("pg_dump", where, "-Fc", "-f", str(self.dir / f"{name}.dump"))
+            return
         import sqlite3
 
-        dst.unlink(missing_ok=True)
-        with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        target_path = self.dir / f"{name}.db"
+        target_path.unlink(missing_ok=True)
+        with sqlite3.connect(where) as source, sqlite3.connect(target_path) as target:
             source.backup(target)
 
-    def save(self, dbs: dict[str, Path], systems: dict[str, System]) -> None:
+    def _restore_one(self, name: str, where: Path | str) -> None:
+        if isinstance(where, str):
+            dump = str(self.dir / f"{name}.dump")
+            self._pg("pg_restore", where, "--clean", "--if-exists", "--no-owner", dump)
+            return
+        import sqlite3
+
+        where.parent.mkdir(parents=True, exist_ok=True)
+        for stale in where.parent.glob(where.name + "*"):
+            stale.unlink()
+        with sqlite3.connect(self.dir / f"{name}.db") as source, sqlite3.connect(where) as target:
+            source.backup(target)
+
+    def save(self, dbs: dict[str, Path | str], systems: dict[str, System]) -> None:
+        """`dbs`: system name -> SQLite file, or PostgreSQL database name."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.meta.unlink(missing_ok=True)
-        for name, path in dbs.items():
-            self._copy(path, self.dir / f"{name}.db")
+        for name, where in dbs.items():
+            self._save_one(name, where)
         figures = {
             name: {"load_s": s.load_s, "load_requests": s.load_requests}
             for name, s in systems.items()
         }
         self.meta.write_text(json.dumps(figures))
 
-    def restore(self, dbs: dict[str, Path], systems: dict[str, System]) -> None:
-        for name, path in dbs.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            for stale in path.parent.glob(path.name + "*"):
-                stale.unlink()
-            self._copy(self.dir / f"{name}.db", path)
+    def restore(self, dbs: dict[str, Path | str], systems: dict[str, System]) -> None:
+        for name, where in dbs.items():
+            self._restore_one(name, where)
         for name, figures in json.loads(self.meta.read_text()).items():
             systems[name].load_s = figures["load_s"]
             systems[name].load_requests = figures["load_requests"]
@@ -894,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data-cache",
         type=Path,
         default=DATA_CACHE,
-        help="SQLite only: keep loaded databases here per N and reuse them (default %(default)s)",
+        help="keep loaded databases here per N and engine and reuse them (default %(default)s)",
     )
     p.add_argument("--reload", action="store_true", help="load anew even if cached")
     p.add_argument("--warmup", type=int, default=2)
@@ -1033,13 +1059,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         meta["pocketstack"] = f"`{args.pocketstack_cmd}` ({rev}), one process"
         systems = {"upstream": up, "pocketstack": ps}
-        cache = LoadedData(args.data_cache, args.providers) if args.db == "sqlite" else None
-        dbs = {"upstream": site.state_dir / "placement.db", "pocketstack": state / "pocketstack.db"}
-        reuse = cache is not None and cache.present() and not args.reload
+        cache = LoadedData(args.data_cache, args.providers, args.db, up_url)
+        dbs: dict[str, Path | str] = (
+            {"upstream": "placement_upstream", "pocketstack": "pocketstack"}
+            if args.db == "postgresql"
+            else {
+                "upstream": site.state_dir / "placement.db",
+                "pocketstack": state / "pocketstack.db",
+            }
+        )
+        reuse = cache.present() and not args.reload
         meta["loaded_from_cache"] = reuse
         try:
             if reuse:
-                assert cache is not None
                 print(f"== reusing loaded data from {cache.dir}", flush=True)
                 cache.restore(dbs, systems)
             for s in systems.values():
@@ -1048,8 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
                 for s in systems.values():
                     print(f"== loading {s.name}", flush=True)
                     load_data(s, args.providers, args.load_threads)
-                if cache is not None:
-                    cache.save(dbs, systems)
+                cache.save(dbs, systems)
             for s in systems.values():
                 s.rss_after_load_mb = procs.tree_rss_mb(s.proc.pid)
             wanted = set(args.only_queries.split(",")) if args.only_queries else None

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from pocketstack.core import app as app_mod
 from pocketstack.core import context as context_mod
@@ -52,13 +53,16 @@ def _trusted(request: Request, token: str) -> context_mod.AuthInfo:
     )
 
 
-def _build(request: Request, token: str | None) -> context_mod.RequestContext:
+async def _build(request: Request, token: str | None) -> context_mod.RequestContext:
+    """The context of `request`. Dependencies run on the event loop: a trusted noauth token
+    needs only headers, validating a real one may read the database, so it goes to a
+    worker thread."""
     runtime = app_mod.runtime_of(request)
     auth = None
     if token and runtime.settings.auth == "noauth":
         auth = _trusted(request, token)
     elif token:
-        auth = runtime.validate_token(token)
+        auth = await run_in_threadpool(runtime.validate_token, token)
     return context_mod.RequestContext(
         request_id=app_mod.request_id_of(request),
         enforcer=runtime.enforcer,
@@ -69,20 +73,20 @@ def _build(request: Request, token: str | None) -> context_mod.RequestContext:
     )
 
 
-def require_context(request: Request) -> context_mod.RequestContext:
+async def require_context(request: Request) -> context_mod.RequestContext:
     token = request.headers.get("x-auth-token")
     if not token:
         raise errors.Unauthorized("The request you have made requires authentication.")
-    return _build(request, token)
+    return await _build(request, token)
 
 
-def optional_context(request: Request) -> context_mod.RequestContext:
+async def optional_context(request: Request) -> context_mod.RequestContext:
     """The caller if the token is valid, else anonymous (a stale token must not stop a
     client from getting a new one)."""
     try:
-        return _build(request, request.headers.get("x-auth-token") or None)
+        return await _build(request, request.headers.get("x-auth-token") or None)
     except errors.Unauthorized:
-        return _build(request, None)
+        return await _build(request, None)
 
 
 Ctx = Annotated[context_mod.RequestContext, Depends(require_context)]

@@ -85,6 +85,7 @@ class Database:
         self._writer_lock: contextlib.AbstractContextManager[object] = (
             threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         )
+        self._writer = writer
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
 
@@ -104,6 +105,13 @@ class Database:
         """
         with self._writer_lock, self._write() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def write_statements(self) -> Iterator[Connection]:
+        """`write()` without an ORM session, for hot paths made only of table statements
+        (a placement claim): the same lock and transaction, a fraction of the overhead."""
+        with self._writer_lock, self._writer.begin() as conn:
+            yield conn
 
     def scalar_outside_transaction(self, sql: str) -> Any:
         """One value from a single read on a raw pooled connection.

@@ -1597,7 +1597,4 @@ def delete_domain_config(request: Request, domain_id: str, ctx: Ctx) -> Response
 
 def create_app() -> FastAPI:
     """The identity ASGI app, mounted at /identity by core.app."""
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(router)
-    app_mod.install_error_handlers(app, render_error)
-    return app
+    return app_mod.service_app(router, render_error)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -1003,7 +1003,5 @@ async def _in_thread(function: Any, *args: Any) -> Any:
 
 def create_app() -> ASGIApp:
     """The placement ASGI app, version-negotiated, mounted at /placement by core.app."""
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(router)
-    app_mod.install_error_handlers(app, render_error, describe_validation_error)
+    app = app_mod.service_app(router, render_error, describe_validation_error)
     return MicroversionMiddleware(app, VERSIONS, render_error)

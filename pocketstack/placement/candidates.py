@@ -121,22 +121,34 @@ class Snapshot:
     marker: tuple[int, ...] = ()
     by_uuid: dict[str, Node] = field(default_factory=dict)
     trees: dict[int, list[int]] = field(default_factory=dict)
-    anchors: dict[int, set[int]] = field(default_factory=dict)
+    roots: list[int] = field(default_factory=list)
+    # Per anchor tree: the sharing providers of other trees it can use, and the union of
+    # the traits and aggregates of everything it can use (a tree lacking what a request
+    # group needs is skipped without looking at its providers).
+    shared: dict[int, list[int]] = field(default_factory=dict)
+    reach_traits: dict[int, frozenset[str]] = field(default_factory=dict)
+    reach_aggregates: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_uuid = {n.uuid: n for n in self.nodes.values()}
-        for node in self.nodes.values():
+        for node in sorted(self.nodes.values(), key=lambda n: n.id):
             self.trees.setdefault(node.root_id, []).append(node.id)
+        self.roots = sorted(self.trees)
         members_by_aggregate: dict[str, set[int]] = {}
         for node in self.nodes.values():
             for aggregate in node.aggregates:
                 members_by_aggregate.setdefault(aggregate, set()).add(node.id)
-        for node in self.nodes.values():
+        for node in sorted(self.nodes.values(), key=lambda n: n.id):
             if SHARING_TRAIT in node.traits:
-                roots = {node.root_id}
-                for aggregate in node.aggregates:
-                    roots.update(self.nodes[m].root_id for m in members_by_aggregate[aggregate])
-                self.anchors[node.id] = roots
+                roots = {
+                    self.nodes[m].root_id for a in node.aggregates for m in members_by_aggregate[a]
+                }
+                for root_id in sorted(roots - {node.root_id}):
+                    self.shared.setdefault(root_id, []).append(node.id)
+        for root_id, members in self.trees.items():
+            reachable = [self.nodes[n] for n in (*members, *self.shared.get(root_id, ()))]
+            self.reach_traits[root_id] = frozenset().union(*(n.traits for n in reachable))
+            self.reach_aggregates[root_id] = frozenset().union(*(n.aggregates for n in reachable))
 
     def used(self, node_id: int, class_name: str) -> int:
         return self.usage.get((node_id, class_name), 0)
@@ -162,22 +174,8 @@ _FULL_RELOAD_ABOVE = 2000
 
 
 def change_marker(session: Session) -> tuple[int, ...]:
-    """One aggregate row that moves whenever candidates could: generations only grow, ids
-    only grow, and the id-weighted tree-link sums move with any re-parenting."""
-    rp = models.ResourceProvider
-    providers = session.execute(
-        select(
-            func.count(rp.id),
-            func.coalesce(func.max(rp.id), 0),
-            func.coalesce(func.sum(rp.generation), 0),
-            func.coalesce(func.sum(func.coalesce(rp.parent_id, 0) * rp.id), 0),
-            func.coalesce(func.sum(func.coalesce(rp.root_id, 0) * rp.id), 0),
-        )
-    ).one()
-    allocations = session.execute(
-        select(func.count(models.Allocation.id), func.coalesce(func.max(models.Allocation.id), 0))
-    ).one()
-    return tuple(int(v) for v in (*providers, *allocations))
+    """The placement revision: every placement write moves it in its own transaction."""
+    return (int(session.scalar(select(models.Revision.value)) or 0),)
 
 
 def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
@@ -315,8 +313,10 @@ def find(snapshot: Snapshot, query: Query) -> list[Candidate]:
     """Every candidate, anchor trees in provider-id order, then up to `limit`."""
     results: list[Candidate] = []
     seen: set[tuple[Any, ...]] = set()
-    for root_id in sorted(snapshot.trees):
-        if not _root_allowed(snapshot, root_id, query):
+    for root_id in snapshot.roots:
+        if not _root_allowed(snapshot, root_id, query) or not _within_reach(
+            snapshot, root_id, query
+        ):
             continue
         members = _members(snapshot, root_id)
         per_group = []
@@ -340,6 +340,17 @@ def find(snapshot: Snapshot, query: Query) -> list[Candidate]:
     return results
 
 
+def _within_reach(snapshot: Snapshot, root_id: int, query: Query) -> bool:
+    """Can the tree's providers, together, have each group's traits and aggregates?"""
+    traits = snapshot.reach_traits[root_id]
+    aggregates = snapshot.reach_aggregates[root_id]
+    return all(
+        all(any_of & traits for any_of in group.required)
+        and all(any_of & aggregates for any_of in group.member_of)
+        for group in query.groups
+    )
+
+
 def _root_allowed(snapshot: Snapshot, root_id: int, query: Query) -> bool:
     root = snapshot.nodes[root_id]
     return query.root_required <= root.traits and not (query.root_forbidden & root.traits)
@@ -347,13 +358,7 @@ def _root_allowed(snapshot: Snapshot, root_id: int, query: Query) -> bool:
 
 def _members(snapshot: Snapshot, root_id: int) -> list[int]:
     """The tree's providers, then the sharing providers anchored to it."""
-    own = sorted(snapshot.trees[root_id])
-    shared = sorted(
-        n
-        for n, roots in snapshot.anchors.items()
-        if root_id in roots and snapshot.nodes[n].root_id != root_id
-    )
-    return own + shared
+    return snapshot.trees[root_id] + snapshot.shared.get(root_id, [])
 
 
 def _in_aggregates(node: Node, anchor: Node, group: Group) -> bool:

@@ -115,3 +115,12 @@ class Allocation(Base):
     used: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
     updated_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class Revision(Base):
+    """One row whose value every placement write moves, in its own transaction, so a
+    worker's candidate snapshot knows with one primary-key read whether it is current."""
+
+    __tablename__ = "placement_revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(Integer)

@@ -9,10 +9,11 @@ writers racing on one provider cannot both win: the loser gets 409
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -20,6 +21,7 @@ from typing import Any, cast
 import os_resource_classes
 import os_traits
 from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +44,27 @@ PROVIDER_CANNOT_DELETE_PARENT = "placement.resource_provider.cannot_delete_paren
 PROVIDER_NOT_FOUND = "placement.resource_provider.not_found"
 
 
+_REVISION = cast(Table, models.Revision.__table__)
+_BUMP_REVISION = update(_REVISION).values(value=_REVISION.c.value + 1)
+
+
+@contextlib.contextmanager
+def _writing(ctx: RequestContext) -> Iterator[Session]:
+    """The transaction of every placement write: it moves the revision that candidate
+    snapshots (of every worker) check, so none of them can miss a change."""
+    with ctx.db.write() as session:
+        yield session
+        session.execute(_BUMP_REVISION)
+
+
+@contextlib.contextmanager
+def _writing_statements(ctx: RequestContext) -> Iterator[Connection]:
+    """`_writing` for a claim, which is made only of table statements."""
+    with ctx.db.write_statements() as conn:
+        yield conn
+        conn.execute(_BUMP_REVISION)
+
+
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -61,6 +84,7 @@ def prepare(runtime: Runtime) -> None:
     """Every start: the standard classes and traits of the installed os-* libraries."""
     with runtime.db.write() as session:
         sync_standards(session)
+        session.execute(_BUMP_REVISION)
 
 
 def sync_standards(session: Session) -> None:
@@ -141,7 +165,7 @@ def create_provider(
     ctx: RequestContext, name: str, provider_uuid: str | None, parent_uuid: str | None
 ) -> Provider:
     key = str(uuidlib.UUID(provider_uuid)) if provider_uuid else str(uuidlib.uuid4())
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         parent = None
         if parent_uuid and parent_uuid == key:
             raise errors.Invalid(
@@ -197,7 +221,7 @@ def _check_unique(
 def update_provider(
     ctx: RequestContext, provider_uuid: str, fields: Mapping[str, Any], allow_reparenting: bool
 ) -> Provider:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         if "name" in fields and fields["name"] != row.name:
             _check_unique(session, name=fields["name"], provider_uuid=None, exclude_id=row.id)
@@ -276,7 +300,7 @@ def _subtree_ids(session: Session, provider_id: int) -> set[int]:
 
 
 def delete_provider(ctx: RequestContext, provider_uuid: str) -> None:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = session.scalar(
             select(models.ResourceProvider).where(models.ResourceProvider.uuid == provider_uuid)
         )
@@ -436,7 +460,7 @@ def create_resource_class(ctx: RequestContext, name: str, exist_ok: bool) -> boo
         raise errors.Invalid(
             f"Resource class names must start with CUSTOM_ and use A-Z, 0-9 and _: {name}"
         )
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         if (
             session.scalar(select(models.ResourceClass.id).where(models.ResourceClass.name == name))
             is not None
@@ -461,7 +485,7 @@ def update_resource_class(ctx: RequestContext, name: str, new_name: str) -> mode
     """Pre-1.7 rename of a custom class."""
     if not CUSTOM_NAME.match(new_name):
         raise errors.Invalid(f"Resource class names must start with CUSTOM_: {new_name}")
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = session.scalar(select(models.ResourceClass).where(models.ResourceClass.name == name))
         if row is None:
             raise errors.NotFound(f"No such resource class {name}.")
@@ -479,7 +503,7 @@ def update_resource_class(ctx: RequestContext, name: str, new_name: str) -> mode
 
 
 def delete_resource_class(ctx: RequestContext, name: str) -> None:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = session.scalar(select(models.ResourceClass).where(models.ResourceClass.name == name))
         if row is None:
             raise errors.NotFound(f"No such resource class {name}.")
@@ -544,7 +568,7 @@ def create_trait(ctx: RequestContext, name: str) -> bool:
             f'characters, start with the prefix "CUSTOM_" and use following '
             f'characters: "A"-"Z", "0"-"9" and "_": {name}'
         )
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         if session.scalar(select(models.Trait.id).where(models.Trait.name == name)) is not None:
             return False
         moment = now()
@@ -553,7 +577,7 @@ def create_trait(ctx: RequestContext, name: str) -> bool:
 
 
 def delete_trait(ctx: RequestContext, name: str) -> None:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = session.scalar(select(models.Trait).where(models.Trait.name == name))
         if row is None:
             raise errors.NotFound(f"No such trait(s): {name}.")
@@ -603,7 +627,7 @@ def _bump_generation(
 def set_provider_traits(
     ctx: RequestContext, provider_uuid: str, generation: int, names: Sequence[str]
 ) -> tuple[Provider, list[str]]:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         trait_ids = _trait_ids(session, names)
         _bump_generation(session, row, generation, "Updating resource provider traits")
@@ -616,7 +640,7 @@ def set_provider_traits(
 
 
 def delete_provider_traits(ctx: RequestContext, provider_uuid: str) -> None:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         _bump_generation(session, row, row.generation, "Deleting resource provider traits")
         session.execute(
@@ -644,7 +668,7 @@ def set_provider_aggregates(
     ctx: RequestContext, provider_uuid: str, generation: int | None, aggregates: Sequence[str]
 ) -> tuple[Provider, list[str]]:
     """Replace the aggregates; with a generation (1.19+) it must match and is bumped."""
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         expected = row.generation if generation is None else generation
         _bump_generation(session, row, expected, "Updating resource provider aggregates")
@@ -726,7 +750,7 @@ def replace_inventories(
     allow_reserved_total: bool,
 ) -> tuple[Provider, dict[str, models.Inventory]]:
     """PUT /inventories: the provider offers exactly these; classes in use cannot go."""
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         for class_name, spec in inventories.items():
             try:
@@ -773,7 +797,7 @@ def set_inventory(
     allow_reserved_total: bool,
 ) -> tuple[Provider, models.Inventory]:
     """POST (create_only) or PUT one class's inventory."""
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         try:
             class_id = class_id_of(session, class_name)
@@ -800,7 +824,7 @@ def set_inventory(
 def delete_inventory(
     ctx: RequestContext, provider_uuid: str, class_name: str, generation: int | None
 ) -> None:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         class_id = session.scalar(
             select(models.ResourceClass.id).where(models.ResourceClass.name == class_name)
@@ -821,7 +845,7 @@ def delete_inventory(
 
 
 def delete_inventories(ctx: RequestContext, provider_uuid: str) -> None:
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         row = _provider_row(session, provider_uuid)
         usage = _usage_by_class(session, row.id)
         in_use = [n for c, n in sorted(_class_names(session).items()) if usage.get(c)]
@@ -897,8 +921,8 @@ def set_allocations(
     """
     for attempt in range(_CLAIM_RETRIES):
         try:
-            with ctx.db.write() as session:
-                _apply_claims(session, claims, check_generation, bump_released)
+            with _writing_statements(ctx) as conn:
+                _apply_claims(conn, claims, check_generation, bump_released)
             return
         except (_ProviderRace, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not is_transient(exc):
@@ -929,7 +953,6 @@ _CONSUMERS_BY_UUID = select(
     _CONSUMER.c.user_id,
     _CONSUMER.c.consumer_type,
 ).where(_CONSUMER.c.uuid.in_(bindparam("uuids", expanding=True)))
-_CLASS_IDS = select(models.ResourceClass.__table__.c.name, models.ResourceClass.__table__.c.id)
 _PROVIDERS_BY_UUID = select(_RP.c.id, _RP.c.uuid, _RP.c.generation).where(
     _RP.c.uuid.in_(bindparam("uuids", expanding=True))
 )
@@ -941,25 +964,34 @@ _PROVIDERS_OF_CONSUMERS = (
     .where(_ALLOCATION.c.consumer_id.in_(bindparam("ids", expanding=True)))
     .distinct()
 )
-_INVENTORIES_OF = select(
-    _INVENTORY.c.resource_provider_id,
-    _INVENTORY.c.resource_class_id,
-    _INVENTORY.c.total,
-    _INVENTORY.c.reserved,
-    _INVENTORY.c.min_unit,
-    _INVENTORY.c.max_unit,
-    _INVENTORY.c.step_size,
-    _INVENTORY.c.allocation_ratio,
-).where(_INVENTORY.c.resource_provider_id.in_(bindparam("ids", expanding=True)))
-_USAGE_OF = (
-    select(
-        _ALLOCATION.c.resource_provider_id,
-        _ALLOCATION.c.resource_class_id,
-        func.sum(_ALLOCATION.c.used),
+_CLASS = cast(Table, models.ResourceClass.__table__)
+_USED_NOW = (
+    select(func.coalesce(func.sum(_ALLOCATION.c.used), 0))
+    .where(
+        _ALLOCATION.c.resource_provider_id == _INVENTORY.c.resource_provider_id,
+        _ALLOCATION.c.resource_class_id == _INVENTORY.c.resource_class_id,
     )
-    .where(_ALLOCATION.c.resource_provider_id.in_(bindparam("ids", expanding=True)))
-    .group_by(_ALLOCATION.c.resource_provider_id, _ALLOCATION.c.resource_class_id)
+    .scalar_subquery()
 )
+# Each provider's inventory with its class name and what is allocated from it: everything
+# a claim checks, in one statement.
+_INVENTORIES_OF = (
+    select(
+        _INVENTORY.c.resource_provider_id,
+        _INVENTORY.c.resource_class_id,
+        _CLASS.c.name.label("class_name"),
+        _INVENTORY.c.total,
+        _INVENTORY.c.reserved,
+        _INVENTORY.c.min_unit,
+        _INVENTORY.c.max_unit,
+        _INVENTORY.c.step_size,
+        _INVENTORY.c.allocation_ratio,
+        _USED_NOW.label("used"),
+    )
+    .join(_CLASS, _CLASS.c.id == _INVENTORY.c.resource_class_id)
+    .where(_INVENTORY.c.resource_provider_id.in_(bindparam("ids", expanding=True)))
+)
+_CLASS_ID_BY_NAME = select(_CLASS.c.id).where(_CLASS.c.name == bindparam("name"))
 _DELETE_ALLOCATIONS_OF = delete(_ALLOCATION).where(
     _ALLOCATION.c.consumer_id.in_(bindparam("ids", expanding=True))
 )
@@ -994,19 +1026,15 @@ class _ConsumerState:
 
 
 def _apply_claims(
-    session: Session,
+    conn: Connection,
     claims: Sequence[ConsumerClaim],
     check_generation: bool,
     bump_released: bool = True,
 ) -> None:
-    session.flush()  # the reshaper's inventory changes, before these plain statements read
     moment = now()
-    consumers = _claimed_consumers(session, claims, check_generation)
-    class_ids = _pairs(session, _CLASS_IDS)
+    consumers = _claimed_consumers(conn, claims, check_generation)
     wanted_uuids = sorted({rp for c in claims for rp in c.allocations})
-    providers = {
-        row.uuid: row for row in session.execute(_PROVIDERS_BY_UUID, {"uuids": wanted_uuids})
-    }
+    providers = {row.uuid: row for row in conn.execute(_PROVIDERS_BY_UUID, {"uuids": wanted_uuids})}
     missing = [u for u in wanted_uuids if u not in providers]
     if missing:
         raise errors.Invalid(
@@ -1023,55 +1051,52 @@ def _apply_claims(
         if not c.allocations and bump_released and consumers[c.consumer_uuid].id is not None
     ]
     if emptied:
-        released = set(session.scalars(_PROVIDERS_OF_CONSUMERS, {"ids": emptied})) - set(
-            generations
-        )
+        released = set(conn.scalars(_PROVIDERS_OF_CONSUMERS, {"ids": emptied})) - set(generations)
         if released:
-            for row in session.execute(_PROVIDERS_BY_ID, {"ids": sorted(released)}):
+            for row in conn.execute(_PROVIDERS_BY_ID, {"ids": sorted(released)}):
                 generations[row.id] = row.generation
     if stored:
-        session.execute(_DELETE_ALLOCATIONS_OF, {"ids": stored})
-    provider_ids = sorted(row.id for row in providers.values())
+        conn.execute(_DELETE_ALLOCATIONS_OF, {"ids": stored})
     inventories = {
-        (row.resource_provider_id, row.resource_class_id): row
-        for row in session.execute(_INVENTORIES_OF, {"ids": provider_ids})
+        (row.resource_provider_id, row.class_name): row
+        for row in conn.execute(_INVENTORIES_OF, {"ids": sorted(generations)})
     }
-    needed: dict[tuple[int, int], int] = {}
+    needed: dict[tuple[int, str], int] = {}
     for claim in claims:
         for provider_uuid, resources in claim.allocations.items():
             provider = providers[provider_uuid]
             for class_name, amount in resources.items():
-                class_id = class_ids.get(class_name)
-                if class_id is None:
+                inventory = inventories.get((provider.id, class_name))
+                if (
+                    inventory is None
+                    and conn.scalar(_CLASS_ID_BY_NAME, {"name": class_name}) is None
+                ):
                     raise errors.Invalid(
                         f"Unable to allocate inventory for consumer {claim.consumer_uuid}: "
                         f"No such resource class {class_name}."
                     )
-                _check_unit(
-                    inventories.get((provider.id, class_id)), provider.uuid, class_name, amount
+                _check_unit(inventory, provider.uuid, class_name, amount)
+                needed[(provider.id, class_name)] = (
+                    needed.get((provider.id, class_name), 0) + amount
                 )
-                needed[(provider.id, class_id)] = needed.get((provider.id, class_id), 0) + amount
-    used = {
-        (provider_id, class_id): int(amount)
-        for provider_id, class_id, amount in session.execute(_USAGE_OF, {"ids": provider_ids})
-    }
-    names = {v: k for k, v in class_ids.items()}
     uuids = {row.id: row.uuid for row in providers.values()}
-    for (provider_id, class_id), amount in needed.items():
-        inventory = inventories[(provider_id, class_id)]
+    for (provider_id, class_name), amount in needed.items():
+        inventory = inventories[(provider_id, class_name)]
         capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
-        if used.get((provider_id, class_id), 0) + amount > capacity:
+        if inventory.used + amount > capacity:
             raise errors.Conflict(
                 f"Unable to allocate inventory: Unable to create allocation for "
-                f"'{names[class_id]}' on resource provider '{uuids[provider_id]}'. The "
+                f"'{class_name}' on resource provider '{uuids[provider_id]}'. The "
                 "requested amount would exceed the capacity."
             )
-    _store_consumers(session, claims, consumers, moment)
+    _store_consumers(conn, claims, consumers, moment)
     rows = [
         {
             "consumer_id": consumers[claim.consumer_uuid].id,
             "resource_provider_id": providers[provider_uuid].id,
-            "resource_class_id": class_ids[class_name],
+            "resource_class_id": inventories[
+                (providers[provider_uuid].id, class_name)
+            ].resource_class_id,
             "used": amount,
             "created_at": moment,
             "updated_at": moment,
@@ -1081,22 +1106,20 @@ def _apply_claims(
         for class_name, amount in resources.items()
     ]
     if rows:
-        session.execute(_INSERT_ALLOCATION, rows)
+        conn.execute(_INSERT_ALLOCATION, rows)
     for provider_id, generation in sorted(generations.items()):
-        result = session.execute(
-            _BUMP_PROVIDER, {"provider_id": provider_id, "expected": generation}
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        result = conn.execute(_BUMP_PROVIDER, {"provider_id": provider_id, "expected": generation})
+        if result.rowcount != 1:
             raise _ProviderRace()
 
 
 def _claimed_consumers(
-    session: Session, claims: Sequence[ConsumerClaim], check_generation: bool
+    conn: Connection, claims: Sequence[ConsumerClaim], check_generation: bool
 ) -> dict[str, _ConsumerState]:
     """Each claim's consumer as stored (or as it will be created), generations checked."""
     found = {
         row.uuid: row
-        for row in session.execute(
+        for row in conn.execute(
             _CONSUMERS_BY_UUID, {"uuids": sorted({c.consumer_uuid for c in claims})}
         )
     }
@@ -1136,7 +1159,7 @@ def _claimed_consumers(
 
 
 def _store_consumers(
-    session: Session,
+    conn: Connection,
     claims: Sequence[ConsumerClaim],
     consumers: Mapping[str, _ConsumerState],
     moment: datetime,
@@ -1147,9 +1170,9 @@ def _store_consumers(
         state = consumers[claim.consumer_uuid]
         if not claim.allocations:
             if state.id is not None:
-                session.execute(_DELETE_CONSUMER, {"consumer_id": state.id})
+                conn.execute(_DELETE_CONSUMER, {"consumer_id": state.id})
         elif state.id is None:
-            result = session.execute(
+            result = conn.execute(
                 _INSERT_CONSUMER,
                 {
                     "uuid": claim.consumer_uuid,
@@ -1161,9 +1184,11 @@ def _store_consumers(
                     "updated_at": moment,
                 },
             )
-            state.id = result.inserted_primary_key[0]  # type: ignore[attr-defined]
+            key = result.inserted_primary_key
+            assert key is not None  # a single-row INSERT always reports it
+            state.id = key[0]
         else:
-            session.execute(
+            conn.execute(
                 _UPDATE_CONSUMER,
                 {
                     "consumer_id": state.id,
@@ -1371,7 +1396,7 @@ def reshape(
     """Move inventory and the allocations against it in one transaction (e.g. VGPUs from a
     compute node to its new GPU children): new inventory is added first, allocations are
     replaced, then inventory that is no longer offered is removed."""
-    with ctx.db.write() as session:
+    with _writing(ctx) as session:
         rows = {}
         for item in inventories:
             row = session.scalar(
@@ -1409,8 +1434,9 @@ def reshape(
                 for class_name, spec in item.inventories.items():
                     _write_inventory(session, row.id, class_id_of(session, class_name), spec)
                 _bump_generation(session, row, row.generation, "Reshaping inventories")
+        session.flush()  # the new inventory, before the claims' table statements read it
         try:
-            _apply_claims(session, claims, check_generation=True)
+            _apply_claims(session.connection(), claims, check_generation=True)
         except _ProviderRace:
             raise concurrent_update("Reshaping allocations") from None
         session.flush()

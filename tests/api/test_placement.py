@@ -525,3 +525,52 @@ def test_candidates_follow_a_reparented_provider(placement: Placement) -> None:
     )
     assert moved.status_code == 200
     assert gpu_trees() == {second}
+
+
+def test_workers_sharing_a_database_answer_from_current_data(cloud_factory: Any) -> None:
+    """Each worker keeps its own candidate snapshot; whatever another worker writes, the
+    next query here answers from it, not from what this worker saw before."""
+    settings = {"auth": "noauth", "services": ("identity", "placement")}
+    with cloud_factory(**settings) as one, cloud_factory(**settings) as two:
+        writer, reader = Placement(one), Placement(two)
+        writer.token = reader.token = "admin"
+        node = _tree(writer, "shared-db-node", ["HW_CPU_X86_AVX2"])
+        aggregate = str(uuid.uuid4())
+
+        def hosts(query: str) -> set[str]:
+            found = reader("GET", f"/allocation_candidates?resources=VCPU:2&{query}")
+            assert found.status_code == 200, found.text
+            return {rp for r in found.json()["allocation_requests"] for rp in r["allocations"]}
+
+        def generation() -> int:
+            return int(writer("GET", f"/resource_providers/{node}").json()["generation"])
+
+        assert hosts("required=HW_CPU_X86_AVX2") == {node}
+        writer(
+            "PUT",
+            f"/resource_providers/{node}/traits",
+            {"traits": [], "resource_provider_generation": generation()},
+        )
+        assert hosts("required=HW_CPU_X86_AVX2") == set()
+        assert hosts(f"member_of={aggregate}") == set()
+        writer(
+            "PUT",
+            f"/resource_providers/{node}/aggregates",
+            {"aggregates": [aggregate], "resource_provider_generation": generation()},
+        )
+        assert hosts(f"member_of={aggregate}") == {node}
+        consumer = str(uuid.uuid4())
+        writer("PUT", f"/allocations/{consumer}", _claim(node, vcpu=7))
+        assert hosts("limit=5") == set()
+        writer("DELETE", f"/allocations/{consumer}")
+        assert hosts("limit=5") == {node}
+        writer(
+            "PUT",
+            f"/resource_providers/{node}/inventories/VCPU",
+            {"resource_provider_generation": generation(), "total": 1},
+        )
+        assert hosts("") == set()
+        writer("DELETE", f"/resource_providers/{node}")
+        assert hosts("") == set()
+        fresh = _tree(writer, "shared-db-second", [])
+        assert hosts("") == {fresh}
