@@ -8,9 +8,7 @@ from pathlib import Path
 
 DEFAULT_PORT = 8780
 KNOWN_SERVICES = ("identity", "placement")
-# Placement is opt-in (`--services identity,placement`) until its allocation
-# candidates land; see the placement issue.
-DEFAULT_SERVICES = ("identity",)
+DEFAULT_SERVICES = KNOWN_SERVICES
 DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",

@@ -226,8 +226,6 @@ class Server:
             "--bind",
             f"127.0.0.1:{self.port}",
             "--no-clouds-yaml",
-            "--services",
-            "identity,placement",
         ]
         if admin_password is not None:
             command += ["--admin-password", admin_password]
