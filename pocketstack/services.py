@@ -20,6 +20,8 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.identity import api as identity_api
 from pocketstack.identity import auth as identity_auth
 from pocketstack.identity import policies as identity_policies
+from pocketstack.image import api as image_api
+from pocketstack.image import policies as image_policies
 from pocketstack.placement import api as placement_api
 from pocketstack.placement import policies as placement_policies
 from pocketstack.placement import service as placement_service
@@ -70,6 +72,18 @@ SERVICES: dict[str, ServiceSpec] = {
         create_app=placement_api.create_app,
         install=lambda _runtime: None,
         prepare=placement_service.prepare,
+    ),
+    "image": ServiceSpec(
+        name="image",
+        catalog_type="image",
+        catalog_name="glance",
+        prefix="/image",
+        catalog_suffix="",
+        migrations=_PACKAGE / "image" / "migrations",
+        policies=image_policies.RULES,
+        create_app=image_api.create_app,
+        install=lambda _runtime: None,
+        prepare=lambda _runtime: None,
     ),
 }
 

@@ -23,3 +23,18 @@ def test_upgrade_runs_once_then_reports_nothing_to_do(tmp_path: Path) -> None:
     assert not migrate.pending(database, dirs)
     assert not migrate.upgrade(database, dirs)
     assert migrate.database_heads(database) == migrate.code_heads(dirs)
+
+
+def test_migrations_build_exactly_the_tables_the_models_declare(tmp_path: Path) -> None:
+    """A model changed without a migration (or the reverse) shows up here, not in a user's
+    database on the next upgrade."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    settings = config.Settings(state_dir=tmp_path, services=config.KNOWN_SERVICES)
+    dirs = services.migration_dirs(services.enabled(settings))
+    database = db.Database(f"sqlite:///{tmp_path / 'x.db'}")
+    migrate.upgrade(database, dirs)
+    with database.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
+    assert differences == []

@@ -1,0 +1,312 @@
+"""Image HTTP routes at /image: the Glance v2 API.
+
+Bodies are checked by hand against Glance's image schema (`schemas.py`):
+Glance's clients send JSON-patch documents and free-form properties that a
+pydantic model would not describe. Errors render as Glance's JSON error body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
+
+from pocketstack.core import app as app_mod
+from pocketstack.core import errors, pagination, routing
+from pocketstack.core.auth import Ctx, OptionalCtx
+from pocketstack.image import schemas
+from pocketstack.image import service as image_service
+
+router = routing.Router()
+PATCH_MEDIA_TYPES = (
+    "application/openstack-images-v2.1-json-patch",
+    "application/openstack-images-v2.0-json-patch",
+)
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 1000
+
+
+def render_error(exc: errors.PocketstackError, scope: Scope) -> dict[str, Any]:
+    """Glance's (webob's) JSON error body."""
+    return {
+        "code": f"{exc.status} {exc.title}",
+        "title": exc.title,
+        "message": exc.message,
+    }
+
+
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+# Versions ----------------------------------------------------------------------------
+
+
+def _versions(request: Request) -> dict[str, Any]:
+    link = f"{_root(request)}/v2/"
+    return {
+        "versions": [
+            {"id": version, "status": status, "links": [{"rel": "self", "href": link}]}
+            for version, status in schemas.VERSIONS
+        ]
+    }
+
+
+@router.get("/")
+def list_versions_at_root(request: Request) -> Response:
+    return JSONResponse(_versions(request), status_code=300)
+
+
+@router.get("/versions")
+def list_versions(request: Request) -> Response:
+    return JSONResponse(_versions(request))
+
+
+# Images ------------------------------------------------------------------------------
+
+
+async def _json(request: Request, media_types: tuple[str, ...] = ("application/json",)) -> Any:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in media_types:
+        raise errors.PocketstackError.with_status(
+            415,
+            "Unsupported Media Type",
+            f"Content type {media_type or 'None'} is not supported; use {media_types[0]}",
+        )
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise errors.Invalid("Malformed JSON in request body.") from None
+
+
+@router.post("/v2/images")
+async def create_image(request: Request, ctx: Ctx) -> Response:
+    body = await _json(request)
+    spec = schemas.new_image(body)
+    view = await run_in_threadpool(_create, ctx, spec)
+    document = schemas.image_view(view)
+    return JSONResponse(
+        document, status_code=201, headers={"location": f"{_root(request)}{document['self']}"}
+    )
+
+
+def _create(ctx: Ctx, spec: image_service.NewImage) -> image_service.ImageView:
+    ctx.authorize("add_image", {"owner": spec.owner or ctx.project_id})
+    return image_service.create_image(ctx, spec)
+
+
+@router.get("/v2/images")
+def list_images(request: Request, ctx: Ctx) -> Response:
+    ctx.authorize("get_images")
+    params = request.query_params
+    query = schemas.image_filter(params)
+    keys, dirs = schemas.sort_params(params)
+    sort = pagination.parse_sort(keys, dirs, image_service.SORT_KEYS, default="created_at")
+    if not any(k.column == "id" for k in sort):
+        sort.append(pagination.SortKey("id", sort[-1].descending))
+    limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT) or DEFAULT_LIMIT
+    if "limit" not in params:
+        limit = DEFAULT_LIMIT
+    marker = params.get("marker")
+    views = image_service.list_images(ctx, query, sort, marker, limit)
+    document: dict[str, Any] = {
+        "images": [schemas.image_view(v) for v in views],
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
+    }
+    if len(views) == limit and views:
+        following = [(k, v) for k, v in params.multi_items() if k != "marker"]
+        following.append(("marker", views[-1].row.id))
+        document["next"] = "/v2/images?" + urlencode(following)
+    return JSONResponse(document)
+
+
+@router.get("/v2/images/{image_id}")
+def show_image(image_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("get_image")
+    return JSONResponse(schemas.image_view(image_service.get_image(ctx, image_id)))
+
+
+@router.patch("/v2/images/{image_id}")
+async def update_image(request: Request, image_id: str, ctx: Ctx) -> Response:
+    body = await _json(request, PATCH_MEDIA_TYPES)
+    changes = schemas.patch_changes(body)
+    view = await run_in_threadpool(_update, ctx, image_id, changes)
+    return JSONResponse(schemas.image_view(view))
+
+
+def _update(
+    ctx: Ctx, image_id: str, changes: list[image_service.Change]
+) -> image_service.ImageView:
+    ctx.authorize("modify_image")
+    return image_service.update_image(ctx, image_id, changes)
+
+
+@router.delete("/v2/images/{image_id}")
+def delete_image(image_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("delete_image")
+    image_service.delete_image(ctx, image_id)
+    return Response(status_code=204)
+
+
+@router.post("/v2/images/{image_id}/actions/deactivate")
+def deactivate_image(image_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("deactivate")
+    image_service.set_active(ctx, image_id, active=False)
+    return Response(status_code=204)
+
+
+@router.post("/v2/images/{image_id}/actions/reactivate")
+def reactivate_image(image_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("reactivate")
+    image_service.set_active(ctx, image_id, active=True)
+    return Response(status_code=204)
+
+
+@router.put("/v2/images/{image_id}/tags/{tag}")
+def add_tag(image_id: str, tag: str, ctx: Ctx) -> Response:
+    ctx.authorize("modify_image")
+    image_service.add_tag(ctx, image_id, schemas.tag(tag))
+    return Response(status_code=204)
+
+
+@router.delete("/v2/images/{image_id}/tags/{tag}")
+def delete_tag(image_id: str, tag: str, ctx: Ctx) -> Response:
+    ctx.authorize("modify_image")
+    image_service.delete_tag(ctx, image_id, tag)
+    return Response(status_code=204)
+
+
+# Data --------------------------------------------------------------------------------
+
+
+@router.put("/v2/images/{image_id}/file")
+async def upload_image(request: Request, image_id: str, ctx: Ctx) -> Response:
+    """Stream the body to the store; the image turns active only once all of it is
+    stored, and goes back to queued if the upload breaks off."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/octet-stream":
+        raise errors.PocketstackError.with_status(
+            415,
+            "Unsupported Media Type",
+            f"Content type {media_type or 'None'} is not supported; use application/octet-stream",
+        )
+    await run_in_threadpool(_begin_upload, ctx, image_id)
+    upload = image_service.store_of(ctx.runtime).begin(image_id)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(upload.write, chunk)
+        stored = await run_in_threadpool(upload.commit)
+    except BaseException:
+        upload.abort()
+        await run_in_threadpool(image_service.finish_upload, ctx, image_id, None)
+        raise
+    await run_in_threadpool(image_service.finish_upload, ctx, image_id, stored)
+    return Response(status_code=204)
+
+
+def _begin_upload(ctx: Ctx, image_id: str) -> None:
+    ctx.authorize("upload_image")
+    image_service.begin_upload(ctx, image_id)
+
+
+@router.get("/v2/images/{image_id}/file")
+def download_image(image_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("download_image")
+    view, data = image_service.image_data(ctx, image_id)
+    if data is None:
+        return Response(status_code=204)
+    headers = {"content-length": str(view.row.size)}
+    if view.row.checksum:
+        headers["content-md5"] = view.row.checksum
+    return StreamingResponse(_chunks(data), media_type="application/octet-stream", headers=headers)
+
+
+def _chunks(data: Iterator[bytes]) -> Iterator[bytes]:
+    yield from data
+
+
+# Members -----------------------------------------------------------------------------
+
+
+@router.post("/v2/images/{image_id}/members")
+async def add_member(request: Request, image_id: str, ctx: Ctx) -> Response:
+    member = schemas.member_id(await _json(request))
+    view = await run_in_threadpool(_add_member, ctx, image_id, member)
+    return JSONResponse(schemas.member_view(view))
+
+
+def _add_member(ctx: Ctx, image_id: str, member: str) -> image_service.MemberView:
+    ctx.authorize("add_member")
+    return image_service.add_member(ctx, image_id, member)
+
+
+@router.get("/v2/images/{image_id}/members")
+def list_members(image_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("get_members")
+    members = image_service.list_members(ctx, image_id)
+    return JSONResponse(
+        {"members": [schemas.member_view(m) for m in members], "schema": "/v2/schemas/members"}
+    )
+
+
+@router.get("/v2/images/{image_id}/members/{member_id}")
+def show_member(image_id: str, member_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("get_member")
+    return JSONResponse(schemas.member_view(image_service.get_member(ctx, image_id, member_id)))
+
+
+@router.put("/v2/images/{image_id}/members/{member_id}")
+async def update_member(request: Request, image_id: str, member_id: str, ctx: Ctx) -> Response:
+    status = schemas.member_status(await _json(request))
+    view = await run_in_threadpool(_update_member, ctx, image_id, member_id, status)
+    return JSONResponse(schemas.member_view(view))
+
+
+def _update_member(
+    ctx: Ctx, image_id: str, member_id: str, status: str
+) -> image_service.MemberView:
+    ctx.authorize("modify_member")
+    return image_service.update_member(ctx, image_id, member_id, status)
+
+
+@router.delete("/v2/images/{image_id}/members/{member_id}")
+def delete_member(image_id: str, member_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("delete_member")
+    image_service.delete_member(ctx, image_id, member_id)
+    return Response(status_code=204)
+
+
+# Schemas -----------------------------------------------------------------------------
+
+
+@router.get("/v2/schemas/image")
+def image_schema(ctx: OptionalCtx) -> Response:
+    return JSONResponse(schemas.IMAGE_SCHEMA)
+
+
+@router.get("/v2/schemas/images")
+def images_schema(ctx: OptionalCtx) -> Response:
+    return JSONResponse(schemas.IMAGES_SCHEMA)
+
+
+@router.get("/v2/schemas/member")
+def member_schema(ctx: OptionalCtx) -> Response:
+    return JSONResponse(schemas.MEMBER_SCHEMA)
+
+
+@router.get("/v2/schemas/members")
+def members_schema(ctx: OptionalCtx) -> Response:
+    return JSONResponse(schemas.MEMBERS_SCHEMA)
+
+
+def create_app() -> Any:
+    """The image ASGI app, mounted at /image by core.app."""
+    return app_mod.service_app(router, render_error)
