@@ -138,13 +138,21 @@ def service_app(
     router: APIRouter,
     render: ErrorRenderer,
     describe: Callable[[RequestValidationError], str] = describe_validation_error,
+    redirect_slashes: bool = True,
 ) -> FastAPI:
-    """A service's FastAPI app serving `router`'s routes, errors in the service's shape.
+    """A service's FastAPI app serving `router`'s routes, errors in the service's shape;
+    `redirect_slashes=False` for services whose upstream answers 404 to a trailing slash.
 
     The routes are the app's own rather than an included router: FastAPI matches an
     included router through a layer of per-route context objects on every request, which
     cost a claim about as much as its database work."""
-    app = FastAPI(routes=router.routes, openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        routes=router.routes,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=redirect_slashes,
+    )
     install_error_handlers(app, render, describe)
     return app
 

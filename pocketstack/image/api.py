@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from pocketstack.core import app as app_mod
-from pocketstack.core import errors, pagination, routing
+from pocketstack.core import errors, routing
 from pocketstack.core.auth import Ctx, OptionalCtx
 from pocketstack.image import schemas
 from pocketstack.image import service as image_service
@@ -71,16 +71,31 @@ def list_versions(request: Request) -> Response:
 # Images ------------------------------------------------------------------------------
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def _json(request: Request, media_types: tuple[str, ...] = ("application/json",)) -> Any:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type not in media_types:
-        raise errors.PocketstackError.with_status(
-            415,
-            "Unsupported Media Type",
-            f"Content type {media_type or 'None'} is not supported; use {media_types[0]}",
-        )
+        if media_types == PATCH_MEDIA_TYPES:
+            error = errors.PocketstackError.with_status(
+                415,
+                "Unsupported Media Type",
+                f"Image PATCH expects Content-Type one of: {', '.join(reversed(media_types))}",
+            )
+        else:
+            error = errors.PocketstackError.with_status(
+                415,
+                "Unsupported Media Type",
+                f"Invalid content type {media_type or 'None'}",
+            )
+        raise error
+    raw = await request.body()
+    if not raw:
+        raise errors.Invalid("Body expected in request.")
     try:
-        return json.loads(await request.body())
+        return json.loads(raw)
     except ValueError:
         raise errors.Invalid("Malformed JSON in request body.") from None
 
@@ -106,24 +121,16 @@ def list_images(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("get_images")
     params = request.query_params
     query = schemas.image_filter(params)
-    keys, dirs = schemas.sort_params(params)
-    sort = pagination.parse_sort(keys, dirs, image_service.SORT_KEYS, default="created_at")
-    if not any(k.column == "id" for k in sort):
-        sort.append(pagination.SortKey("id", sort[-1].descending))
-    limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT) or DEFAULT_LIMIT
-    if "limit" not in params:
-        limit = DEFAULT_LIMIT
-    marker = params.get("marker")
-    views = image_service.list_images(ctx, query, sort, marker, limit)
+    limit = schemas.limit(params, DEFAULT_LIMIT, MAX_LIMIT)
+    views = image_service.list_images(ctx, query, schemas.sort(params), params.get("marker"), limit)
+    others = [(k, v) for k, v in params.multi_items() if k != "marker"]
     document: dict[str, Any] = {
         "images": [schemas.image_view(v) for v in views],
-        "first": "/v2/images",
+        "first": "/v2/images" + (f"?{urlencode(others)}" if others else ""),
         "schema": "/v2/schemas/images",
     }
-    if len(views) == limit and views:
-        following = [(k, v) for k, v in params.multi_items() if k != "marker"]
-        following.append(("marker", views[-1].row.id))
-        document["next"] = "/v2/images?" + urlencode(following)
+    if views and len(views) == limit:
+        document["next"] = "/v2/images?" + urlencode([*others, ("marker", views[-1].row.id)])
     return JSONResponse(document)
 
 
@@ -136,7 +143,7 @@ def show_image(image_id: str, ctx: Ctx) -> Response:
 @router.patch("/v2/images/{image_id}")
 async def update_image(request: Request, image_id: str, ctx: Ctx) -> Response:
     body = await _json(request, PATCH_MEDIA_TYPES)
-    changes = schemas.patch_changes(body)
+    changes = schemas.patch_changes(body, _media_type(request))
     view = await run_in_threadpool(_update, ctx, image_id, changes)
     return JSONResponse(schemas.image_view(view))
 
@@ -144,41 +151,35 @@ async def update_image(request: Request, image_id: str, ctx: Ctx) -> Response:
 def _update(
     ctx: Ctx, image_id: str, changes: list[image_service.Change]
 ) -> image_service.ImageView:
-    ctx.authorize("modify_image")
     return image_service.update_image(ctx, image_id, changes)
 
 
 @router.delete("/v2/images/{image_id}")
 def delete_image(image_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("delete_image")
     image_service.delete_image(ctx, image_id)
     return Response(status_code=204)
 
 
 @router.post("/v2/images/{image_id}/actions/deactivate")
 def deactivate_image(image_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("deactivate")
     image_service.set_active(ctx, image_id, active=False)
     return Response(status_code=204)
 
 
 @router.post("/v2/images/{image_id}/actions/reactivate")
 def reactivate_image(image_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("reactivate")
     image_service.set_active(ctx, image_id, active=True)
     return Response(status_code=204)
 
 
 @router.put("/v2/images/{image_id}/tags/{tag}")
 def add_tag(image_id: str, tag: str, ctx: Ctx) -> Response:
-    ctx.authorize("modify_image")
     image_service.add_tag(ctx, image_id, schemas.tag(tag))
     return Response(status_code=204)
 
 
 @router.delete("/v2/images/{image_id}/tags/{tag}")
 def delete_tag(image_id: str, tag: str, ctx: Ctx) -> Response:
-    ctx.authorize("modify_image")
     image_service.delete_tag(ctx, image_id, tag)
     return Response(status_code=204)
 
@@ -213,13 +214,11 @@ async def upload_image(request: Request, image_id: str, ctx: Ctx) -> Response:
 
 
 def _begin_upload(ctx: Ctx, image_id: str) -> None:
-    ctx.authorize("upload_image")
     image_service.begin_upload(ctx, image_id)
 
 
 @router.get("/v2/images/{image_id}/file")
 def download_image(image_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("download_image")
     view, data = image_service.image_data(ctx, image_id)
     if data is None:
         return Response(status_code=204)
@@ -244,13 +243,11 @@ async def add_member(request: Request, image_id: str, ctx: Ctx) -> Response:
 
 
 def _add_member(ctx: Ctx, image_id: str, member: str) -> image_service.MemberView:
-    ctx.authorize("add_member")
     return image_service.add_member(ctx, image_id, member)
 
 
 @router.get("/v2/images/{image_id}/members")
 def list_members(image_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("get_members")
     members = image_service.list_members(ctx, image_id)
     return JSONResponse(
         {"members": [schemas.member_view(m) for m in members], "schema": "/v2/schemas/members"}
@@ -259,7 +256,6 @@ def list_members(image_id: str, ctx: Ctx) -> Response:
 
 @router.get("/v2/images/{image_id}/members/{member_id}")
 def show_member(image_id: str, member_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("get_member")
     return JSONResponse(schemas.member_view(image_service.get_member(ctx, image_id, member_id)))
 
 
@@ -271,17 +267,37 @@ async def update_member(request: Request, image_id: str, member_id: str, ctx: Ct
 
 
 def _update_member(
-    ctx: Ctx, image_id: str, member_id: str, status: str
+    ctx: Ctx, image_id: str, member_id: str, status: Any
 ) -> image_service.MemberView:
-    ctx.authorize("modify_member")
     return image_service.update_member(ctx, image_id, member_id, status)
 
 
 @router.delete("/v2/images/{image_id}/members/{member_id}")
 def delete_member(image_id: str, member_id: str, ctx: Ctx) -> Response:
-    ctx.authorize("delete_member")
     image_service.delete_member(ctx, image_id, member_id)
     return Response(status_code=204)
+
+
+# Discovery ---------------------------------------------------------------------------
+
+
+@router.get("/v2/info/import")
+def import_info(ctx: Ctx) -> Response:
+    """No interoperable import methods: images are uploaded with PUT .../file."""
+    return JSONResponse(
+        {
+            "import-methods": {
+                "description": "Import methods available.",
+                "type": "array",
+                "value": [],
+            }
+        }
+    )
+
+
+@router.get("/v2/info/stores")
+def stores_info(ctx: Ctx) -> Response:
+    raise errors.NotFound("Multi backend is not supported at this site.")
 
 
 # Schemas -----------------------------------------------------------------------------
@@ -309,4 +325,4 @@ def members_schema(ctx: OptionalCtx) -> Response:
 
 def create_app() -> Any:
     """The image ASGI app, mounted at /image by core.app."""
-    return app_mod.service_app(router, render_error)
+    return app_mod.service_app(router, render_error, redirect_slashes=False)

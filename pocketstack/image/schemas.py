@@ -8,23 +8,29 @@ string properties; requests are checked against the same rules here, with
 
 from __future__ import annotations
 
+import csv
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
 
-from pocketstack.core import errors
+from pocketstack.core import errors, pagination
 from pocketstack.image import service as image_service
 
-# Newest first, as Glance lists them; the CLI picks the newest CURRENT one.
+# Glance's default list, in its order: without an image cache or several stores it serves
+# these versions; clients pick the CURRENT one.
 VERSIONS: tuple[tuple[str, str], ...] = (
-    ("v2.16", "CURRENT"),
-    *((f"v2.{minor}", "SUPPORTED") for minor in range(15, -1, -1)),
+    ("v2.15", "SUPPORTED"),
+    ("v2.9", "SUPPORTED"),
+    ("v2.17", "CURRENT"),
+    *((f"v2.{minor}", "SUPPORTED") for minor in range(7, -1, -1)),
 )
 _STRING_MAX = 255
 _INT_MAX = 2**31 - 1
+# Properties Glance's image schema types although they are not columns.
+_UUID_PROPERTIES = frozenset({"kernel_id", "ramdisk_id"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -138,24 +144,44 @@ def tag(value: str) -> str:
     return value
 
 
+def _check_name_allowed(name: str, creating: bool) -> None:
+    """403 for attributes no request may set: read-only ones, reserved ones, and Glance's
+    own `os_glance*` namespace."""
+    if name in image_service.DISALLOWED or (not creating and name in image_service.READ_ONLY):
+        raise errors.Forbidden(f"Attribute '{name}' is read-only.")
+    if name in image_service.RESERVED or name.startswith("os_glance"):
+        raise errors.Forbidden(f"Attribute '{name}' is reserved.")
+    if creating and name in image_service.READ_ONLY and name != "id":
+        raise errors.Forbidden(f"Attribute '{name}' is read-only.")
+
+
+def _check_value(name: str, value: Any) -> Any:
+    if name == "id":
+        if not isinstance(value, str) or not _UUID.match(value):
+            raise _bad(name, value, "does not match the UUID pattern")
+        return str(uuid.UUID(value))
+    if name in image_service.CORE_ATTRIBUTES:
+        return _check_attribute(name, value)
+    if name in _UUID_PROPERTIES:
+        if value is not None and (not isinstance(value, str) or not _UUID.match(value)):
+            raise _bad(name, value, "does not match the UUID pattern")
+        return value
+    return _check_property(name, value)
+
+
 def new_image(body: Any) -> image_service.NewImage:
     if not isinstance(body, dict):
         raise errors.Invalid("Request body must be a JSON object")
-    fields: dict[str, Any] = {}
-    properties: dict[str, str] = {}
-    for name, value in body.items():
-        if name in image_service.RESERVED:
-            raise errors.Forbidden(f"Attribute '{name}' is reserved.")
-        if name in image_service.READ_ONLY and name != "id":
+    for name in body:
+        if name in image_service.DISALLOWED:
             raise errors.Forbidden(f"Attribute '{name}' is read-only.")
-        if name == "id":
-            if not isinstance(value, str) or not _UUID.match(value):
-                raise _bad(name, value, "is not a valid UUID")
-            fields["id"] = str(uuid.UUID(value))
-        elif name in image_service.CORE_ATTRIBUTES:
-            fields[name] = _check_attribute(name, value)
-        else:
-            properties[name] = _check_property(name, value)
+    checked = {name: _check_value(name, value) for name, value in body.items()}
+    for name in checked:
+        if len(name) > _STRING_MAX:
+            raise errors.Invalid("Custom property should not be greater than 255 characters.")
+        _check_name_allowed(name, creating=True)
+    fields = {k: v for k, v in checked.items() if k in image_service.CORE_ATTRIBUTES}
+    properties = {k: v for k, v in checked.items() if k not in image_service.CORE_ATTRIBUTES}
     return image_service.NewImage(
         id=fields.get("id"),
         name=fields.get("name"),
@@ -167,61 +193,99 @@ def new_image(body: Any) -> image_service.NewImage:
         disk_format=fields.get("disk_format"),
         container_format=fields.get("container_format"),
         owner=fields.get("owner"),
-        properties=properties,
+        properties={k: "" if v is None else v for k, v in properties.items()},
         tags=fields.get("tags", []),
     )
 
 
-def patch_changes(body: Any) -> list[image_service.Change]:
-    """A JSON-patch document (add/replace/remove on `/attribute`) as changes."""
+_DRAFT4_OPS = ("add", "remove", "replace")
+
+
+def patch_changes(body: Any, media_type: str) -> list[image_service.Change]:
+    """A JSON-patch document as changes: `{"op": "add", "path": "/name", "value": ...}` in
+    the v2.1 media type (SDK, CLI), `{"add": "/name", "value": ...}` in v2.0 (Tempest)."""
     if not isinstance(body, list):
         raise errors.Invalid("Request body must be a JSON array of operation objects.")
+    draft4 = media_type.endswith("v2.0-json-patch")
     changes = []
     for operation in body:
-        if not isinstance(operation, dict) or operation.get("op") not in (
-            "add",
-            "replace",
-            "remove",
-        ):
-            raise errors.Invalid(
-                'Operation objects must contain exactly one member named "op" whose value '
-                "is one of add, replace, remove."
-            )
-        path = operation.get("path")
-        if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1:
-            raise errors.Invalid(f"Invalid JSON pointer for this resource: '{path}'")
-        name = path[1:].replace("~1", "/").replace("~0", "~")
-        if operation["op"] == "remove":
-            changes.append(image_service.Change("remove", name))
+        if not isinstance(operation, dict):
+            raise errors.Invalid("Operations must be JSON objects.")
+        op, path = _draft4_op(operation) if draft4 else _draft10_op(operation)
+        name = _pointer(path)
+        _check_name_allowed(name, creating=False)
+        if op == "remove":
+            changes.append(image_service.Change("remove", name, strict_add=draft4))
             continue
         if "value" not in operation:
-            raise errors.Invalid(f'Operation "{operation["op"]}" requires a member named "value".')
-        value = operation["value"]
-        if name in image_service.CORE_ATTRIBUTES and name not in image_service.READ_ONLY:
-            _check_attribute(name, value)
-        elif name not in image_service.READ_ONLY and name not in image_service.RESERVED:
-            _check_property(name, value)
-        changes.append(image_service.Change("set", name, value))
+            raise errors.Invalid(f'Operation "{op}" requires a member named "value".')
+        value = _check_value(name, operation["value"])
+        changes.append(image_service.Change(op, name, value, strict_add=draft4))
     return changes
 
 
-def member_id(body: Any) -> str:
-    if not isinstance(body, dict) or not isinstance(body.get("member"), str):
-        raise errors.Invalid("Request body must be an object with a 'member' string.")
-    member = body["member"].strip()
-    if not member or len(member) > _STRING_MAX:
-        raise errors.Invalid("Member must be 1 to 255 characters.")
-    return member
-
-
-def member_status(body: Any) -> str:
-    status = body.get("status") if isinstance(body, dict) else None
-    if status not in image_service.MEMBER_STATUSES:
+def _draft10_op(operation: dict[str, Any]) -> tuple[str, Any]:
+    op = operation.get("op")
+    if op is None:
         raise errors.Invalid(
-            f"Provided object does not match schema 'member': {status!r} is not one of "
-            f"{list(image_service.MEMBER_STATUSES)}"
+            "Unable to find `op` in JSON Schema change. It must be one of the following: "
+            "add, remove, replace."
         )
-    return str(status)
+    if op not in _DRAFT4_OPS:
+        raise errors.Invalid(
+            f"Invalid operation: `{op}`. It must be one of the following: add, remove, replace."
+        )
+    if "path" not in operation:
+        raise errors.Invalid("Unable to find 'path' in JSON Schema change")
+    return str(op), operation["path"]
+
+
+def _draft4_op(operation: dict[str, Any]) -> tuple[str, Any]:
+    present = [op for op in _DRAFT4_OPS if op in operation]
+    if len(present) != 1:
+        many = "only one member" if present else "exactly one member"
+        raise errors.Invalid(
+            f'Operation objects must contain {many} named "add", "remove", or "replace".'
+        )
+    return present[0], operation[present[0]]
+
+
+def _pointer(path: Any) -> str:
+    """The one attribute a JSON pointer like `/name` names (Glance patches one level)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise errors.Invalid(f'Pointer `{path}` does not start with "/".')
+    if path.endswith("/") or "//" in path:
+        raise errors.Invalid(f'Pointer `{path}` contains adjacent "/".')
+    if re.search(r"~(?![01])", path):
+        raise errors.Invalid(
+            f'Pointer `{path}` contains "~" not part of a recognized escape sequence.'
+        )
+    segments = path[1:].split("/")
+    if len(segments) != 1:
+        raise errors.Invalid(f"Invalid JSON pointer for this resource: '{path}'")
+    return segments[0].replace("~1", "/").replace("~0", "~").strip()
+
+
+def member_id(body: Any) -> str:
+    if not isinstance(body, dict):
+        raise errors.Invalid('Expected a member in the form: {"member": "image_id"}')
+    if "member" not in body:
+        raise errors.Invalid("Member to be added not specified")
+    member = body["member"]
+    if not isinstance(member, str) or not member.strip():
+        raise errors.Invalid("Member can't be empty")
+    if len(member) > _STRING_MAX:
+        raise errors.Invalid("Member must be at most 255 characters.")
+    return member.strip()
+
+
+def member_status(body: Any) -> Any:
+    """The requested status; whether it is a valid one is checked after the permission."""
+    if not isinstance(body, dict):
+        raise errors.Invalid('Expected a status in the form: {"status": "status"}')
+    if "status" not in body:
+        raise errors.Invalid("Status not specified")
+    return body["status"]
 
 
 # Query strings -----------------------------------------------------------------------------
@@ -233,84 +297,156 @@ _LIST_PARAMS = frozenset(
         "sort_key",
         "sort_dir",
         "sort",
-        "name",
-        "status",
         "visibility",
-        "owner",
         "member_status",
         "tag",
         "protected",
         "os_hidden",
-        "disk_format",
-        "container_format",
         "size_min",
         "size_max",
-        "id",
+        "created_at",
+        "updated_at",
     }
 )
+# Columns filtered by equality; the first five also take `in:a,b` (and `eq:a`).
+_LISTED_EQUALITY = ("name", "id", "status", "container_format", "disk_format")
+_EQUALITY = (*_LISTED_EQUALITY, "owner", "checksum", "os_hash_value")
+_INTEGER_EQUALITY = ("size", "virtual_size", "min_disk", "min_ram")
 
 
 def _boolean(name: str, raw: str) -> bool:
     lowered = raw.lower()
     if lowered not in ("true", "false"):
-        raise errors.Invalid(f"Invalid value '{raw}' for '{name}': expected true or false")
+        raise errors.Invalid(
+            f"Invalid value '{raw}' for '{name}' filter. Valid values are 'true' or 'false'."
+        )
     return lowered == "true"
 
 
-def _size(name: str, raw: str) -> int:
+def _integer(raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise errors.Invalid(f"Invalid value '{raw}' for '{name}': expected an integer") from None
+        raise errors.Invalid("Unable to filter on a range with a non-numeric value.") from None
 
 
-def _in_list(raw: str) -> tuple[str, ...]:
-    return tuple(v for v in raw[3:].split(",") if v) if raw.startswith("in:") else (raw,)
+def _values(raw: str) -> tuple[str, ...]:
+    """`v`, `eq:v` or `in:v1,"v,2"` as the values to match."""
+    operator, sep, rest = raw.partition(":")
+    if not sep:
+        return (raw,)
+    if operator == "eq":
+        return (rest,)
+    if operator == "in":
+        try:
+            return tuple(next(csv.reader([rest], skipinitialspace=True)))
+        except (csv.Error, StopIteration):
+            raise errors.Invalid(f"Invalid in: filter value {rest!r}") from None
+    raise errors.Invalid(f"Unable to filter by unknown operator '{operator}'.")
+
+
+def _moment(column: str, raw: str) -> tuple[str, str, datetime]:
+    operator, sep, rest = raw.partition(":")
+    if not sep or _parses_as_time(raw):
+        operator, rest = "eq", raw
+    if operator not in ("gt", "gte", "lt", "lte", "eq", "neq"):
+        raise errors.Invalid("Unable to filter on a unknown operator.")
+    try:
+        moment = datetime.fromisoformat(rest.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.Invalid(
+            f'Bad "{column}" query filter format. Use ISO 8601 DateTime notation.'
+        ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return column, operator, moment
+
+
+def _parses_as_time(raw: str) -> bool:
+    try:
+        datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def image_filter(params: QueryParams) -> image_service.ImageFilter:
+    if "changes-since" in params:
+        raise errors.Invalid('The "changes-since" filter is no longer available on v2.')
     visibility = params.get("visibility")
     if visibility is not None and visibility not in (*image_service.VISIBILITIES, "all"):
         raise errors.Invalid(f"Invalid visibility value: {visibility}")
     member_status = params.get("member_status", "accepted")
     if member_status not in (*image_service.MEMBER_STATUSES, "all"):
-        raise errors.Invalid(f"Invalid status value: {member_status}")
-    properties = {k: v for k, v in params.items() if k not in _LIST_PARAMS}
-    ids = _in_list(params["id"]) if "id" in params else ()
+        raise errors.Invalid(f"Invalid status: {member_status}")
+    equals: dict[str, tuple[Any, ...]] = {}
+    for column in _EQUALITY:
+        if column in params:
+            raw = params[column]
+            equals[column] = _values(raw) if column in _LISTED_EQUALITY else (raw,)
+    for column in _INTEGER_EQUALITY:
+        if column in params:
+            equals[column] = (_integer(params[column]),)
+    times = tuple(_moment(c, params[c]) for c in ("created_at", "updated_at") if c in params)
+    ignored = {*_LIST_PARAMS, *_EQUALITY, *_INTEGER_EQUALITY}
     return image_service.ImageFilter(
-        name=params.get("name"),
-        status=params.get("status"),
         visibility=visibility,
-        owner=params.get("owner"),
         member_status=member_status,
         tags=tuple(params.getlist("tag")),
         protected=_boolean("protected", params["protected"]) if "protected" in params else None,
         os_hidden=_boolean("os_hidden", params["os_hidden"]) if "os_hidden" in params else False,
-        disk_format=params.get("disk_format"),
-        container_format=params.get("container_format"),
-        size_min=_size("size_min", params["size_min"]) if "size_min" in params else None,
-        size_max=_size("size_max", params["size_max"]) if "size_max" in params else None,
-        ids=ids,
-        properties=properties,
+        equals=equals,
+        size_min=_integer(params["size_min"]) if "size_min" in params else None,
+        size_max=_integer(params["size_max"]) if "size_max" in params else None,
+        times=times,
+        properties={k: v for k, v in params.items() if k not in ignored},
     )
 
 
-def sort_params(params: QueryParams) -> tuple[list[str], list[str]]:
-    """`sort=key:dir,...` (v2.2+) or repeated `sort_key`/`sort_dir`; newest first by default."""
+def limit(params: QueryParams, default: int, maximum: int) -> int:
+    raw = params.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.Invalid("limit param must be an integer") from None
+    if value < 0:
+        raise errors.Invalid("limit param must be positive")
+    return min(value, maximum)
+
+
+def sort(params: QueryParams) -> list[pagination.SortKey]:
+    """`sort=key:dir,...` or repeated `sort_key`/`sort_dir`, newest first by default, with
+    `created_at` and `id` as tie-breakers so that markers page stably."""
     if "sort" in params:
         if "sort_key" in params or "sort_dir" in params:
-            raise errors.Invalid(
-                "The 'sort' parameter cannot be combined with 'sort_key'/'sort_dir'"
-            )
-        keys, dirs = [], []
+            raise errors.Invalid("Old and new sorting syntax cannot be combined")
+        pairs = []
         for item in params["sort"].split(","):
             key, _, direction = item.strip().partition(":")
-            keys.append(key)
-            dirs.append(direction or "desc")
-        return keys, dirs
-    keys = params.getlist("sort_key") or ["created_at"]
-    dirs = params.getlist("sort_dir") or ["desc"]
-    return keys, dirs
+            pairs.append((key, direction or "desc"))
+    else:
+        keys = params.getlist("sort_key") or ["created_at"]
+        dirs = params.getlist("sort_dir") or ["desc"]
+        if len(dirs) > 1 and len(dirs) != len(keys):
+            raise errors.Invalid("Number of sort dirs does not match the number of sort keys")
+        pairs = [(k, dirs[i] if len(dirs) > 1 else dirs[0]) for i, k in enumerate(keys)]
+    result = []
+    for key, direction in pairs:
+        if key not in image_service.SORT_KEYS:
+            raise errors.Invalid(
+                f"Invalid sort key: {key}. It must be one of the following: "
+                f"{', '.join(image_service.SORT_KEYS)}."
+            )
+        if direction not in ("asc", "desc"):
+            raise errors.Invalid(f"Invalid sort direction: {direction}")
+        result.append(pagination.SortKey(key, direction == "desc"))
+    default_descending = result[0].descending if len(pairs) == 1 else True
+    for tie_breaker in ("created_at", "id"):
+        if all(k.column != tie_breaker for k in result):
+            result.append(pagination.SortKey(tie_breaker, default_descending))
+    return result
 
 
 # Schema documents ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, true
+from sqlalchemy import and_, delete, exists, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from pocketstack.core import errors, pagination
@@ -63,6 +63,8 @@ CORE_ATTRIBUTES = frozenset(
         "tags",
     }
 )
+# Names no request may set, ones only a create may set (`id`), and reserved ones.
+DISALLOWED = frozenset({"direct_url", "self", "file", "schema", "stores"})
 READ_ONLY = frozenset(
     {
         "id",
@@ -74,10 +76,14 @@ READ_ONLY = frozenset(
         "virtual_size",
         "created_at",
         "updated_at",
+        *DISALLOWED,
     }
 )
-RESERVED = frozenset({"self", "file", "schema", "location", "locations", "deleted", "deleted_at"})
+RESERVED = frozenset({"location", "locations", "deleted", "deleted_at"})
+# Glance's default quotas per image.
 MAX_TAGS = 128
+MAX_PROPERTIES = 128
+MAX_MEMBERS = 128
 
 
 def now() -> datetime:
@@ -149,11 +155,25 @@ def _row(session: Session, ctx: RequestContext, image_id: str) -> models.Image:
     return row
 
 
-def _owned_row(session: Session, ctx: RequestContext, image_id: str, action: str) -> models.Image:
-    """The image, if this caller may change it: admins, and members of its owner project."""
+def _target(ctx: RequestContext, row: models.Image, member: str | None = None) -> dict[str, Any]:
+    """What the image's policy rules judge: its owner as `project_id`, and the member in
+    question (the caller itself when it was shared the image)."""
+    if member is None and row.visibility == "shared" and row.owner != ctx.project_id:
+        member = ctx.project_id
+    return {
+        "project_id": row.owner,
+        "owner": row.owner,
+        "visibility": row.visibility,
+        "member_id": member,
+    }
+
+
+def _authorized_row(
+    session: Session, ctx: RequestContext, image_id: str, rule: str
+) -> models.Image:
+    """The image (404 unless visible), if policy `rule` lets this caller act on it."""
     row = _row(session, ctx, image_id)
-    if not ctx.is_admin and row.owner != ctx.project_id:
-        raise errors.Forbidden(f"You are not permitted to {action} this image.")
+    ctx.authorize(rule, _target(ctx, row))
     return row
 
 
@@ -179,7 +199,11 @@ class NewImage:
 
 
 def create_image(ctx: RequestContext, spec: NewImage) -> ImageView:
-    _check_visibility_change(ctx, spec.visibility)
+    if spec.owner is not None and spec.owner != ctx.project_id and not ctx.is_admin:
+        raise errors.Forbidden(f"You are not permitted to create images owned by '{spec.owner}'")
+    _check_visibility_change(ctx, spec.visibility, spec.owner)
+    _check_quota("image properties", len(spec.properties), MAX_PROPERTIES)
+    _check_quota("image tags", len(set(spec.tags)), MAX_TAGS)
     moment = now()
     image_id = spec.id or str(uuidlib.uuid4())
     with ctx.db.write() as session:
@@ -212,26 +236,31 @@ def create_image(ctx: RequestContext, spec: NewImage) -> ImageView:
         return _views(session, [row])[0]
 
 
-def _check_visibility_change(ctx: RequestContext, visibility: str) -> None:
-    if visibility == "public" and not ctx.can("publicize_image"):
+def _check_visibility_change(
+    ctx: RequestContext, visibility: str, owner: str | None = None
+) -> None:
+    target = {"project_id": owner or ctx.project_id, "owner": owner or ctx.project_id}
+    if visibility == "public" and not ctx.can("publicize_image", target):
         raise errors.Forbidden("You are not authorized to complete publicize_image action.")
-    if visibility == "community" and not ctx.can("communitize_image"):
+    if visibility == "community" and not ctx.can("communitize_image", target):
         raise errors.Forbidden("You are not authorized to complete communitize_image action.")
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One JSON-patch operation, already checked against the schema: set or remove a
-    core attribute, a property, or the tag list."""
+    """One JSON-patch operation on one attribute, its value already checked.
+    `strict_add`: the v2.0 patch format, whose `add` refuses to overwrite."""
 
-    op: str  # "set" or "remove"
+    op: str  # "add", "replace" or "remove"
     name: str
     value: Any = None
+    strict_add: bool = False
 
 
 def update_image(ctx: RequestContext, image_id: str, changes: Sequence[Change]) -> ImageView:
+    """Apply all of `changes` or none of them."""
     with ctx.db.write() as session:
-        row = _owned_row(session, ctx, image_id, "modify")
+        row = _authorized_row(session, ctx, image_id, "modify_image")
         properties = {
             p.name: p
             for p in session.scalars(
@@ -240,9 +269,20 @@ def update_image(ctx: RequestContext, image_id: str, changes: Sequence[Change]) 
         }
         for change in changes:
             _apply_change(ctx, session, row, properties, change)
+        _check_quota("image properties", len(properties), MAX_PROPERTIES)
         row.updated_at = now()
         session.flush()
         return _views(session, [row])[0]
+
+
+def _check_quota(what: str, attempted: int, maximum: int) -> None:
+    if attempted > maximum:
+        raise errors.PocketstackError.with_status(
+            413,
+            "Request Entity Too Large",
+            f"The limit has been exceeded on the number of allowed {what}. "
+            f"Attempted: {attempted}, Maximum: {maximum}",
+        )
 
 
 def _apply_change(
@@ -253,29 +293,20 @@ def _apply_change(
     change: Change,
 ) -> None:
     name = change.name
-    if name in READ_ONLY:
-        raise errors.Forbidden(f"Attribute '{name}' is read-only.")
-    if name in RESERVED:
-        raise errors.Forbidden(f"Attribute '{name}' is reserved.")
-    if name == "tags":
-        tags = list(dict.fromkeys(change.value or [])) if change.op == "set" else []
-        _set_tags(session, row.id, tags)
-        return
     if name in CORE_ATTRIBUTES:
         if change.op == "remove":
-            raise errors.Forbidden(f"Cannot remove the core attribute '{name}'.")
-        if name == "visibility":
-            _check_visibility_change(ctx, change.value)
-        if name in ("disk_format", "container_format") and row.status != "queued":
-            raise errors.Forbidden(f"Attribute {name} can be only replaced for a queued image.")
-        if name == "owner" and not ctx.is_admin:
-            raise errors.Forbidden("Attribute 'owner' can only be changed by an admin.")
-        setattr(row, name, change.value)
+            raise errors.Forbidden(f"Property {name} may not be removed.")
+        if change.op == "add" and change.strict_add:
+            raise errors.Conflict(f"Property {name} already present.")
+        _set_core(ctx, session, row, name, change.value)
         return
     existing = properties.get(name)
+    if existing is None and change.op in ("replace", "remove"):
+        raise errors.Conflict(f"Property {name} does not exist.")
+    if existing is not None and change.op == "add" and change.strict_add:
+        raise errors.Conflict(f"Property {name} already present.")
     if change.op == "remove":
-        if existing is None:
-            raise errors.Conflict(f"Property {name} does not exist.")
+        assert existing is not None
         session.delete(existing)
         del properties[name]
     elif existing is None:
@@ -285,18 +316,30 @@ def _apply_change(
         existing.value = change.value
 
 
+def _set_core(
+    ctx: RequestContext, session: Session, row: models.Image, name: str, value: Any
+) -> None:
+    if name == "tags":
+        _set_tags(session, row.id, list(dict.fromkeys(value)))
+        return
+    if name == "visibility":
+        _check_visibility_change(ctx, value, row.owner)
+    if name in ("disk_format", "container_format") and row.status not in ("queued", "importing"):
+        raise errors.Forbidden(f"Attribute {name} can be only replaced for a queued image.")
+    if name == "owner" and not ctx.is_admin:
+        raise errors.Forbidden("Owner can't be updated by non admin.")
+    setattr(row, name, value)
+
+
 def _set_tags(session: Session, image_id: str, tags: Sequence[str]) -> None:
-    if len(tags) > MAX_TAGS:
-        raise errors.PocketstackError.with_status(
-            413, "Request Entity Too Large", "Maximum tag count exceeded."
-        )
+    _check_quota("image tags", len(tags), MAX_TAGS)
     session.execute(delete(models.ImageTag).where(models.ImageTag.image_id == image_id))
     session.add_all(models.ImageTag(image_id=image_id, value=t) for t in tags)
 
 
 def add_tag(ctx: RequestContext, image_id: str, tag: str) -> None:
     with ctx.db.write() as session:
-        row = _owned_row(session, ctx, image_id, "modify")
+        row = _authorized_row(session, ctx, image_id, "modify_image")
         current = list(
             session.scalars(select(models.ImageTag.value).where(models.ImageTag.image_id == row.id))
         )
@@ -307,7 +350,7 @@ def add_tag(ctx: RequestContext, image_id: str, tag: str) -> None:
 
 def delete_tag(ctx: RequestContext, image_id: str, tag: str) -> None:
     with ctx.db.write() as session:
-        row = _owned_row(session, ctx, image_id, "modify")
+        row = _authorized_row(session, ctx, image_id, "modify_image")
         gone = session.execute(
             delete(models.ImageTag).where(
                 models.ImageTag.image_id == row.id, models.ImageTag.value == tag
@@ -320,7 +363,14 @@ def delete_tag(ctx: RequestContext, image_id: str, tag: str) -> None:
 
 def delete_image(ctx: RequestContext, image_id: str) -> None:
     with ctx.db.write() as session:
-        row = _owned_row(session, ctx, image_id, "delete")
+        if (
+            session.scalar(
+                select(models.Image.id).where(models.Image.id == image_id, _visible_clause(ctx))
+            )
+            is None
+        ):
+            raise errors.NotFound(f"Failed to find image {image_id} to delete")
+        row = _authorized_row(session, ctx, image_id, "delete_image")
         if row.protected:
             raise errors.Forbidden(f"Image {image_id} is protected and cannot be deleted.")
         session.delete(row)
@@ -328,21 +378,14 @@ def delete_image(ctx: RequestContext, image_id: str) -> None:
 
 
 def set_active(ctx: RequestContext, image_id: str, active: bool) -> None:
-    """Deactivate (data no longer downloadable, except by admins) or reactivate."""
+    """Deactivate (data no longer downloadable, except by admins) or reactivate; asking
+    for the state the image is already in changes nothing."""
+    verb = "reactivate" if active else "deactivate"
     with ctx.db.write() as session:
-        row = _row(session, ctx, image_id)
-        wanted, allowed = (
-            ("active", ("active", "deactivated"))
-            if active
-            else (
-                "deactivated",
-                ("active", "deactivated"),
-            )
-        )
-        if row.status not in allowed:
-            verb = "reactivate" if active else "deactivate"
+        row = _authorized_row(session, ctx, image_id, verb)
+        if row.status not in ("active", "deactivated"):
             raise errors.Forbidden(f"Not allowed to {verb} image in status '{row.status}'")
-        row.status = wanted
+        row.status = "active" if active else "deactivated"
         row.updated_at = now()
 
 
@@ -352,7 +395,7 @@ def set_active(ctx: RequestContext, image_id: str, active: bool) -> None:
 def begin_upload(ctx: RequestContext, image_id: str) -> None:
     """Move a queued image to `saving`, so a second upload is refused (409)."""
     with ctx.db.write() as session:
-        row = _owned_row(session, ctx, image_id, "upload data to")
+        row = _authorized_row(session, ctx, image_id, "upload_image")
         if row.status != "queued":
             raise errors.Conflict(
                 f"Image status transition from {row.status} to saving is not allowed"
@@ -386,11 +429,14 @@ def finish_upload(ctx: RequestContext, image_id: str, stored: Stored | None) -> 
 
 def image_data(ctx: RequestContext, image_id: str) -> tuple[ImageView, Iterator[bytes] | None]:
     """The image and its bytes (None when it has none yet)."""
-    view = get_image(ctx, image_id)
-    if view.row.status == "deactivated" and not ctx.is_admin:
-        raise errors.Forbidden(
-            "The requested image has been deactivated. Image data download is forbidden."
-        )
+    with ctx.db.read() as session:
+        row = _row(session, ctx, image_id)
+        if row.status == "deactivated" and not ctx.is_admin:
+            raise errors.Forbidden(
+                "The requested image has been deactivated. Image data download is forbidden."
+            )
+        ctx.authorize("download_image", _target(ctx, row))
+        view = _views(session, [row])[0]
     store = store_of(ctx.runtime)
     if view.row.status not in ("active", "deactivated") or not store.exists(image_id):
         return view, None
@@ -408,29 +454,45 @@ SORT_KEYS = (
     "id",
     "created_at",
     "updated_at",
-    "visibility",
-    "owner",
-    "min_disk",
-    "min_ram",
 )
+# Sort and compare nullable columns through a stand-in value, so NULLs sort the same on
+# every database and a NULL marker still bounds the next page.
+_NULL_STANDS_FOR: dict[str, Any] = {
+    "name": "",
+    "container_format": "",
+    "disk_format": "",
+    "size": -1,
+}
+_TIME_OPERATORS = {
+    "gt": lambda c, v: c > v,
+    "gte": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "lte": lambda c, v: c <= v,
+    "eq": lambda c, v: c == v,
+    "neq": lambda c, v: c != v,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ImageFilter:
-    name: str | None = None
-    status: str | None = None
     visibility: str | None = None
-    owner: str | None = None
     member_status: str = "accepted"
     tags: tuple[str, ...] = ()
     protected: bool | None = None
     os_hidden: bool = False
-    disk_format: str | None = None
-    container_format: str | None = None
+    # column -> any of these values
+    equals: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     size_min: int | None = None
     size_max: int | None = None
-    ids: tuple[str, ...] = ()
+    # (column, operator, moment): created_at/updated_at comparisons
+    times: tuple[tuple[str, str, datetime], ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
+
+
+def _sort_column(name: str) -> Any:
+    column = getattr(models.Image, name)
+    stand_in = _NULL_STANDS_FOR.get(name)
+    return column if stand_in is None else func.coalesce(column, stand_in)
 
 
 def list_images(
@@ -438,17 +500,15 @@ def list_images(
     query: ImageFilter,
     sort: Sequence[pagination.SortKey],
     marker: str | None,
-    limit: int | None,
+    limit: int,
 ) -> list[ImageView]:
     image = models.Image
     with ctx.db.read() as session:
-        stmt = select(image).where(_listed_clause(ctx, query))
-        for column in ("name", "status", "owner", "disk_format", "container_format"):
-            value = getattr(query, column)
-            if value is not None:
-                stmt = stmt.where(getattr(image, column) == value)
-        if query.ids:
-            stmt = stmt.where(image.id.in_(query.ids))
+        stmt = select(image).where(
+            _listed_clause(ctx, query), image.status.not_in(("killed", "deleted"))
+        )
+        for column, values in query.equals.items():
+            stmt = stmt.where(getattr(image, column).in_(values))
         if query.protected is not None:
             stmt = stmt.where(image.protected == query.protected)
         stmt = stmt.where(image.os_hidden == query.os_hidden)
@@ -456,60 +516,76 @@ def list_images(
             stmt = stmt.where(image.size >= query.size_min)
         if query.size_max is not None:
             stmt = stmt.where(image.size <= query.size_max)
+        for column, operator, moment in query.times:
+            stmt = stmt.where(_TIME_OPERATORS[operator](getattr(image, column), moment))
         for tag in query.tags:
             stmt = stmt.where(
                 exists().where(models.ImageTag.image_id == image.id, models.ImageTag.value == tag)
             )
-        for key, value in query.properties.items():
+        for name, value in query.properties.items():
             stmt = stmt.where(
                 exists().where(
                     models.ImageProperty.image_id == image.id,
-                    models.ImageProperty.name == key,
+                    models.ImageProperty.name == name,
                     models.ImageProperty.value == value,
                 )
             )
-        marker_row = None
         if marker is not None:
             marker_row = session.scalar(
                 select(image).where(image.id == marker, _visible_clause(ctx))
             )
             if marker_row is None:
-                raise errors.Invalid(f"Invalid marker. Image {marker} could not be found.")
-        rows = session.scalars(pagination.apply(stmt, image, sort, marker_row, limit)).all()
+                raise errors.Invalid(f"No image found with ID {marker}")
+            stmt = stmt.where(_after(sort, marker_row))
+        for sort_key in sort:
+            column = _sort_column(sort_key.column)
+            stmt = stmt.order_by(column.desc() if sort_key.descending else column.asc())
+        rows = session.scalars(stmt.limit(limit)).all()
         return _views(session, rows)
 
 
+def _after(sort: Sequence[pagination.SortKey], marker: models.Image) -> Any:
+    """Rows strictly after `marker` in the lexicographic order of `sort`."""
+    clauses = []
+    for index, key in enumerate(sort):
+
+        def value(name: str) -> Any:
+            raw = getattr(marker, name)
+            stand_in = _NULL_STANDS_FOR.get(name)
+            return stand_in if raw is None and stand_in is not None else raw
+
+        equal_prefix = [_sort_column(k.column) == value(k.column) for k in sort[:index]]
+        column = _sort_column(key.column)
+        beyond = column < value(key.column) if key.descending else column > value(key.column)
+        clauses.append(and_(*equal_prefix, beyond))
+    return or_(*clauses)
+
+
 def _listed_clause(ctx: RequestContext, query: ImageFilter) -> Any:
-    """Which images a listing shows: by `visibility` when asked, else the caller's own,
-    public ones and those shared with it in `member_status` (accepted by default)."""
+    """Which images a listing shows: the caller's own, public and community ones, and
+    shared ones it is a member of in `member_status` (accepted by default); admins see every
+    project's. Community images of others appear only when asked for by visibility."""
     image = models.Image
     mine = and_(image.owner.is_not(None), image.owner == ctx.project_id)
-    member_status = MEMBER_STATUSES if query.member_status == "all" else (query.member_status,)
+    statuses = MEMBER_STATUSES if query.member_status == "all" else (query.member_status,)
     shared_with_me = and_(
         image.visibility == "shared",
         exists().where(
             models.ImageMember.image_id == image.id,
             models.ImageMember.member == ctx.project_id,
-            models.ImageMember.status.in_(member_status),
+            models.ImageMember.status.in_(statuses),
         ),
     )
+    reachable = (
+        true()
+        if ctx.is_admin
+        else or_(mine, image.visibility.in_(("public", "community")), shared_with_me)
+    )
     if query.visibility == "all":
-        return (
-            true()
-            if ctx.is_admin
-            else or_(mine, image.visibility.in_(("public", "community")), shared_with_me)
-        )
+        return reachable
     if query.visibility is not None:
-        if query.visibility in ("public", "community"):
-            return image.visibility == query.visibility
-        if ctx.is_admin:
-            return image.visibility == query.visibility
-        if query.visibility == "shared":
-            return and_(image.visibility == "shared", or_(mine, shared_with_me))
-        return and_(image.visibility == query.visibility, mine)
-    if ctx.is_admin:
-        return true()
-    return or_(mine, image.visibility == "public", shared_with_me)
+        return and_(reachable, image.visibility == query.visibility)
+    return and_(reachable, or_(image.visibility != "community", mine))
 
 
 # Members ------------------------------------------------------------------------------
@@ -519,25 +595,40 @@ def _member_view(row: models.ImageMember) -> MemberView:
     return MemberView(row.image_id, row.member, row.status, row.created_at, row.updated_at)
 
 
-def _shared_row(session: Session, ctx: RequestContext, image_id: str) -> models.Image:
-    row = _row(session, ctx, image_id)
+def _shared_row(
+    session: Session, ctx: RequestContext, image_id: str, refusal: str | None
+) -> models.Image:
+    """The image if it is shared; otherwise 403 `refusal` (404 when there is none)."""
+    row = session.scalar(
+        select(models.Image).where(models.Image.id == image_id, _visible_clause(ctx))
+    )
+    if row is None:
+        raise errors.NotFound(f"Image {image_id} not found.")
     if row.visibility != "shared":
-        raise errors.Forbidden(
-            f"Only shared images have members. Image {image_id} is {row.visibility}."
-        )
+        if refusal is None:
+            raise errors.NotFound(f"Image {image_id} not found.")
+        raise errors.Forbidden(refusal)
     return row
+
+
+def _member_row(session: Session, image_id: str, member: str) -> models.ImageMember:
+    found = session.get(models.ImageMember, (image_id, member))
+    if found is None:
+        raise errors.NotFound(f"{member} not found in the member list of the image {image_id}.")
+    return found
 
 
 def add_member(ctx: RequestContext, image_id: str, member: str) -> MemberView:
     moment = now()
     with ctx.db.write() as session:
-        row = _shared_row(session, ctx, image_id)
-        if not ctx.is_admin and row.owner != ctx.project_id:
-            raise errors.Forbidden("You are not permitted to add members to this image.")
+        row = _shared_row(
+            session, ctx, image_id, f"Not allowed to create members for image {image_id}."
+        )
+        ctx.authorize("add_member", _target(ctx, row, member))
         if session.get(models.ImageMember, (image_id, member)) is not None:
-            raise errors.Conflict(
-                f"The target member {member} is already associated with image {image_id}."
-            )
+            raise errors.Conflict(f"Member {member} is duplicated for image {image_id}")
+        count = session.scalar(select(func.count()).where(models.ImageMember.image_id == image_id))
+        _check_quota("image members", int(count or 0) + 1, MAX_MEMBERS)
         created = models.ImageMember(
             image_id=image_id, member=member, status="pending", created_at=moment, updated_at=moment
         )
@@ -547,31 +638,40 @@ def add_member(ctx: RequestContext, image_id: str, member: str) -> MemberView:
 
 def list_members(ctx: RequestContext, image_id: str) -> list[MemberView]:
     with ctx.db.read() as session:
-        row = _shared_row(session, ctx, image_id)
+        row = _shared_row(
+            session,
+            ctx,
+            image_id,
+            f"Not allowed to list members for image {image_id}: Only shared images have members.",
+        )
+        ctx.authorize("get_members", _target(ctx, row))
         stmt = select(models.ImageMember).where(models.ImageMember.image_id == image_id)
-        if not ctx.is_admin and row.owner != ctx.project_id:
+        if not ctx.can("add_member", _target(ctx, row)):
             stmt = stmt.where(models.ImageMember.member == ctx.project_id)
         return [_member_view(m) for m in session.scalars(stmt.order_by(models.ImageMember.member))]
 
 
 def get_member(ctx: RequestContext, image_id: str, member: str) -> MemberView:
     with ctx.db.read() as session:
-        row = _shared_row(session, ctx, image_id)
-        found = session.get(models.ImageMember, (image_id, member))
-        visible = ctx.is_admin or row.owner == ctx.project_id or member == ctx.project_id
-        if found is None or not visible:
-            raise errors.NotFound(f"{member} is not a member of image {image_id}")
+        row = _shared_row(session, ctx, image_id, None)
+        found = _member_row(session, image_id, member)
+        if not ctx.can("get_member", _target(ctx, row, member)):
+            raise errors.NotFound(f"{member} not found in the member list of the image {image_id}.")
         return _member_view(found)
 
 
-def update_member(ctx: RequestContext, image_id: str, member: str, status: str) -> MemberView:
+def update_member(ctx: RequestContext, image_id: str, member: str, status: Any) -> MemberView:
+    """Only the member project (or an admin) accepts or rejects; not the owner."""
     with ctx.db.write() as session:
-        _shared_row(session, ctx, image_id)
-        found = session.get(models.ImageMember, (image_id, member))
-        if found is None:
-            raise errors.NotFound(f"{member} is not a member of image {image_id}")
-        if not ctx.is_admin and member != ctx.project_id:
-            raise errors.Forbidden("Only the member itself may accept or reject an image.")
+        row = _shared_row(
+            session, ctx, image_id, f"Not allowed to update members for image {image_id}."
+        )
+        found = _member_row(session, image_id, member)
+        ctx.authorize("modify_member", _target(ctx, row, member))
+        if status not in MEMBER_STATUSES:
+            raise errors.Invalid(
+                'Incorrect request: Status must be "pending", "accepted" or "rejected".'
+            )
         found.status = status
         found.updated_at = now()
         return _member_view(found)
@@ -579,10 +679,9 @@ def update_member(ctx: RequestContext, image_id: str, member: str, status: str) 
 
 def delete_member(ctx: RequestContext, image_id: str, member: str) -> None:
     with ctx.db.write() as session:
-        row = _shared_row(session, ctx, image_id)
-        if not ctx.is_admin and row.owner != ctx.project_id:
-            raise errors.Forbidden("You are not permitted to remove members of this image.")
-        found = session.get(models.ImageMember, (image_id, member))
-        if found is None:
-            raise errors.NotFound(f"{member} is not a member of image {image_id}")
+        row = _shared_row(
+            session, ctx, image_id, f"Not allowed to delete members for image {image_id}."
+        )
+        found = _member_row(session, image_id, member)
+        ctx.authorize("delete_member", _target(ctx, row, member))
         session.delete(found)

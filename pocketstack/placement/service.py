@@ -953,9 +953,6 @@ _CONSUMERS_BY_UUID = select(
     _CONSUMER.c.user_id,
     _CONSUMER.c.consumer_type,
 ).where(_CONSUMER.c.uuid.in_(bindparam("uuids", expanding=True)))
-_PROVIDERS_BY_UUID = select(_RP.c.id, _RP.c.uuid, _RP.c.generation).where(
-    _RP.c.uuid.in_(bindparam("uuids", expanding=True))
-)
 _PROVIDERS_BY_ID = select(_RP.c.id, _RP.c.uuid, _RP.c.generation).where(
     _RP.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -965,19 +962,22 @@ _PROVIDERS_OF_CONSUMERS = (
     .distinct()
 )
 _CLASS = cast(Table, models.ResourceClass.__table__)
-_USED_NOW = (
+_USED_BY_OTHERS = (
     select(func.coalesce(func.sum(_ALLOCATION.c.used), 0))
     .where(
         _ALLOCATION.c.resource_provider_id == _INVENTORY.c.resource_provider_id,
         _ALLOCATION.c.resource_class_id == _INVENTORY.c.resource_class_id,
+        _ALLOCATION.c.consumer_id.not_in(bindparam("claiming", expanding=True)),
     )
     .scalar_subquery()
 )
-# Each provider's inventory with its class name and what is allocated from it: everything
-# a claim checks, in one statement.
-_INVENTORIES_OF = (
+# The named providers with each inventory, its class name and what consumers other than
+# the claiming ones hold of it: everything a claim checks, in one round trip.
+_PROVIDERS_WITH_INVENTORY = (
     select(
-        _INVENTORY.c.resource_provider_id,
+        _RP.c.id,
+        _RP.c.uuid,
+        _RP.c.generation,
         _INVENTORY.c.resource_class_id,
         _CLASS.c.name.label("class_name"),
         _INVENTORY.c.total,
@@ -986,10 +986,14 @@ _INVENTORIES_OF = (
         _INVENTORY.c.max_unit,
         _INVENTORY.c.step_size,
         _INVENTORY.c.allocation_ratio,
-        _USED_NOW.label("used"),
+        _USED_BY_OTHERS.label("used"),
     )
-    .join(_CLASS, _CLASS.c.id == _INVENTORY.c.resource_class_id)
-    .where(_INVENTORY.c.resource_provider_id.in_(bindparam("ids", expanding=True)))
+    .select_from(
+        _RP.outerjoin(_INVENTORY, _INVENTORY.c.resource_provider_id == _RP.c.id).outerjoin(
+            _CLASS, _CLASS.c.id == _INVENTORY.c.resource_class_id
+        )
+    )
+    .where(_RP.c.uuid.in_(bindparam("uuids", expanding=True)))
 )
 _CLASS_ID_BY_NAME = select(_CLASS.c.id).where(_CLASS.c.name == bindparam("name"))
 _DELETE_ALLOCATIONS_OF = delete(_ALLOCATION).where(
@@ -1034,13 +1038,18 @@ def _apply_claims(
     moment = now()
     consumers = _claimed_consumers(conn, claims, check_generation)
     wanted_uuids = sorted({rp for c in claims for rp in c.allocations})
-    providers = {row.uuid: row for row in conn.execute(_PROVIDERS_BY_UUID, {"uuids": wanted_uuids})}
+    stored = [state.id for state in consumers.values() if state.id is not None]
+    providers: dict[str, Any] = {}
+    inventories: dict[tuple[int, str], Any] = {}
+    for row in conn.execute(_PROVIDERS_WITH_INVENTORY, {"uuids": wanted_uuids, "claiming": stored}):
+        providers[row.uuid] = row
+        if row.class_name is not None:
+            inventories[(row.id, row.class_name)] = row
     missing = [u for u in wanted_uuids if u not in providers]
     if missing:
         raise errors.Invalid(
             f"Allocation for resource provider '{missing[0]}' that does not exist."
         )
-    stored = [state.id for state in consumers.values() if state.id is not None]
     # As upstream: the providers named in the new allocations change generation, and so do
     # those of consumers being emptied; a provider a moving consumer leaves does not (a
     # release cannot over-commit anything).
@@ -1053,14 +1062,10 @@ def _apply_claims(
     if emptied:
         released = set(conn.scalars(_PROVIDERS_OF_CONSUMERS, {"ids": emptied})) - set(generations)
         if released:
-            for row in conn.execute(_PROVIDERS_BY_ID, {"ids": sorted(released)}):
-                generations[row.id] = row.generation
+            for left in conn.execute(_PROVIDERS_BY_ID, {"ids": sorted(released)}):
+                generations[left.id] = left.generation
     if stored:
         conn.execute(_DELETE_ALLOCATIONS_OF, {"ids": stored})
-    inventories = {
-        (row.resource_provider_id, row.class_name): row
-        for row in conn.execute(_INVENTORIES_OF, {"ids": sorted(generations)})
-    }
     needed: dict[tuple[int, str], int] = {}
     for claim in claims:
         for provider_uuid, resources in claim.allocations.items():

@@ -85,3 +85,40 @@ def test_parallel_placement_claims_never_overcommit(database_url: str, tmp_path:
         assert codes.count(204) == 5 and codes.count(409) == 11
         usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
         assert usages["VCPU"] == 5
+
+
+def _hang_up_everyone_else(url: str) -> None:
+    """What a database restart does to a server's pooled connections."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        if url.startswith("postgresql"):
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+                )
+            )
+        else:
+            ids = conn.execute(
+                text(
+                    "SELECT id FROM information_schema.processlist "
+                    "WHERE id <> CONNECTION_ID() AND db = DATABASE()"
+                )
+            ).scalars()
+            for session_id in list(ids):
+                conn.execute(text(f"KILL {int(session_id)}"))
+    engine.dispose()
+
+
+def test_requests_after_the_database_hung_up_on_the_pool(database_url: str, tmp_path: Path) -> None:
+    with _start(tmp_path, database_url) as cloud:
+        placement = Placement(cloud)
+        assert placement("GET", "/resource_providers").status_code == 200
+        rp = _compute_node(placement, "after-hangup", vcpus=2)
+        _hang_up_everyone_else(database_url)
+        for _ in range(3):
+            assert placement("GET", "/resource_providers").status_code == 200
+        claimed = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp))
+        assert claimed.status_code == 204, claimed.text

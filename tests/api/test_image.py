@@ -58,8 +58,12 @@ def test_version_documents(images: Images) -> None:
     root = images("GET", "/")
     assert root.status_code == 300
     listed = images("GET", "/versions").json()["versions"]
-    assert listed[0]["id"] == "v2.16" and listed[0]["status"] == "CURRENT"
-    assert listed[0]["links"][0]["href"].endswith("/image/v2/")
+    current = [v for v in listed if v["status"] == "CURRENT"]
+    assert [v["id"] for v in current] == ["v2.17"]
+    assert current[0]["links"][0]["href"].endswith("/image/v2/")
+    assert images("GET", "/v2/images/").status_code == 404
+    methods = images("GET", "/v2/info/import").json()["import-methods"]
+    assert methods["value"] == []
 
 
 def test_upload_then_download_round_trips_the_bytes(images: Images) -> None:
@@ -100,6 +104,8 @@ def test_create_refuses_bad_attributes(images: Images) -> None:
     assert images("POST", "/v2/images", {"visibility": "everyone"}).status_code == 400
     assert images("POST", "/v2/images", {"checksum": "x"}).status_code == 403
     assert images("POST", "/v2/images", {"self": "x"}).status_code == 403
+    assert images("POST", "/v2/images", {"os_glance_x": "y"}).status_code == 403
+    assert images("POST", "/v2/images", {"ramdisk_id": "not-a-uuid"}).status_code == 400
     assert images("POST", "/v2/images", {"hw_disk_bus": 3}).status_code == 400
     taken = images.create(name="fixed-id")
     assert images("POST", "/v2/images", {"id": taken["id"]}).status_code == 409
@@ -136,6 +142,16 @@ def test_json_patch_updates(images: Images) -> None:
     plain = images("PATCH", path, [{"op": "replace", "path": "/name", "value": "x"}])
     assert plain.status_code == 415
     assert images("GET", path).json()["name"] == "after"
+    draft4 = {"Content-Type": "application/openstack-images-v2.0-json-patch"}
+    renamed = images("PATCH", path, [{"replace": "/name", "value": "draft4"}], headers=draft4)
+    assert renamed.status_code == 200 and renamed.json()["name"] == "draft4"
+    assert (
+        images("PATCH", path, [{"add": "/name", "value": "x"}], headers=draft4).status_code == 409
+    )
+    reserved = [{"op": "add", "path": "/os_glance_x", "value": "y"}]
+    assert images("PATCH", path, reserved, headers=PATCH).status_code == 403
+    deep = [{"op": "add", "path": "/tags/0", "value": "y"}]
+    assert images("PATCH", path, deep, headers=PATCH).status_code == 400
 
 
 def test_tags_protection_and_delete(images: Images) -> None:
@@ -190,6 +206,12 @@ def test_visibility_and_membership(cloud: Cloud, images: Images) -> None:
 
     assert "shared-one" not in listed_by_other()
     assert "shared-one" in listed_by_other("?member_status=pending")
+    by_owner = images(
+        "PUT", f"{members}/{other_project}", {"status": "accepted"}, token=owner_token
+    )
+    assert by_owner.status_code == 403
+    invalid = images("PUT", f"{members}/{other_project}", {"status": "maybe"}, token=other_token)
+    assert invalid.status_code == 400
     accepted = images(
         "PUT", f"{members}/{other_project}", {"status": "accepted"}, token=other_token
     )
@@ -225,12 +247,11 @@ def test_deactivated_images_are_not_downloadable_except_by_admins(
     image = images.create(token=user_token, name="to-deactivate")
     path = f"/v2/images/{image['id']}"
     images("PUT", f"{path}/file", content=b"payload", headers=OCTETS, token=user_token)
-    assert images("POST", f"{path}/actions/deactivate", token=user_token).status_code == 403
-    assert images("POST", f"{path}/actions/deactivate").status_code == 204
+    assert images("POST", f"{path}/actions/deactivate", token=user_token).status_code == 204
     assert images("GET", path).json()["status"] == "deactivated"
     assert images("GET", f"{path}/file", token=user_token).status_code == 403
     assert images("GET", f"{path}/file").content == b"payload"
-    assert images("POST", f"{path}/actions/reactivate").status_code == 204
+    assert images("POST", f"{path}/actions/reactivate", token=user_token).status_code == 204
     assert images("GET", f"{path}/file", token=user_token).content == b"payload"
 
 
