@@ -22,6 +22,7 @@ from pocketstack.identity import auth as identity_auth
 from pocketstack.identity import policies as identity_policies
 from pocketstack.image import api as image_api
 from pocketstack.image import policies as image_policies
+from pocketstack.image import service as image_service
 from pocketstack.placement import api as placement_api
 from pocketstack.placement import policies as placement_policies
 from pocketstack.placement import service as placement_service
@@ -83,7 +84,7 @@ SERVICES: dict[str, ServiceSpec] = {
         policies=image_policies.RULES,
         create_app=image_api.create_app,
         install=lambda _runtime: None,
-        prepare=lambda _runtime: None,
+        prepare=image_service.prepare,
     ),
 }
 

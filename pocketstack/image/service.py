@@ -94,6 +94,18 @@ def store_of(runtime: Runtime) -> ImageStore:
     return ImageStore(runtime.settings.state_dir / "images")
 
 
+def prepare(runtime: Runtime) -> None:
+    """Every start: uploads that a stopped process left half done go back to `queued`,
+    their partial files removed, so no image stays `saving` for ever."""
+    abandoned = store_of(runtime).remove_abandoned_uploads()
+    with runtime.db.write() as session:
+        saving = session.scalars(select(models.Image).where(models.Image.status == "saving"))
+        for row in saving:
+            if row.id in abandoned or not store_of(runtime).uploading(row.id):
+                row.status = "queued"
+                row.updated_at = now()
+
+
 @dataclass(slots=True)
 class ImageView:
     row: models.Image
@@ -413,9 +425,16 @@ def finish_upload(ctx: RequestContext, image_id: str, stored: Stored | None) -> 
     one (the bytes were never renamed into place)."""
     with ctx.db.write() as session:
         row = session.get(models.Image, image_id)
-        if row is None:  # deleted while uploading
+        if row is None:
             store_of(ctx.runtime).delete(image_id)
-            return
+            if stored is None:
+                return
+            raise errors.PocketstackError.with_status(
+                410,
+                "Gone",
+                f"Image {image_id} could not be found after upload. The image may have been "
+                "deleted during the upload, cleaning up the chunks uploaded.",
+            )
         if stored is None:
             row.status = "queued"
         else:

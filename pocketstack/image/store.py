@@ -44,10 +44,34 @@ class ImageStore:
             while chunk := data.read(CHUNK):
                 yield chunk
 
+    def uploading(self, image_id: str) -> bool:
+        """Is some live process writing this image's bytes?"""
+        return any(self.root.glob(f"{image_id}.part-*"))
+
+    def remove_abandoned_uploads(self) -> set[str]:
+        """Delete partial files of processes that are gone; the ids of their images."""
+        abandoned = set()
+        for partial in self.root.glob("*.part-*"):
+            image_id, _, owner = partial.name.partition(".part-")
+            if not _alive(int(owner.split("-")[0])):
+                partial.unlink(missing_ok=True)
+                abandoned.add(image_id)
+        return abandoned
+
     def delete(self, image_id: str) -> None:
         self.path(image_id).unlink(missing_ok=True)
         for leftover in self.root.glob(f"{image_id}.part-*"):
             leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Upload:

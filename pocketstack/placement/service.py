@@ -10,6 +10,7 @@ writers racing on one provider cannot both win: the loser gets 409
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 import uuid as uuidlib
@@ -57,12 +58,24 @@ def _writing(ctx: RequestContext) -> Iterator[Session]:
         session.execute(_BUMP_REVISION)
 
 
+@dataclass(slots=True)
+class _StatementWrite:
+    """A claim's transaction. On PostgreSQL its first provider compare-and-swap also moves
+    the revision (a data-modifying WITH), saving the claim a round trip to the server."""
+
+    conn: Connection
+    fold_revision: bool = False
+    revision_moved: bool = False
+
+
 @contextlib.contextmanager
-def _writing_statements(ctx: RequestContext) -> Iterator[Connection]:
+def _writing_statements(ctx: RequestContext) -> Iterator[_StatementWrite]:
     """`_writing` for a claim, which is made only of table statements."""
     with ctx.db.write_statements() as conn:
-        yield conn
-        conn.execute(_BUMP_REVISION)
+        write = _StatementWrite(conn, fold_revision=conn.dialect.name == "postgresql")
+        yield write
+        if not write.revision_moved:
+            conn.execute(_BUMP_REVISION)
 
 
 def now() -> datetime:
@@ -921,9 +934,11 @@ def set_allocations(
     """
     for attempt in range(_CLAIM_RETRIES):
         try:
-            with _writing_statements(ctx) as conn:
-                _apply_claims(conn, claims, check_generation, bump_released)
+            with _writing_statements(ctx) as write:
+                _apply_claims(write, claims, check_generation, bump_released)
             return
+        except _ConsumerExists as exc:
+            raise _consumer_exists_conflict(ctx, exc.consumer_uuid) from None
         except (_ProviderRace, DBAPIError) as exc:
             if isinstance(exc, DBAPIError) and not is_transient(exc):
                 raise
@@ -999,7 +1014,6 @@ _CLASS_ID_BY_NAME = select(_CLASS.c.id).where(_CLASS.c.name == bindparam("name")
 _DELETE_ALLOCATIONS_OF = delete(_ALLOCATION).where(
     _ALLOCATION.c.consumer_id.in_(bindparam("ids", expanding=True))
 )
-_INSERT_ALLOCATION = insert(_ALLOCATION)
 _INSERT_CONSUMER = insert(_CONSUMER)
 _DELETE_CONSUMER = delete(_CONSUMER).where(_CONSUMER.c.id == bindparam("consumer_id"))
 _UPDATE_CONSUMER = (
@@ -1020,6 +1034,31 @@ _BUMP_PROVIDER = (
 )
 
 
+_BUMP_PROVIDER_AND_REVISION = _BUMP_PROVIDER.add_cte(_BUMP_REVISION.cte("revision_bump"))
+
+
+_ALLOCATION_FIELDS = (
+    "consumer_id",
+    "resource_provider_id",
+    "resource_class_id",
+    "used",
+    "created_at",
+    "updated_at",
+)
+
+
+@functools.cache
+def _insert_allocations(count: int) -> Any:
+    """One multi-row INSERT of `count` allocations, built once per count: an executemany
+    costs PostgreSQL's driver a pipeline and its extra round trips."""
+    return insert(_ALLOCATION).values(
+        [
+            {name: bindparam(f"{name}_{index}") for name in _ALLOCATION_FIELDS}
+            for index in range(count)
+        ]
+    )
+
+
 @dataclass(slots=True)
 class _ConsumerState:
     id: int | None  # None: not stored yet
@@ -1027,18 +1066,44 @@ class _ConsumerState:
     project_id: str
     user_id: str
     consumer_type: str | None
+    created: bool = False  # inserted by this claim, already at its new generation
+
+
+class _ConsumerExists(Exception):
+    """A claim for a new consumer (`consumer_generation: null`) found it already stored."""
+
+    def __init__(self, consumer_uuid: str) -> None:
+        super().__init__(consumer_uuid)
+        self.consumer_uuid = consumer_uuid
+
+
+def _consumer_exists_conflict(ctx: RequestContext, consumer_uuid: str) -> errors.Conflict:
+    with ctx.db.read() as session:
+        generation = session.scalar(
+            select(models.Consumer.generation).where(models.Consumer.uuid == consumer_uuid)
+        )
+    return errors.Conflict(
+        f"consumer generation conflict - expected null but got {generation}",
+        code=CONCURRENT_UPDATE,
+    )
 
 
 def _apply_claims(
-    conn: Connection,
+    write: _StatementWrite,
     claims: Sequence[ConsumerClaim],
     check_generation: bool,
     bump_released: bool = True,
 ) -> None:
+    conn = write.conn
     moment = now()
-    consumers = _claimed_consumers(conn, claims, check_generation)
+    if check_generation and all(c.consumer_generation is None and c.allocations for c in claims):
+        # New consumers only (the usual claim): insert them straight away; one that exists
+        # after all is a generation conflict, found by its unique uuid.
+        consumers = _created_consumers(conn, claims, moment)
+    else:
+        consumers = _claimed_consumers(conn, claims, check_generation)
     wanted_uuids = sorted({rp for c in claims for rp in c.allocations})
-    stored = [state.id for state in consumers.values() if state.id is not None]
+    stored = [s.id for s in consumers.values() if s.id is not None and not s.created]
     providers: dict[str, Any] = {}
     inventories: dict[tuple[int, str], Any] = {}
     for row in conn.execute(_PROVIDERS_WITH_INVENTORY, {"uuids": wanted_uuids, "claiming": stored}):
@@ -1111,11 +1176,23 @@ def _apply_claims(
         for class_name, amount in resources.items()
     ]
     if rows:
-        conn.execute(_INSERT_ALLOCATION, rows)
+        conn.execute(
+            _insert_allocations(len(rows)),
+            {
+                f"{key}_{index}": value
+                for index, row in enumerate(rows)
+                for key, value in row.items()
+            },
+        )
     for provider_id, generation in sorted(generations.items()):
-        result = conn.execute(_BUMP_PROVIDER, {"provider_id": provider_id, "expected": generation})
+        fold = write.fold_revision and not write.revision_moved
+        result = conn.execute(
+            _BUMP_PROVIDER_AND_REVISION if fold else _BUMP_PROVIDER,
+            {"provider_id": provider_id, "expected": generation},
+        )
         if result.rowcount != 1:
             raise _ProviderRace()
+        write.revision_moved = write.revision_moved or fold
 
 
 def _claimed_consumers(
@@ -1163,6 +1240,47 @@ def _claimed_consumers(
     return consumers
 
 
+def _created_consumers(
+    conn: Connection, claims: Sequence[ConsumerClaim], moment: datetime
+) -> dict[str, _ConsumerState]:
+    consumers = {}
+    for claim in claims:
+        state = _ConsumerState(
+            None,
+            1,
+            claim.project_id or INCOMPLETE_CONSUMER_ID,
+            claim.user_id or INCOMPLETE_CONSUMER_ID,
+            claim.consumer_type,
+            created=True,
+        )
+        try:
+            state.id = _insert_consumer(conn, claim.consumer_uuid, state, moment)
+        except IntegrityError:
+            raise _ConsumerExists(claim.consumer_uuid) from None
+        consumers[claim.consumer_uuid] = state
+    return consumers
+
+
+def _insert_consumer(
+    conn: Connection, consumer_uuid: str, state: _ConsumerState, moment: datetime
+) -> int:
+    result = conn.execute(
+        _INSERT_CONSUMER,
+        {
+            "uuid": consumer_uuid,
+            "project_id": state.project_id,
+            "user_id": state.user_id,
+            "consumer_type": state.consumer_type,
+            "generation": 1,
+            "created_at": moment,
+            "updated_at": moment,
+        },
+    )
+    key = result.inserted_primary_key
+    assert key is not None  # a single-row INSERT always reports it
+    return int(key[0])
+
+
 def _store_consumers(
     conn: Connection,
     claims: Sequence[ConsumerClaim],
@@ -1173,25 +1291,13 @@ def _store_consumers(
     and delete those left with nothing (a consumer exists only while it holds allocations)."""
     for claim in claims:
         state = consumers[claim.consumer_uuid]
+        if state.created:
+            continue
         if not claim.allocations:
             if state.id is not None:
                 conn.execute(_DELETE_CONSUMER, {"consumer_id": state.id})
         elif state.id is None:
-            result = conn.execute(
-                _INSERT_CONSUMER,
-                {
-                    "uuid": claim.consumer_uuid,
-                    "project_id": state.project_id,
-                    "user_id": state.user_id,
-                    "consumer_type": state.consumer_type,
-                    "generation": 1,
-                    "created_at": moment,
-                    "updated_at": moment,
-                },
-            )
-            key = result.inserted_primary_key
-            assert key is not None  # a single-row INSERT always reports it
-            state.id = key[0]
+            state.id = _insert_consumer(conn, claim.consumer_uuid, state, moment)
         else:
             conn.execute(
                 _UPDATE_CONSUMER,
@@ -1441,9 +1547,11 @@ def reshape(
                 _bump_generation(session, row, row.generation, "Reshaping inventories")
         session.flush()  # the new inventory, before the claims' table statements read it
         try:
-            _apply_claims(session.connection(), claims, check_generation=True)
+            _apply_claims(_StatementWrite(session.connection()), claims, check_generation=True)
         except _ProviderRace:
             raise concurrent_update("Reshaping allocations") from None
+        except _ConsumerExists as exc:
+            raise _consumer_exists_conflict(ctx, exc.consumer_uuid) from None
         session.flush()
         for item in inventories:
             row = rows[item.provider_uuid]

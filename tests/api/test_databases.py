@@ -120,5 +120,8 @@ def test_requests_after_the_database_hung_up_on_the_pool(database_url: str, tmp_
         _hang_up_everyone_else(database_url)
         for _ in range(3):
             assert placement("GET", "/resource_providers").status_code == 200
+        candidates = "/allocation_candidates?resources=VCPU:2"
+        assert rp in placement("GET", candidates).json()["provider_summaries"]
         claimed = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp))
         assert claimed.status_code == 204, claimed.text
+        assert rp not in placement("GET", candidates).json()["provider_summaries"]

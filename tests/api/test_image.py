@@ -177,7 +177,8 @@ def test_listing_filters_sorts_and_pages(images: Images) -> None:
     assert names == ["list-a", "list-b", "list-c"]
     first = images("GET", "/v2/images?tag=listing&sort_key=name&sort_dir=asc&limit=2").json()
     assert [i["name"] for i in first["images"]] == ["list-a", "list-b"]
-    assert first["first"] == "/v2/images" and first["schema"] == "/v2/schemas/images"
+    assert first["first"] == "/v2/images?tag=listing&sort_key=name&sort_dir=asc&limit=2"
+    assert first["schema"] == "/v2/schemas/images"
     rest = images("GET", first["next"]).json()
     assert [i["name"] for i in rest["images"]] == ["list-c"] and "next" not in rest
     linux = images("GET", "/v2/images?tag=listing&os_type=linux").json()["images"]
@@ -261,3 +262,26 @@ def test_schemas(images: Images) -> None:
     assert images("GET", "/v2/schemas/images").json()["name"] == "images"
     assert images("GET", "/v2/schemas/member").json()["name"] == "member"
     assert images("GET", "/v2/schemas/members").json()["name"] == "members"
+
+
+def test_an_upload_cut_off_by_a_stopped_process_leaves_the_image_queued(
+    cloud: Cloud, images: Images
+) -> None:
+    from sqlalchemy import text
+
+    from pocketstack.image import service as image_service
+
+    image = images.create(name="cut-off")
+    with cloud.runtime.db.write() as session:
+        session.execute(
+            text("UPDATE image_image SET status = 'saving' WHERE id = :id"), {"id": image["id"]}
+        )
+    store = image_service.store_of(cloud.runtime)
+    store.root.mkdir(parents=True, exist_ok=True)
+    partial = store.root / f"{image['id']}.part-2147483646-1"
+    partial.write_bytes(b"half of it")
+    image_service.prepare(cloud.runtime)
+    assert not partial.exists()
+    assert images("GET", f"/v2/images/{image['id']}").json()["status"] == "queued"
+    again = images("PUT", f"/v2/images/{image['id']}/file", content=b"whole", headers=OCTETS)
+    assert again.status_code == 204
