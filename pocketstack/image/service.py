@@ -145,16 +145,20 @@ def _views(session: Session, rows: Sequence[models.Image]) -> list[ImageView]:
 
 def _visible_clause(ctx: RequestContext) -> Any:
     """Images this caller may see at all (show, download), whatever their listing rules."""
-    if ctx.is_admin:
-        return true()
     image = models.Image
+    alive = image.status != "deleted"
+    if ctx.is_admin:
+        return alive
     shared_with_me = exists().where(
         models.ImageMember.image_id == image.id, models.ImageMember.member == ctx.project_id
     )
-    return or_(
-        image.visibility.in_(("public", "community")),
-        and_(image.owner.is_not(None), image.owner == ctx.project_id),
-        and_(image.visibility == "shared", shared_with_me),
+    return and_(
+        alive,
+        or_(
+            image.visibility.in_(("public", "community")),
+            and_(image.owner.is_not(None), image.owner == ctx.project_id),
+            and_(image.visibility == "shared", shared_with_me),
+        ),
     )
 
 
@@ -385,7 +389,11 @@ def delete_image(ctx: RequestContext, image_id: str) -> None:
         row = _authorized_row(session, ctx, image_id, "delete_image")
         if row.protected:
             raise errors.Forbidden(f"Image {image_id} is protected and cannot be deleted.")
-        session.delete(row)
+        # The row stays as a tombstone, as in Glance: a deleted image's id is never reused.
+        for model in (models.ImageProperty, models.ImageTag, models.ImageMember):
+            session.execute(delete(model).where(model.image_id == image_id))
+        row.status = "deleted"
+        row.updated_at = now()
     store_of(ctx.runtime).delete(image_id)
 
 
@@ -425,7 +433,7 @@ def finish_upload(ctx: RequestContext, image_id: str, stored: Stored | None) -> 
     one (the bytes were never renamed into place)."""
     with ctx.db.write() as session:
         row = session.get(models.Image, image_id)
-        if row is None:
+        if row is None or row.status == "deleted":
             store_of(ctx.runtime).delete(image_id)
             if stored is None:
                 return

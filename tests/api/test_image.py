@@ -166,6 +166,9 @@ def test_tags_protection_and_delete(images: Images) -> None:
     images("PATCH", path, [{"op": "replace", "path": "/protected", "value": False}], headers=PATCH)
     assert images("DELETE", path).status_code == 204
     assert images("GET", path).status_code == 404
+    assert images("DELETE", path).status_code == 404
+    assert images("POST", "/v2/images", {"id": image["id"]}).status_code == 409
+    assert image["id"] not in [i["id"] for i in images("GET", "/v2/images").json()["images"]]
 
 
 def test_listing_filters_sorts_and_pages(images: Images) -> None:
