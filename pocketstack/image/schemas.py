@@ -147,12 +147,11 @@ def tag(value: str) -> str:
 def _check_name_allowed(name: str, creating: bool) -> None:
     """403 for attributes no request may set: read-only ones, reserved ones, and Glance's
     own `os_glance*` namespace."""
-    if name in image_service.DISALLOWED or (not creating and name in image_service.READ_ONLY):
+    settable_id = creating and name == "id"
+    if name in image_service.READ_ONLY and not settable_id:
         raise errors.Forbidden(f"Attribute '{name}' is read-only.")
     if name in image_service.RESERVED or name.startswith("os_glance"):
         raise errors.Forbidden(f"Attribute '{name}' is reserved.")
-    if creating and name in image_service.READ_ONLY and name != "id":
-        raise errors.Forbidden(f"Attribute '{name}' is read-only.")
 
 
 def _check_value(name: str, value: Any) -> Any:
