@@ -125,3 +125,26 @@ def test_requests_after_the_database_hung_up_on_the_pool(database_url: str, tmp_
         claimed = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp))
         assert claimed.status_code == 204, claimed.text
         assert rp not in placement("GET", candidates).json()["provider_summaries"]
+
+
+def test_claims_create_update_and_refuse_like_upstream(database_url: str, tmp_path: Path) -> None:
+    """The claim statements each database runs (PostgreSQL folds several into one)."""
+    with _start(tmp_path, database_url) as cloud:
+        placement = Placement(cloud)
+        rp = _compute_node(placement, "claims-db", vcpus=4)
+        consumer = str(uuid.uuid4())
+        assert placement("PUT", f"/allocations/{consumer}", _claim(rp, vcpu=2)).status_code == 204
+        again = placement("PUT", f"/allocations/{consumer}", _claim(rp, vcpu=1))
+        assert again.status_code == 409
+        assert "expected null but got 1" in again.json()["errors"][0]["detail"]
+        moved = placement("PUT", f"/allocations/{consumer}", _claim(rp, generation=1, vcpu=3))
+        assert moved.status_code == 204, moved.text
+        shown = placement("GET", f"/allocations/{consumer}").json()
+        assert shown["allocations"][rp]["resources"] == {"VCPU": 3}
+        assert shown["consumer_generation"] == 2
+        missing = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(str(uuid.uuid4())))
+        assert missing.status_code == 400
+        too_much = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp, vcpu=2))
+        assert too_much.status_code == 409
+        usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
+        assert usages["VCPU"] == 3
