@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import procs
+
 PLACEMENT_SPEC = "openstack-placement==16.0.0"
 GUNICORN_SPEC = "gunicorn==27.0.1"
 # psycopg2, as upstream deployments use: with psycopg 3, placement 16.0.0's
@@ -47,35 +49,9 @@ WSGI_APP = "placement.wsgi.api:application"
 
 
 def ensure_venv(venv: Path, placement_spec: str = PLACEMENT_SPEC, postgres: bool = False) -> Path:
-    """Create (or reuse) a venv holding Placement and gunicorn (and psycopg2 if asked).
-
-    A marker file records what was installed, so a venv is reused only when
-    it holds the requested versions.
-    """
+    """Create (or reuse) a venv holding Placement and gunicorn (and psycopg2 if asked)."""
     specs = [placement_spec, GUNICORN_SPEC] + ([PG_DRIVER_SPEC] if postgres else [])
-    marker = venv / ".pocketstack-bench"
-    have = marker.read_text().split() if marker.exists() else []
-    if set(have) >= set(specs):
-        return venv
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    print(f"installing {' '.join(specs)} into {venv} (a minute or two) ...", flush=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *specs], check=True)
-    marker.write_text("\n".join(sorted(set(have) | set(specs))) + "\n")
-    return venv
-
-
-def installed_version(venv: Path, dist: str) -> str:
-    """Version of a distribution inside the venv ("python": the interpreter's)."""
-    code = (
-        "import platform; print(platform.python_version())"
-        if dist == "python"
-        else f"import importlib.metadata as m; print(m.version({dist!r}))"
-    )
-    out = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
+    return procs.venv_with(venv, specs)
 
 
 @dataclass

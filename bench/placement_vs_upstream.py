@@ -1021,9 +1021,9 @@ def main(argv: list[str] | None = None) -> int:
             setup_s=setup_s,
         )
         meta["upstream"] = (
-            f"openstack-placement {pu.installed_version(venv, 'openstack-placement')} in {venv} "
-            f"(Python {pu.installed_version(venv, 'python')}), "
-            f"gunicorn {pu.installed_version(venv, 'gunicorn')}: {site.worker}; entry point "
+            f"openstack-placement {procs.installed_version(venv, 'openstack-placement')} in {venv} "
+            f"(Python {procs.installed_version(venv, 'python')}), "
+            f"gunicorn {procs.installed_version(venv, 'gunicorn')}: {site.worker}; entry point "
             f"`{pu.WSGI_APP}`; `[api] auth_strategy = noauth2`; `placement-manage db sync` "
             f"took {setup_s:.1f} s"
         )

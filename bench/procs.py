@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,3 +139,34 @@ def tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def venv_with(venv: Path, specs: list[str]) -> Path:
+    """Create (or reuse) a venv holding `specs` (pip requirement strings).
+
+    A marker file records what was installed, so a venv is reused only when it holds
+    the requested versions.
+    """
+    marker = venv / ".pocketstack-bench"
+    have = marker.read_text().split() if marker.exists() else []
+    if set(have) >= set(specs):
+        return venv
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    print(f"installing {' '.join(specs)} into {venv} (a minute or two) ...", flush=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *specs], check=True)
+    marker.write_text("\n".join(sorted(set(have) | set(specs))) + "\n")
+    return venv
+
+
+def installed_version(venv: Path, dist: str) -> str:
+    """Version of a distribution inside the venv ("python": the interpreter's)."""
+    code = (
+        "import platform; print(platform.python_version())"
+        if dist == "python"
+        else f"import importlib.metadata as m; print(m.version({dist!r}))"
+    )
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()

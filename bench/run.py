@@ -480,9 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         venv = uk.ensure_venv(args.keystone_venv, args.keystone_spec, args.wsgi_server)
         server = args.wsgi_server
         meta["keystone"] = (
-            f"keystone {uk.installed_version(venv, 'keystone')} from PyPI in {venv} "
-            f"(Python {uk.installed_version(venv, 'python')}), "
-            f"{server} {uk.installed_version(venv, server)}, 1 process x 1 thread, "
+            f"keystone {procs.installed_version(venv, 'keystone')} from PyPI in {venv} "
+            f"(Python {procs.installed_version(venv, 'python')}), "
+            f"{server} {procs.installed_version(venv, server)}, 1 process x 1 thread, "
             "entry point `keystone.wsgi.api:application`; cached = `[cache] backend = "
             "dogpile.cache.memory` (in-process)"
         )

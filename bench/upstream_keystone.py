@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import procs
+
 KEYSTONE_SPEC = "keystone==30.0.0"
 WSGI_SPECS = {"uwsgi": "uwsgi==2.0.31", "gunicorn": "gunicorn==27.0.1"}
 DEFAULT_VENV = Path("/tmp/pocketstack-bench/keystone-venv")
@@ -52,35 +54,9 @@ DEFAULT_HASH_ROUNDS = 12  # Keystone's bcrypt default (keystone/conf/identity.py
 
 
 def ensure_venv(venv: Path, keystone_spec: str = KEYSTONE_SPEC, wsgi_server: str = "uwsgi") -> Path:
-    """Create (or reuse) a venv holding Keystone and the WSGI server.
-
-    A marker file records what was installed, so a venv is reused only when
-    it holds exactly the requested versions.
-    """
+    """Create (or reuse) a venv holding Keystone and the WSGI server."""
     specs = [keystone_spec, WSGI_SPECS[wsgi_server]]
-    marker = venv / ".pocketstack-bench"
-    if marker.exists() and set(marker.read_text().split()) >= set(specs):
-        return venv
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    print(f"installing {' '.join(specs)} into {venv} (a minute or two) ...", flush=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *specs], check=True)
-    have = marker.read_text().split() if marker.exists() else []
-    marker.write_text("\n".join(sorted(set(have) | set(specs))) + "\n")
-    return venv
-
-
-def installed_version(venv: Path, dist: str) -> str:
-    """Version of a distribution inside the venv ("python": the interpreter's)."""
-    code = (
-        "import platform; print(platform.python_version())"
-        if dist == "python"
-        else f"import importlib.metadata as m; print(m.version({dist!r}))"
-    )
-    out = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
+    return procs.venv_with(venv, specs)
 
 
 @dataclass

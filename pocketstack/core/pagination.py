@@ -6,11 +6,11 @@ a page costs the same at any depth and rows added meanwhile are not skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, func, or_
 
 from pocketstack.core import errors
 
@@ -52,26 +52,50 @@ def parse_sort(
 
 
 def apply(
-    stmt: Select[Any], model: Any, sort: Sequence[SortKey], marker: Any | None, limit: int | None
+    stmt: Select[Any],
+    model: Any,
+    sort: Sequence[SortKey],
+    marker: Any | None,
+    limit: int | None,
+    nulls_as: Mapping[str, Any] | None = None,
 ) -> Select[Any]:
-    """Order `stmt` by `sort`, start after the `marker` row, and cap at `limit`."""
+    """Order `stmt` by `sort`, start after the `marker` row, and cap at `limit`.
+
+    `nulls_as` gives nullable sort columns a stand-in value, so NULLs sort the same on
+    every database (SQLite and MariaDB put them first, PostgreSQL last) and a marker row
+    with a NULL still bounds the next page."""
+    keyset = _Keyset(model, nulls_as or {})
     for key in sort:
-        column = getattr(model, key.column)
+        column = keyset.column(key.column)
         stmt = stmt.order_by(column.desc() if key.descending else column.asc())
     if marker is not None:
-        stmt = stmt.where(_after(model, sort, marker))
+        stmt = stmt.where(keyset.after(sort, marker))
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt
 
 
-def _after(model: Any, sort: Sequence[SortKey], marker: Any) -> ColumnElement[bool]:
-    """Rows strictly after `marker` in the (key1, key2, ...) lexicographic order."""
-    clauses = []
-    for index, key in enumerate(sort):
-        equal_prefix = [getattr(model, k.column) == getattr(marker, k.column) for k in sort[:index]]
-        column = getattr(model, key.column)
-        value = getattr(marker, key.column)
-        beyond = column < value if key.descending else column > value
-        clauses.append(and_(*equal_prefix, beyond))
-    return or_(*clauses)
+@dataclass(frozen=True, slots=True)
+class _Keyset:
+    model: Any
+    nulls_as: Mapping[str, Any]
+
+    def column(self, name: str) -> Any:
+        column = getattr(self.model, name)
+        return func.coalesce(column, self.nulls_as[name]) if name in self.nulls_as else column
+
+    def value(self, row: Any, name: str) -> Any:
+        value = getattr(row, name)
+        return self.nulls_as.get(name) if value is None else value
+
+    def after(self, sort: Sequence[SortKey], marker: Any) -> ColumnElement[bool]:
+        """Rows strictly after `marker` in the (key1, key2, ...) lexicographic order."""
+        clauses = []
+        for index, key in enumerate(sort):
+            equal_prefix = [
+                self.column(k.column) == self.value(marker, k.column) for k in sort[:index]
+            ]
+            column, value = self.column(key.column), self.value(marker, key.column)
+            beyond = column < value if key.descending else column > value
+            clauses.append(and_(*equal_prefix, beyond))
+        return or_(*clauses)

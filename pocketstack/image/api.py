@@ -8,7 +8,6 @@ pydantic model would not describe. Errors render as Glance's JSON error body.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +18,7 @@ from starlette.types import Scope
 
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, routing
-from pocketstack.core.auth import Ctx, OptionalCtx
+from pocketstack.core.auth import Ctx
 from pocketstack.image import schemas
 from pocketstack.image import service as image_service
 
@@ -78,19 +77,12 @@ def _media_type(request: Request) -> str:
 async def _json(request: Request, media_types: tuple[str, ...] = ("application/json",)) -> Any:
     media_type = _media_type(request)
     if media_type not in media_types:
-        if media_types == PATCH_MEDIA_TYPES:
-            error = errors.PocketstackError.with_status(
-                415,
-                "Unsupported Media Type",
-                f"Image PATCH expects Content-Type one of: {', '.join(reversed(media_types))}",
-            )
-        else:
-            error = errors.PocketstackError.with_status(
-                415,
-                "Unsupported Media Type",
-                f"Invalid content type {media_type or 'None'}",
-            )
-        raise error
+        detail = (
+            f"Image PATCH expects Content-Type one of: {', '.join(reversed(media_types))}"
+            if media_types == PATCH_MEDIA_TYPES
+            else f"Invalid content type {media_type or 'None'}"
+        )
+        raise errors.PocketstackError.with_status(415, "Unsupported Media Type", detail)
     raw = await request.body()
     if not raw:
         raise errors.Invalid("Body expected in request.")
@@ -144,14 +136,8 @@ def show_image(image_id: str, ctx: Ctx) -> Response:
 async def update_image(request: Request, image_id: str, ctx: Ctx) -> Response:
     body = await _json(request, PATCH_MEDIA_TYPES)
     changes = schemas.patch_changes(body, _media_type(request))
-    view = await run_in_threadpool(_update, ctx, image_id, changes)
+    view = await run_in_threadpool(image_service.update_image, ctx, image_id, changes)
     return JSONResponse(schemas.image_view(view))
-
-
-def _update(
-    ctx: Ctx, image_id: str, changes: list[image_service.Change]
-) -> image_service.ImageView:
-    return image_service.update_image(ctx, image_id, changes)
 
 
 @router.delete("/v2/images/{image_id}")
@@ -189,32 +175,13 @@ def delete_tag(image_id: str, tag: str, ctx: Ctx) -> Response:
 
 @router.put("/v2/images/{image_id}/file")
 async def upload_image(request: Request, image_id: str, ctx: Ctx) -> Response:
-    """Stream the body to the store; the image turns active only once all of it is
-    stored, and goes back to queued if the upload breaks off."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type != "application/octet-stream":
         raise errors.PocketstackError.with_status(
-            415,
-            "Unsupported Media Type",
-            f"Content type {media_type or 'None'} is not supported; use application/octet-stream",
+            415, "Unsupported Media Type", f"Invalid content type {media_type or 'None'}"
         )
-    await run_in_threadpool(_begin_upload, ctx, image_id)
-    upload = image_service.store_of(ctx.runtime).begin(image_id)
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                await run_in_threadpool(upload.write, chunk)
-        stored = await run_in_threadpool(upload.commit)
-    except BaseException:
-        upload.abort()
-        await run_in_threadpool(image_service.finish_upload, ctx, image_id, None)
-        raise
-    await run_in_threadpool(image_service.finish_upload, ctx, image_id, stored)
+    await image_service.upload(ctx, image_id, request.stream())
     return Response(status_code=204)
-
-
-def _begin_upload(ctx: Ctx, image_id: str) -> None:
-    image_service.begin_upload(ctx, image_id)
 
 
 @router.get("/v2/images/{image_id}/file")
@@ -225,11 +192,7 @@ def download_image(image_id: str, ctx: Ctx) -> Response:
     headers = {"content-length": str(view.row.size)}
     if view.row.checksum:
         headers["content-md5"] = view.row.checksum
-    return StreamingResponse(_chunks(data), media_type="application/octet-stream", headers=headers)
-
-
-def _chunks(data: Iterator[bytes]) -> Iterator[bytes]:
-    yield from data
+    return StreamingResponse(data, media_type="application/octet-stream", headers=headers)
 
 
 # Members -----------------------------------------------------------------------------
@@ -238,12 +201,8 @@ def _chunks(data: Iterator[bytes]) -> Iterator[bytes]:
 @router.post("/v2/images/{image_id}/members")
 async def add_member(request: Request, image_id: str, ctx: Ctx) -> Response:
     member = schemas.member_id(await _json(request))
-    view = await run_in_threadpool(_add_member, ctx, image_id, member)
+    view = await run_in_threadpool(image_service.add_member, ctx, image_id, member)
     return JSONResponse(schemas.member_view(view))
-
-
-def _add_member(ctx: Ctx, image_id: str, member: str) -> image_service.MemberView:
-    return image_service.add_member(ctx, image_id, member)
 
 
 @router.get("/v2/images/{image_id}/members")
@@ -262,14 +221,8 @@ def show_member(image_id: str, member_id: str, ctx: Ctx) -> Response:
 @router.put("/v2/images/{image_id}/members/{member_id}")
 async def update_member(request: Request, image_id: str, member_id: str, ctx: Ctx) -> Response:
     status = schemas.member_status(await _json(request))
-    view = await run_in_threadpool(_update_member, ctx, image_id, member_id, status)
+    view = await run_in_threadpool(image_service.update_member, ctx, image_id, member_id, status)
     return JSONResponse(schemas.member_view(view))
-
-
-def _update_member(
-    ctx: Ctx, image_id: str, member_id: str, status: Any
-) -> image_service.MemberView:
-    return image_service.update_member(ctx, image_id, member_id, status)
 
 
 @router.delete("/v2/images/{image_id}/members/{member_id}")
@@ -303,24 +256,12 @@ def stores_info(ctx: Ctx) -> Response:
 # Schemas -----------------------------------------------------------------------------
 
 
-@router.get("/v2/schemas/image")
-def image_schema(ctx: OptionalCtx) -> Response:
-    return JSONResponse(schemas.IMAGE_SCHEMA)
-
-
-@router.get("/v2/schemas/images")
-def images_schema(ctx: OptionalCtx) -> Response:
-    return JSONResponse(schemas.IMAGES_SCHEMA)
-
-
-@router.get("/v2/schemas/member")
-def member_schema(ctx: OptionalCtx) -> Response:
-    return JSONResponse(schemas.MEMBER_SCHEMA)
-
-
-@router.get("/v2/schemas/members")
-def members_schema(ctx: OptionalCtx) -> Response:
-    return JSONResponse(schemas.MEMBERS_SCHEMA)
+@router.get("/v2/schemas/{name}")
+def show_schema(name: str, ctx: Ctx) -> Response:
+    document = schemas.SCHEMA_DOCUMENTS.get(name)
+    if document is None:
+        raise errors.NotFound("The resource could not be found.")
+    return JSONResponse(document)
 
 
 def create_app() -> Any:

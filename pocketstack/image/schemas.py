@@ -543,3 +543,9 @@ MEMBERS_SCHEMA: dict[str, Any] = {
     },
     "links": [{"rel": "describedby", "href": "{schema}"}],
 }
+SCHEMA_DOCUMENTS: dict[str, dict[str, Any]] = {
+    "image": IMAGE_SCHEMA,
+    "images": IMAGES_SCHEMA,
+    "member": MEMBER_SCHEMA,
+    "members": MEMBERS_SCHEMA,
+}

@@ -9,11 +9,12 @@ an image is `active` only after a whole upload was stored and checksummed.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy import and_, delete, exists, func, or_, select, true
 from sqlalchemy.orm import Session
 
@@ -379,14 +380,10 @@ def delete_tag(ctx: RequestContext, image_id: str, tag: str) -> None:
 
 def delete_image(ctx: RequestContext, image_id: str) -> None:
     with ctx.db.write() as session:
-        if (
-            session.scalar(
-                select(models.Image.id).where(models.Image.id == image_id, _visible_clause(ctx))
-            )
-            is None
-        ):
-            raise errors.NotFound(f"Failed to find image {image_id} to delete")
-        row = _authorized_row(session, ctx, image_id, "delete_image")
+        try:
+            row = _authorized_row(session, ctx, image_id, "delete_image")
+        except errors.NotFound:
+            raise errors.NotFound(f"Failed to find image {image_id} to delete") from None
         if row.protected:
             raise errors.Forbidden(f"Image {image_id} is protected and cannot be deleted.")
         # The row stays as a tombstone, as in Glance: a deleted image's id is never reused.
@@ -412,7 +409,25 @@ def set_active(ctx: RequestContext, image_id: str, active: bool) -> None:
 # Data ---------------------------------------------------------------------------------
 
 
-def begin_upload(ctx: RequestContext, image_id: str) -> None:
+async def upload(ctx: RequestContext, image_id: str, chunks: AsyncIterator[bytes]) -> None:
+    """Stream `chunks` into the store: the image turns active only once all of them are
+    stored, and goes back to queued if the upload breaks off. Disk and database work run
+    in worker threads, the stream on the caller's event loop."""
+    await to_thread.run_sync(_begin_upload, ctx, image_id)
+    partial = store_of(ctx.runtime).begin(image_id)
+    try:
+        async for chunk in chunks:
+            if chunk:
+                await to_thread.run_sync(partial.write, chunk)
+        stored = await to_thread.run_sync(partial.commit)
+    except BaseException:
+        partial.abort()
+        await to_thread.run_sync(_finish_upload, ctx, image_id, None)
+        raise
+    await to_thread.run_sync(_finish_upload, ctx, image_id, stored)
+
+
+def _begin_upload(ctx: RequestContext, image_id: str) -> None:
     """Move a queued image to `saving`, so a second upload is refused (409)."""
     with ctx.db.write() as session:
         row = _authorized_row(session, ctx, image_id, "upload_image")
@@ -428,7 +443,7 @@ def begin_upload(ctx: RequestContext, image_id: str) -> None:
         row.updated_at = now()
 
 
-def finish_upload(ctx: RequestContext, image_id: str, stored: Stored | None) -> None:
+def _finish_upload(ctx: RequestContext, image_id: str, stored: Stored | None) -> None:
     """`active` with its checksums after a stored upload; back to `queued` after a failed
     one (the bytes were never renamed into place)."""
     with ctx.db.write() as session:
@@ -482,8 +497,7 @@ SORT_KEYS = (
     "created_at",
     "updated_at",
 )
-# Sort and compare nullable columns through a stand-in value, so NULLs sort the same on
-# every database and a NULL marker still bounds the next page.
+# Stand-ins for NULLs of nullable sort keys (see core.pagination.apply).
 _NULL_STANDS_FOR: dict[str, Any] = {
     "name": "",
     "container_format": "",
@@ -514,12 +528,6 @@ class ImageFilter:
     # (column, operator, moment): created_at/updated_at comparisons
     times: tuple[tuple[str, str, datetime], ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
-
-
-def _sort_column(name: str) -> Any:
-    column = getattr(models.Image, name)
-    stand_in = _NULL_STANDS_FOR.get(name)
-    return column if stand_in is None else func.coalesce(column, stand_in)
 
 
 def list_images(
@@ -557,35 +565,15 @@ def list_images(
                     models.ImageProperty.value == value,
                 )
             )
+        marker_row = None
         if marker is not None:
             marker_row = session.scalar(
                 select(image).where(image.id == marker, _visible_clause(ctx))
             )
             if marker_row is None:
                 raise errors.Invalid(f"No image found with ID {marker}")
-            stmt = stmt.where(_after(sort, marker_row))
-        for sort_key in sort:
-            column = _sort_column(sort_key.column)
-            stmt = stmt.order_by(column.desc() if sort_key.descending else column.asc())
-        rows = session.scalars(stmt.limit(limit)).all()
-        return _views(session, rows)
-
-
-def _after(sort: Sequence[pagination.SortKey], marker: models.Image) -> Any:
-    """Rows strictly after `marker` in the lexicographic order of `sort`."""
-    clauses = []
-    for index, key in enumerate(sort):
-
-        def value(name: str) -> Any:
-            raw = getattr(marker, name)
-            stand_in = _NULL_STANDS_FOR.get(name)
-            return stand_in if raw is None and stand_in is not None else raw
-
-        equal_prefix = [_sort_column(k.column) == value(k.column) for k in sort[:index]]
-        column = _sort_column(key.column)
-        beyond = column < value(key.column) if key.descending else column > value(key.column)
-        clauses.append(and_(*equal_prefix, beyond))
-    return or_(*clauses)
+        page = pagination.apply(stmt, image, sort, marker_row, limit, _NULL_STANDS_FOR)
+        return _views(session, session.scalars(page).all())
 
 
 def _listed_clause(ctx: RequestContext, query: ImageFilter) -> Any:

@@ -111,14 +111,14 @@ class Candidate:
 
 @dataclass(slots=True)
 class Snapshot:
-    """Providers (rebuilt when their generation moves) and usage (re-read whenever any
-    allocation changed: a consumer moving off a provider does not move its generation)."""
+    """Providers (rebuilt when their generation moves) and usage (re-read whenever the
+    revision moved: a consumer moving off a provider does not move its generation), as of
+    placement revision `revision`."""
 
     nodes: dict[int, Node]
     usage: dict[tuple[int, str], int] = field(default_factory=dict)
-    allocation_mark: tuple[int, int] = (0, 0)
     trait_ids: dict[str, int] = field(default_factory=dict)
-    marker: tuple[int, ...] = ()
+    revision: int = -1
     by_uuid: dict[str, Node] = field(default_factory=dict)
     trees: dict[int, list[int]] = field(default_factory=dict)
     roots: list[int] = field(default_factory=list)
@@ -173,17 +173,17 @@ class Snapshot:
 _FULL_RELOAD_ABOVE = 2000
 
 
-def change_marker(session: Session) -> tuple[int, ...]:
+def current_revision(session: Session) -> int:
     """The placement revision: every placement write moves it in its own transaction."""
-    return (int(session.scalar(select(models.Revision.value)) or 0),)
+    return int(session.scalar(select(models.Revision.value)) or 0)
 
 
 def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
-    """The current snapshot: `previous` when the change marker has not moved, else with the
+    """The current snapshot: `previous` when the revision has not moved, else with the
     providers whose generation or tree links moved re-read (all of them past a threshold)
     and usage re-read."""
-    marker = change_marker(session)
-    if previous is not None and previous.marker == marker:
+    revision = current_revision(session)
+    if previous is not None and previous.revision == revision:
         return previous
     rows = session.execute(
         select(
@@ -194,12 +194,8 @@ def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
             models.ResourceProvider.generation,
         )
     ).all()
-    mark_row = session.execute(
-        select(func.count(models.Allocation.id), func.coalesce(func.max(models.Allocation.id), 0))
-    ).one()
-    mark = (int(mark_row[0]), int(mark_row[1]))
     if previous is None:
-        return _load(session, rows, None, None, mark, marker)
+        return _load(session, rows, None, None, revision)
     changed = {
         row.id
         for row in rows
@@ -208,11 +204,9 @@ def refresh_snapshot(session: Session, previous: Snapshot | None) -> Snapshot:
         or old.parent_id != row.parent_id
         or old.root_id != (row.root_id or row.id)
     }
-    if not changed and len(rows) == len(previous.nodes) and mark == previous.allocation_mark:
-        return previous
     if len(changed) > _FULL_RELOAD_ABOVE:
-        return _load(session, rows, None, None, mark, marker)
-    return _load(session, rows, previous, changed, mark, marker)
+        return _load(session, rows, None, None, revision)
+    return _load(session, rows, previous, changed, revision)
 
 
 def _load(
@@ -220,8 +214,7 @@ def _load(
     rows: Sequence[Any],
     previous: Snapshot | None,
     only: set[int] | None,
-    mark: tuple[int, int],
-    marker: tuple[int, ...],
+    revision: int,
 ) -> Snapshot:
     """Read traits, aggregates and inventory for `only` these providers (reusing `previous`
     for the rest) or for all, and the usage of every provider."""
@@ -302,7 +295,7 @@ def _load(
             inventory.get(row.id, {}),
             row.generation,
         )
-    return Snapshot(nodes, usage, mark, {name: i for i, name in trait_names.items()}, marker)
+    return Snapshot(nodes, usage, {name: i for i, name in trait_names.items()}, revision)
 
 
 def _pairs(session: Session, stmt: Any) -> dict[Any, Any]:
