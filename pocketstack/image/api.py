@@ -2,7 +2,9 @@
 
 Bodies are checked by hand against Glance's image schema (`schemas.py`):
 Glance's clients send JSON-patch documents and free-form properties that a
-pydantic model would not describe. Errors render as Glance's JSON error body.
+pydantic model would not describe. The metadata definitions catalog
+(`/v2/metadefs`) is checked against its own schema documents
+(`metadef_schemas.py`). Errors render as Glance's JSON error body.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from starlette.types import Scope
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, routing
 from pocketstack.core.auth import Ctx
-from pocketstack.image import schemas
+from pocketstack.image import metadef_schemas, schemas
+from pocketstack.image import metadefs as metadef_service
 from pocketstack.image import service as image_service
 
 router = routing.Router()
@@ -253,12 +256,239 @@ def stores_info(ctx: Ctx) -> Response:
     raise errors.NotFound("Multi backend is not supported at this site.")
 
 
+# Metadata definitions ----------------------------------------------------------------
+
+NAMESPACE = "/v2/metadefs/namespaces/{namespace}"
+
+
+@router.get("/v2/metadefs/namespaces")
+def list_namespaces(request: Request, ctx: Ctx) -> Response:
+    params = request.query_params
+    key, descending = metadef_schemas.namespace_sort(params)
+    limit = schemas.limit(params, DEFAULT_LIMIT, MAX_LIMIT)
+    views = metadef_service.list_namespaces(
+        ctx, metadef_schemas.namespace_filter(params), key, descending, params.get("marker"), limit
+    )
+    others = [(k, v) for k, v in params.multi_items() if k != "marker"]
+    path = metadef_schemas.NAMESPACES_PATH
+    document: dict[str, Any] = {
+        "namespaces": [metadef_schemas.namespace_view(v) for v in views],
+        "first": path + (f"?{urlencode(others)}" if others else ""),
+        "schema": "/v2/schemas/metadefs/namespaces",
+    }
+    if views and len(views) == limit:
+        document["next"] = f"{path}?" + urlencode([*others, ("marker", views[-1].namespace)])
+    return JSONResponse(document)
+
+
+@router.post("/v2/metadefs/namespaces")
+async def create_namespace(request: Request, ctx: Ctx) -> Response:
+    spec = metadef_schemas.new_namespace(await _json(request))
+    view = await run_in_threadpool(metadef_service.create_namespace, ctx, spec)
+    document = metadef_schemas.namespace_view(view)
+    return JSONResponse(
+        document, status_code=201, headers={"location": f"{_root(request)}{document['self']}"}
+    )
+
+
+@router.get(NAMESPACE)
+def show_namespace(request: Request, namespace: str, ctx: Ctx) -> Response:
+    resource_type = request.query_params.get("resource_type")
+    view = metadef_service.get_namespace(ctx, namespace, resource_type)
+    return JSONResponse(metadef_schemas.namespace_view(view))
+
+
+@router.put(NAMESPACE)
+async def update_namespace(request: Request, namespace: str, ctx: Ctx) -> Response:
+    spec = metadef_schemas.new_namespace(await _json(request))
+    view = await run_in_threadpool(metadef_service.update_namespace, ctx, namespace, spec)
+    return JSONResponse(metadef_schemas.namespace_view(view))
+
+
+@router.delete(NAMESPACE)
+def delete_namespace(namespace: str, ctx: Ctx) -> Response:
+    metadef_service.delete_namespace(ctx, namespace)
+    return Response(status_code=204)
+
+
+@router.get("/v2/metadefs/resource_types")
+def list_resource_types(ctx: Ctx) -> Response:
+    views = metadef_service.list_resource_types(ctx)
+    return JSONResponse({"resource_types": [metadef_schemas.resource_type_view(v) for v in views]})
+
+
+@router.get(f"{NAMESPACE}/resource_types")
+def list_resource_type_associations(namespace: str, ctx: Ctx) -> Response:
+    views = metadef_service.list_associations(ctx, namespace)
+    return JSONResponse(
+        {"resource_type_associations": [metadef_schemas.association_view(v) for v in views]}
+    )
+
+
+@router.post(f"{NAMESPACE}/resource_types")
+async def create_resource_type_association(request: Request, namespace: str, ctx: Ctx) -> Response:
+    spec = metadef_schemas.new_association(await _json(request))
+    view = await run_in_threadpool(metadef_service.create_association, ctx, namespace, spec)
+    return JSONResponse(metadef_schemas.association_view(view), status_code=201)
+
+
+@router.delete(f"{NAMESPACE}/resource_types/{{resource_type}}")
+def delete_resource_type_association(namespace: str, resource_type: str, ctx: Ctx) -> Response:
+    metadef_service.delete_association(ctx, namespace, resource_type)
+    return Response(status_code=204)
+
+
+@router.get(f"{NAMESPACE}/objects")
+def list_metadef_objects(namespace: str, ctx: Ctx) -> Response:
+    views = metadef_service.list_objects(ctx, namespace)
+    return JSONResponse(
+        {
+            "objects": [metadef_schemas.object_view(v) for v in views],
+            "schema": "/v2/schemas/metadefs/objects",
+        }
+    )
+
+
+@router.post(f"{NAMESPACE}/objects")
+async def create_metadef_object(request: Request, namespace: str, ctx: Ctx) -> Response:
+    spec = metadef_schemas.new_object(await _json(request))
+    view = await run_in_threadpool(metadef_service.create_object, ctx, namespace, spec)
+    return JSONResponse(metadef_schemas.object_view(view), status_code=201)
+
+
+@router.delete(f"{NAMESPACE}/objects")
+def delete_metadef_objects(namespace: str, ctx: Ctx) -> Response:
+    metadef_service.delete_namespace_contents(ctx, namespace, "objects")
+    return Response(status_code=204)
+
+
+@router.get(f"{NAMESPACE}/objects/{{name}}")
+def show_metadef_object(namespace: str, name: str, ctx: Ctx) -> Response:
+    return JSONResponse(
+        metadef_schemas.object_view(metadef_service.get_object(ctx, namespace, name))
+    )
+
+
+@router.put(f"{NAMESPACE}/objects/{{name}}")
+async def update_metadef_object(request: Request, namespace: str, name: str, ctx: Ctx) -> Response:
+    spec = metadef_schemas.new_object(await _json(request))
+    view = await run_in_threadpool(metadef_service.update_object, ctx, namespace, name, spec)
+    return JSONResponse(metadef_schemas.object_view(view))
+
+
+@router.delete(f"{NAMESPACE}/objects/{{name}}")
+def delete_metadef_object(namespace: str, name: str, ctx: Ctx) -> Response:
+    metadef_service.delete_object(ctx, namespace, name)
+    return Response(status_code=204)
+
+
+@router.get(f"{NAMESPACE}/properties")
+def list_metadef_properties(namespace: str, ctx: Ctx) -> Response:
+    views = metadef_service.list_properties(ctx, namespace)
+    return JSONResponse({"properties": {v.name: dict(v.schema) for v in views}})
+
+
+@router.post(f"{NAMESPACE}/properties")
+async def create_metadef_property(request: Request, namespace: str, ctx: Ctx) -> Response:
+    name, schema = metadef_schemas.new_property(await _json(request))
+    view = await run_in_threadpool(metadef_service.create_property, ctx, namespace, name, schema)
+    return JSONResponse(metadef_schemas.property_view(view), status_code=201)
+
+
+@router.delete(f"{NAMESPACE}/properties")
+def delete_metadef_properties(namespace: str, ctx: Ctx) -> Response:
+    metadef_service.delete_namespace_contents(ctx, namespace, "properties")
+    return Response(status_code=204)
+
+
+@router.get(f"{NAMESPACE}/properties/{{name}}")
+def show_metadef_property(request: Request, namespace: str, name: str, ctx: Ctx) -> Response:
+    resource_type = request.query_params.get("resource_type")
+    view = metadef_service.get_property(ctx, namespace, name, resource_type)
+    return JSONResponse(metadef_schemas.property_view(view))
+
+
+@router.put(f"{NAMESPACE}/properties/{{name}}")
+async def update_metadef_property(
+    request: Request, namespace: str, name: str, ctx: Ctx
+) -> Response:
+    new_name, schema = metadef_schemas.new_property(await _json(request))
+    view = await run_in_threadpool(
+        metadef_service.update_property, ctx, namespace, name, new_name, schema
+    )
+    return JSONResponse(metadef_schemas.property_view(view))
+
+
+@router.delete(f"{NAMESPACE}/properties/{{name}}")
+def delete_metadef_property(namespace: str, name: str, ctx: Ctx) -> Response:
+    metadef_service.delete_property(ctx, namespace, name)
+    return Response(status_code=204)
+
+
+@router.get(f"{NAMESPACE}/tags")
+def list_metadef_tags(namespace: str, ctx: Ctx) -> Response:
+    return JSONResponse(metadef_schemas.tag_names(metadef_service.list_tags(ctx, namespace)))
+
+
+@router.post(f"{NAMESPACE}/tags")
+async def create_metadef_tags(request: Request, namespace: str, ctx: Ctx) -> Response:
+    names = metadef_schemas.new_tags(await _json(request))
+    append = request.headers.get("x-openstack-append", "").strip().lower() in (
+        "1",
+        "t",
+        "true",
+        "on",
+        "y",
+        "yes",
+    )
+    views = await run_in_threadpool(metadef_service.create_tags, ctx, namespace, names, append)
+    return JSONResponse(metadef_schemas.tag_names(views), status_code=201)
+
+
+@router.delete(f"{NAMESPACE}/tags")
+def delete_metadef_tags(namespace: str, ctx: Ctx) -> Response:
+    metadef_service.delete_namespace_contents(ctx, namespace, "tags")
+    return Response(status_code=204)
+
+
+@router.post(f"{NAMESPACE}/tags/{{name}}")
+def create_metadef_tag(namespace: str, name: str, ctx: Ctx) -> Response:
+    view = metadef_service.create_tag(ctx, namespace, metadef_schemas.tag_name(name))
+    return JSONResponse(metadef_schemas.tag_view(view), status_code=201)
+
+
+@router.get(f"{NAMESPACE}/tags/{{name}}")
+def show_metadef_tag(namespace: str, name: str, ctx: Ctx) -> Response:
+    return JSONResponse(metadef_schemas.tag_view(metadef_service.get_tag(ctx, namespace, name)))
+
+
+@router.put(f"{NAMESPACE}/tags/{{name}}")
+async def update_metadef_tag(request: Request, namespace: str, name: str, ctx: Ctx) -> Response:
+    new_name = metadef_schemas.tag_update(await _json(request))
+    view = await run_in_threadpool(metadef_service.update_tag, ctx, namespace, name, new_name)
+    return JSONResponse(metadef_schemas.tag_view(view))
+
+
+@router.delete(f"{NAMESPACE}/tags/{{name}}")
+def delete_metadef_tag(namespace: str, name: str, ctx: Ctx) -> Response:
+    metadef_service.delete_tag(ctx, namespace, name)
+    return Response(status_code=204)
+
+
 # Schemas -----------------------------------------------------------------------------
 
 
 @router.get("/v2/schemas/{name}")
 def show_schema(name: str, ctx: Ctx) -> Response:
     document = schemas.SCHEMA_DOCUMENTS.get(name)
+    if document is None:
+        raise errors.NotFound("The resource could not be found.")
+    return JSONResponse(document)
+
+
+@router.get("/v2/schemas/metadefs/{name}")
+def show_metadef_schema(name: str, ctx: Ctx) -> Response:
+    document = metadef_schemas.SCHEMA_DOCUMENTS.get(name)
     if document is None:
         raise errors.NotFound("The resource could not be found.")
     return JSONResponse(document)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from pocketstack.core import errors, pagination
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
-from pocketstack.image import models
+from pocketstack.image import metadefs, models
 from pocketstack.image.store import HASH_ALGO, ImageStore, Stored
 
 DISK_FORMATS = (
@@ -97,7 +97,9 @@ def store_of(runtime: Runtime) -> ImageStore:
 
 def prepare(runtime: Runtime) -> None:
     """Every start: uploads that a stopped process left half done go back to `queued`,
-    their partial files removed, so no image stays `saving` for ever."""
+    their partial files removed, so no image stays `saving` for ever; the metadata
+    definitions' standard resource types exist."""
+    metadefs.prepare(runtime)
     abandoned = store_of(runtime).remove_abandoned_uploads()
     with runtime.db.write() as session:
         saving = session.scalars(select(models.Image).where(models.Image.status == "saving"))
