@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE_DIR ?=
 
-.PHONY: install up test lint unit conformance conformance-placement bench bench-placement \
+.PHONY: install up test lint unit conformance conformance-image conformance-placement bench bench-placement \
 	debian-packages
 
 install: debian-packages $(STAMP)
@@ -37,7 +37,10 @@ test: install lint
 	$(BIN)/pytest -p no:cacheprovider
 
 conformance: install
-	tests/peer/run-tempest-identity.sh
+	tests/peer/run-tempest.sh identity
+
+conformance-image: install
+	tests/peer/run-tempest.sh image
 
 conformance-placement: install
 	tests/peer/run-placement-gabbi.sh

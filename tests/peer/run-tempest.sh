@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Run Tempest's identity API tests against a fresh `pocketstack up` and
-# record the results in docs/conformance.md.
+# Run one service's Tempest API tests against a fresh `pocketstack up` and
+# record the results in that service's section of docs/conformance.md.
 #
-#   usage: tests/peer/run-tempest-identity.sh      (or: make conformance)
+#   usage: tests/peer/run-tempest.sh SERVICE      SERVICE: identity | image | compute
+#          (make conformance = identity, make conformance-image = image)
 #
 # Steps: start `pocketstack up` in a temporary state dir on a free loopback
 # port with a generated admin password; create the Tempest venv with the
 # shared harness's setup.sh if it has no tempest; run the harness
-# (run-tempest.sh URL PASSWORD '^tempest\.api\.identity\.'); stop the
-# server; write docs/conformance.md (date, machine, versions, command,
-# per-service counts, every skipped test with its reason, every failed
-# test with its reason).
+# (run-tempest.sh URL PASSWORD '^tempest\.api\.SERVICE\.'); stop the
+# server; rewrite the service's own section of docs/conformance.md ("## Identity
+# (Tempest ...)", "## Image (Tempest ...)", ...: from its heading up to the next
+# "## " heading), leaving every other section as it is. The section gives date,
+# machine, versions, command, counts, every skipped test with its reason
+# (grouped by reason) and every failed test with its reason.
 #
 # Environment (all optional):
 #   IDENTITY_EXTENSIONS   passed to the harness (default OS-INHERIT, which pocketstack
 #                         implements; set it empty to run the template default)
-#   REGEX                 test regex (default '^tempest\.api\.identity\.')
+#   REGEX                 test regex (default '^tempest\.api\.SERVICE\.')
 #   CONF_VENV             Tempest venv (default /tmp/conf-venv)
 #   SHARED_DIR            the shared dir holding conformance/ (default
 #                         <repo>/../shared)
@@ -27,16 +30,23 @@
 # Exits with tempest's exit code (0 when nothing failed), 2 on set-up errors.
 set -uo pipefail
 
+SERVICE="${1:-}"
+case "$SERVICE" in
+    identity) SECTION_TITLE='## Identity (Tempest `tempest.api.identity`)' ;;
+    image) SECTION_TITLE='## Image (Tempest `tempest.api.image`)' ;;
+    compute) SECTION_TITLE='## Compute (Tempest `tempest.api.compute`)' ;;
+    *) echo "usage: $0 identity|image|compute" >&2; exit 2 ;;
+esac
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SHARED="${SHARED_DIR:-$REPO/../shared}"
 HARNESS="$SHARED/conformance"
 export CONF_VENV="${CONF_VENV:-/tmp/conf-venv}"
-REGEX="${REGEX:-^tempest\.api\.identity\.}"
+REGEX="${REGEX:-^tempest\.api\.$SERVICE\.}"
 DOC="${CONFORMANCE_DOC:-$REPO/docs/conformance.md}"
 export POCKETSTACK_PASSWORD_HASH_ROUNDS="${POCKETSTACK_PASSWORD_HASH_ROUNDS:-4}"
 export IDENTITY_EXTENSIONS="${IDENTITY_EXTENSIONS-OS-INHERIT}"
 
-die() { echo "run-tempest-identity: $*" >&2; exit 2; }
+die() { echo "run-tempest $SERVICE: $*" >&2; exit 2; }
 
 [ -x "$HARNESS/run-tempest.sh" ] || die "no harness at $HARNESS (set SHARED_DIR)"
 if [ -x "$REPO/.venv/bin/pocketstack" ]; then
@@ -105,7 +115,7 @@ done
 [ "$ready" = 1 ] || { cat "$SERVER_LOG" >&2; die "pocketstack up not ready after 30 s"; }
 
 # ------------------------------------------------------------ run tempest
-export WORKSPACE="/tmp/tempest-ws-pocketstack-identity-$(date +%Y%m%d-%H%M%S)"
+export WORKSPACE="/tmp/tempest-ws-pocketstack-$SERVICE-$(date +%Y%m%d-%H%M%S)"
 STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 T0="$(date +%s)"
 "$HARNESS/run-tempest.sh" "$BASE/identity/v3" "$PASSWORD" "$REGEX" 2>&1 | tee "$RUN_LOG"
@@ -117,14 +127,14 @@ stop_server
 SUBUNIT="$WORKSPACE/results.subunit"
 SELECTED="$WORKSPACE/selected-tests.txt"
 if [ ! -s "$SUBUNIT" ]; then
-    echo "run-tempest-identity: no subunit results in $WORKSPACE (tempest exit $TRC);" \
+    echo "run-tempest $SERVICE: no subunit results in $WORKSPACE (tempest exit $TRC);" \
          "see $RUN_LOG" >&2
     exit "$([ "$TRC" -ne 0 ] && echo "$TRC" || echo 2)"
 fi
 SUMMARY="$("$CONF_VENV/bin/python" "$HARNESS/summarize.py" "$SUBUNIT" "$SELECTED")"
 
 mkdir -p "$(dirname "$DOC")"
-export REPO HARNESS SUBUNIT SELECTED SUMMARY STARTED ELAPSED TRC REGEX WORKSPACE
+export REPO HARNESS SUBUNIT SELECTED SUMMARY STARTED ELAPSED TRC REGEX WORKSPACE SERVICE SECTION_TITLE
 export TEMPEST_VERSION="$("$CONF_VENV/bin/tempest" --version 2>&1 | tail -n 1)"
 export POCKETSTACK_VERSION="$("$POCKETSTACK" --version 2>&1)"
 export GIT_REV="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
@@ -211,28 +221,42 @@ for line in env["SUMMARY"].splitlines():
     if match:
         totals = line.strip()
 
+service, title = env["SERVICE"], env["SECTION_TITLE"]
+make_target = "conformance" if service == "identity" else f"conformance-{service}"
+settings = [
+    f"- bcrypt cost: {env['POCKETSTACK_PASSWORD_HASH_ROUNDS']} (`POCKETSTACK_PASSWORD_HASH_ROUNDS`)"
+]
+if service == "identity":
+    settings.append(
+        "- identity extensions enabled in tempest.conf: "
+        + (env["IDENTITY_EXTENSIONS"] or "(none)")
+    )
+
+
+def cell(text):
+    return " ".join(text.split()).replace("|", "/")
+
+
 out = [
-    "# Conformance: Tempest identity API tests",
+    title,
     "",
-    "Upstream Tempest's `tempest.api.identity` tests run against a fresh",
+    f"Upstream Tempest's `tempest.api.{service}` tests run against a fresh",
     "`pocketstack up` (SQLite, default settings apart from the bcrypt cost",
-    "below) with Tempest's dynamic credentials.",
-    "Regenerate with `make conformance` (`tests/peer/run-tempest-identity.sh`);",
-    "this page is rewritten by every run, so it shows the last one only.",
+    "below) with Tempest's dynamic credentials and the shared harness's tempest.conf.",
+    f"Regenerate with `make {make_target}` (`tests/peer/run-tempest.sh {service}`);",
+    "each run rewrites this section only, so it shows the last run.",
     "",
     f"- date: {env['STARTED']} (tempest run took {env['ELAPSED']} s)",
     f"- machine: {env['MACHINE']}",
     f"- tempest: {env['TEMPEST_VERSION']}",
     f"- pocketstack: {env['POCKETSTACK_VERSION']} (git {env['GIT_REV']})",
-    f"- bcrypt cost: {env['POCKETSTACK_PASSWORD_HASH_ROUNDS']}"
-    " (`POCKETSTACK_PASSWORD_HASH_ROUNDS`)",
-    f"- identity extensions enabled in tempest.conf: {env['IDENTITY_EXTENSIONS'] or '(none)'}",
-    "- command: `tests/peer/run-tempest-identity.sh`, which starts the cloud and runs",
+    *settings,
+    f"- command: `tests/peer/run-tempest.sh {service}`, which starts the cloud and runs",
     "  `../shared/conformance/run-tempest.sh http://127.0.0.1:PORT/identity/v3 PASSWORD"
     f" '{env['REGEX']}'`",
     f"- tempest exit code: {env['TRC']}",
     "",
-    "## Results",
+    "### Results",
     "",
     "| service | passed | failed | skipped | class errors |",
     "|---|---:|---:|---:|---:|",
@@ -243,31 +267,58 @@ out = [
     "Counts are per test: when a class's `setUpClass` skips or fails, each of",
     "its tests is counted with that status (harness `summarize.py`).",
     "",
-    f"## Skipped tests ({len(skipped)})",
+    f"### Skipped tests ({len(skipped)})",
     "",
 ]
 if skipped:
-    out += ["| test | reason |", "|---|---|"]
-    out += [f"| `{t}` | {r.replace('|', '/')} |" for t, r in sorted(skipped)]
+    by_reason = {}
+    for test, reason in sorted(skipped):
+        by_reason.setdefault(cell(reason), []).append(test)
+    out += ["| tests | reason |", "|---:|---|"]
+    out += [
+        f"| {len(tests)} | {reason} |"
+        for reason, tests in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0]))
+    ]
+    for reason, tests in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+        out += ["", f"{reason} ({len(tests)}):", ""]
+        out += [f"- `{t}`" for t in tests]
 else:
     out.append("None.")
-out += ["", f"## Failed tests ({len(failed)})", ""]
+out += ["", f"### Failed tests ({len(failed)})", ""]
 if failed:
     out += ["| test | reason |", "|---|---|"]
-    out += [f"| `{t}` | {r.replace('|', '/')} |" for t, r in sorted(failed)]
+    out += [f"| `{t}` | {cell(r)} |" for t, r in sorted(failed)]
 else:
     out.append("None.")
-# Other services' sections (placement's gabbi results) follow identity's; keep them.
-kept = ""
+section = "\n".join(out).rstrip() + "\n"
+
+# Replace this service's section (its heading up to the next top-level heading);
+# everything else on the page stays as it is. A page without it gets it appended.
+heading = title.split(" (")[0]
 try:
     with open(doc_path) as handle:
-        previous = handle.read()
-    marker = previous.find("\n## Placement (upstream gabbi suite)")
-    kept = previous[marker:] if marker >= 0 else ""
+        lines = handle.read().splitlines(keepends=True)
 except FileNotFoundError:
-    pass
+    lines = ["# Conformance\n"]
+start = next(
+    (
+        i
+        for i, line in enumerate(lines)
+        if line.rstrip() == heading or line.startswith(heading + " (")
+    ),
+    None,
+)
+if start is None:
+    before, after = "".join(lines).rstrip("\n"), ""
+else:
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "# "))),
+        len(lines),
+    )
+    before, after = "".join(lines[:start]).rstrip("\n"), "".join(lines[end:])
+text = (before + "\n\n" if before else "") + section + ("\n" + after if after else "")
 with open(doc_path, "w") as handle:
-    handle.write("\n".join(out).rstrip() + "\n" + kept)
+    handle.write(text)
 print(f"wrote {doc_path}: {totals}")
 EOF
 
