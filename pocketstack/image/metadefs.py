@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pocketstack.core import errors
@@ -377,7 +378,10 @@ def create_namespace(ctx: RequestContext, spec: NewNamespace) -> NamespaceView:
             updated_at=moment,
         )
         session.add(row)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # created by a concurrent request since the check
+            raise _duplicate_namespace(spec.namespace) from None
         for association in spec.resource_type_associations:
             _add_association(session, row, association)
         for new_object in spec.objects:
@@ -395,7 +399,11 @@ def _check_namespace_free(session: Session, name: str) -> None:
         select(models.MetadefNamespace.id).where(models.MetadefNamespace.namespace == name)
     )
     if taken is not None:
-        raise errors.Conflict(f"The metadata definition namespace={name} already exists.")
+        raise _duplicate_namespace(name)
+
+
+def _duplicate_namespace(name: str) -> errors.Conflict:
+    return errors.Conflict(f"The metadata definition namespace={name} already exists.")
 
 
 def update_namespace(ctx: RequestContext, name: str, spec: NewNamespace) -> NamespaceView:
