@@ -62,6 +62,11 @@ if [ ! -x "$CONF_VENV/bin/tempest" ]; then
     bash "$HARNESS/setup.sh" "$CONF_VENV" || die "setup.sh failed"
 fi
 
+# What is about to run (taken before the run: the tree may change while it goes on).
+export POCKETSTACK_VERSION="$("$POCKETSTACK" --version 2>/dev/null | tail -n 1)"
+export POCKETSTACK_VERSION="${POCKETSTACK_VERSION:-unknown}"
+export GIT_REV="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+
 # ------------------------------------------------------------ start the cloud
 WORK="$(mktemp -d /tmp/pocketstack-tempest.XXXXXX)"
 STATE="$WORK/state"
@@ -136,8 +141,6 @@ SUMMARY="$("$CONF_VENV/bin/python" "$HARNESS/summarize.py" "$SUBUNIT" "$SELECTED
 mkdir -p "$(dirname "$DOC")"
 export REPO HARNESS SUBUNIT SELECTED SUMMARY STARTED ELAPSED TRC REGEX WORKSPACE SERVICE SECTION_TITLE
 export TEMPEST_VERSION="$("$CONF_VENV/bin/tempest" --version 2>&1 | tail -n 1)"
-export POCKETSTACK_VERSION="$("$POCKETSTACK" --version 2>&1)"
-export GIT_REV="$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
 export MACHINE="$(
     model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)"
     mem="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null)"
