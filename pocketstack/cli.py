@@ -37,7 +37,7 @@ def _parse_bind(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _common_args(parser: argparse.ArgumentParser) -> None:
+def _common_args(parser: argparse.ArgumentParser, db_flag: str = "--db") -> None:
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -45,7 +45,8 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
         help="where the database, keys and images live (default: %(default)s)",
     )
     parser.add_argument(
-        "--db",
+        db_flag,
+        dest="db",
         default="",
         help="database URL (default: SQLite in the state dir); "
         "postgresql+psycopg://… and mysql+pymysql://… work too",
@@ -102,7 +103,43 @@ def _parser() -> argparse.ArgumentParser:
         help="also answer at / with this service, as its standalone server does "
         "(e.g. placement, for tools that expect it there)",
     )
+    up.add_argument(
+        "--fake-hosts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N fake compute hosts (instant, in memory; for tests and scale runs)",
+    )
+    up.add_argument(
+        "--fake-vgpus",
+        type=int,
+        default=0,
+        metavar="K",
+        help="give each fake host one fake GPU offering K VGPUs",
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+    manage = commands.add_parser("manage", help="operator tasks (cells)")
+    manage_commands = manage.add_subparsers(dest="manage_command", required=True)
+    cell = manage_commands.add_parser("cell", help="compute cells v2")
+    cell_commands = cell.add_subparsers(dest="cell_command", required=True)
+    cell_create = cell_commands.add_parser("create", help="map a new cell")
+    _common_args(cell_create, db_flag="--api-db")
+    cell_create.add_argument("--name", required=True)
+    cell_create.add_argument(
+        "--db",
+        dest="cell_db",
+        default=None,
+        help="the cell's database URL (default: beside the API database)",
+    )
+    cell_list = cell_commands.add_parser("list", help="list cells")
+    _common_args(cell_list)
+    for verb, text in (("disable", "stop scheduling new servers to a cell"),
+                       ("enable", "schedule to a cell again"),
+                       ("delete", "unmap an empty cell")):  # fmt: skip
+        sub = cell_commands.add_parser(verb, help=text)
+        _common_args(sub)
+        sub.add_argument("name")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -203,6 +240,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         services=_services(args.services),
         auth=_auth_mode(args.auth, host),
         serve_at_root=args.serve_at_root,
+        fake_hosts=args.fake_hosts,
+        fake_vgpus=args.fake_vgpus,
     )
     if settings.serve_at_root not in (None, *settings.services):
         raise UsageError(
@@ -263,11 +302,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         time.monotonic() - started,
     )
     _stop_quietly_on_signals()
+    stop_background = services.start(runtime)
     try:
         server.run(sockets=[sock])
     finally:
+        stop_background()
         (settings.state_dir / SERVER_FILE).unlink(missing_ok=True)
-        runtime.db.dispose()
+        services.close(runtime)
     print("pocketstack stopped.", flush=True)
     return 0
 
@@ -294,6 +335,7 @@ def _print_banner(
         f"  services: {', '.join(service_names)}",
         "  drivers: identity=sql (tokens: fernet, passwords: bcrypt "
         f"cost {settings.password_hash_rounds})",
+        *_compute_line(settings, service_names),
         f"  state: {settings.state_dir}  database: {_redact(settings.database_url)}",
         f"  clouds.yaml: {', '.join(str(p) for p in clouds_files)}",
     ]
@@ -312,6 +354,18 @@ def _print_banner(
         "Press Ctrl+C to stop.",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _compute_line(settings: config.Settings, service_names: Sequence[str]) -> list[str]:
+    if "compute" not in service_names:
+        return []
+    if settings.fake_hosts:
+        gpus = f", {settings.fake_vgpus} VGPUs each" if settings.fake_vgpus else ""
+        return [f"  compute: {settings.fake_hosts} fake hosts{gpus} (driver: fake)"]
+    return [
+        "  compute: this machine as one host (driver: fake; the namespace and qemu drivers "
+        "are not built yet)"
+    ]
 
 
 def _redact(url: str) -> str:
@@ -376,6 +430,42 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manage(args: argparse.Namespace) -> int:
+    """`pocketstack manage cell ...`: cells are mapped in the API database; the schema of a
+    new cell's database is created on the spot."""
+    from pocketstack import services
+    from pocketstack.compute import cells
+    from pocketstack.core import errors
+
+    settings = _settings(args)
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    runtime = services.build_runtime(settings)
+    services.upgrade_schema(runtime)
+    try:
+        cells.prepare(runtime)
+        if args.cell_command == "create":
+            cell = cells.create_cell(runtime, args.name, args.cell_db)
+            url = _redact(cells.url_of(settings, cell))
+            print(f"cell {cell.name} created: {cell.uuid} at {url}")
+        elif args.cell_command == "list":
+            print(f"{'name':<16} {'uuid':<36}  {'state':<8} database")
+            for cell in cells.list_cells(runtime):
+                state = "disabled" if cell.disabled else "enabled"
+                url = _redact(cells.url_of(settings, cell))
+                print(f"{cell.name:<16} {cell.uuid:<36}  {state:<8} {url}")
+        elif args.cell_command in ("disable", "enable"):
+            cell = cells.set_disabled(runtime, args.name, args.cell_command == "disable")
+            print(f"cell {cell.name} {args.cell_command}d")
+        else:
+            cells.delete_cell(runtime, args.name)
+            print(f"cell {args.name} deleted")
+    except errors.PocketstackError as exc:
+        raise UsageError(f"{exc.message} (see `pocketstack manage cell list`)") from None
+    finally:
+        services.close(runtime)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
@@ -383,6 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db": cmd_db_upgrade,
         "status": cmd_status,
         "token": cmd_rotate_keys,
+        "manage": cmd_manage,
     }
     try:
         return handlers[args.command](args)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 8780
-KNOWN_SERVICES = ("identity", "placement", "image")
+KNOWN_SERVICES = ("identity", "placement", "image", "compute")
 DEFAULT_SERVICES = KNOWN_SERVICES
 DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
 _DRIVERS = {
@@ -37,6 +37,10 @@ class Settings:
     auth: str = "keystone"
     # A service that also answers at `/` (standalone style), besides its own prefix.
     serve_at_root: str | None = None
+    # Compute hosts this process runs: N fake hosts (0: this machine itself), and the
+    # VGPUs of the one fake GPU each fake host has (0: none).
+    fake_hosts: int = 0
+    fake_vgpus: int = 0
 
     @property
     def database_url(self) -> str:

@@ -12,6 +12,11 @@ from pathlib import Path
 from starlette.types import ASGIApp
 
 from pocketstack import config
+from pocketstack.compute import api as compute_api
+from pocketstack.compute import cells as compute_cells
+from pocketstack.compute import hosts as compute_hosts
+from pocketstack.compute import policies as compute_policies
+from pocketstack.compute import service as compute_service
 from pocketstack.core import app as app_mod
 from pocketstack.core import db as db_mod
 from pocketstack.core import migrate
@@ -44,6 +49,10 @@ class ServiceSpec:
     create_app: Callable[[], ASGIApp]
     install: Callable[[Runtime], object]
     prepare: Callable[[Runtime], None]
+    # Background work (agents) while serving; returns the function that stops it.
+    start: Callable[[Runtime], Callable[[], None]] | None = None
+    # Closes what the service opened besides the runtime's database (cell engines).
+    close: Callable[[Runtime], None] | None = None
 
     def catalog_url(self, base_url: str) -> str:
         return f"{base_url}{self.prefix}{self.catalog_suffix}"
@@ -86,6 +95,25 @@ SERVICES: dict[str, ServiceSpec] = {
         install=lambda _runtime: None,
         prepare=image_service.prepare,
     ),
+    "compute": ServiceSpec(
+        name="compute",
+        catalog_type="compute",
+        catalog_name="nova",
+        prefix="/compute",
+        catalog_suffix="/v2.1",
+        migrations=_PACKAGE / "compute" / "migrations",
+        policies=compute_policies.RULES,
+        create_app=compute_api.create_app,
+        install=lambda _runtime: None,
+        prepare=compute_service.prepare,
+        start=lambda runtime: compute_hosts.start(
+            runtime,
+            compute_service.on_report,
+            runtime.settings.fake_hosts,
+            runtime.settings.fake_vgpus,
+        ),
+        close=compute_cells.dispose,
+    ),
 }
 
 
@@ -120,6 +148,25 @@ def prepare(runtime: Runtime) -> None:
     """Each service's every-start setup that needs the schema (keys, standard data)."""
     for spec in enabled(runtime.settings):
         spec.prepare(runtime)
+
+
+def start(runtime: Runtime) -> Callable[[], None]:
+    """Start every service's background work; returns the function that stops it all."""
+    stops = [spec.start(runtime) for spec in enabled(runtime.settings) if spec.start]
+
+    def stop() -> None:
+        for stop_one in reversed(stops):
+            stop_one()
+
+    return stop
+
+
+def close(runtime: Runtime) -> None:
+    """Release every database connection of the process."""
+    for spec in enabled(runtime.settings):
+        if spec.close is not None:
+            spec.close(runtime)
+    runtime.db.dispose()
 
 
 def build_app(runtime: Runtime) -> ASGIApp:

@@ -41,7 +41,7 @@ def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     services.upgrade_schema(runtime)
     services.prepare(runtime)
     bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
-    runtime.db.dispose()
+    services.close(runtime)
     return state_dir
 
 
@@ -116,12 +116,18 @@ def cloud(template_dir: Path, tmp_path: Path) -> Iterator[Cloud]:
 
 
 @contextlib.contextmanager
-def running(settings: config.Settings) -> Iterator[Cloud]:
-    """The app on `settings`, served in-process until the block ends."""
+def running(settings: config.Settings, background: bool = False) -> Iterator[Cloud]:
+    """The app on `settings`, served in-process until the block ends; with `background`,
+    the services' background work (compute agents) runs too."""
     runtime = services.build_runtime(settings)
-    with TestClient(services.build_app(runtime), base_url=BASE) as client:
-        yield Cloud(client, runtime)
-    runtime.db.dispose()
+    stop = services.start(runtime) if background else None
+    try:
+        with TestClient(services.build_app(runtime), base_url=BASE) as client:
+            yield Cloud(client, runtime)
+    finally:
+        if stop is not None:
+            stop()
+        services.close(runtime)
 
 
 @pytest.fixture
@@ -130,7 +136,7 @@ def cloud_factory(template_dir: Path, tmp_path: Path) -> Any:
     state_dir = tmp_path / "state"
     shutil.copytree(template_dir, state_dir)
 
-    def start(**changes: Any) -> contextlib.AbstractContextManager[Cloud]:
-        return running(replace(_settings(state_dir), **changes))
+    def start(background: bool = False, **changes: Any) -> contextlib.AbstractContextManager[Cloud]:
+        return running(replace(_settings(state_dir), **changes), background)
 
     return start

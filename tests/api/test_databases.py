@@ -41,7 +41,7 @@ def _start(state_dir: Path, url: str) -> AbstractContextManager[Cloud]:
     services.upgrade_schema(runtime)
     services.prepare(runtime)
     bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
-    runtime.db.dispose()
+    services.close(runtime)
     return running(settings)
 
 

@@ -38,3 +38,19 @@ def test_migrations_build_exactly_the_tables_the_models_declare(tmp_path: Path) 
     with database.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
     assert differences == []
+
+
+def test_cell_migrations_build_exactly_the_cell_tables(tmp_path: Path) -> None:
+    """Cell databases have their own schema history; it must match the cell models too."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from pocketstack.compute import cell_models, cells
+
+    database = db.Database(f"sqlite:///{tmp_path / 'cell.db'}")
+    assert migrate.upgrade(database, [cells.MIGRATIONS])
+    with database.engine.connect() as conn:
+        differences = compare_metadata(
+            MigrationContext.configure(conn), cell_models.CellBase.metadata
+        )
+    assert differences == []

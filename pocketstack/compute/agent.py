@@ -1,0 +1,222 @@
+"""The compute agent: makes each of its hosts run what the cell database says.
+
+Level-based, as DESIGN.md's reconcile loops: for every server whose spec moved
+past what its host reported (`generation > observed_generation`), compare the
+spec with what the driver has, apply `plan(spec, guest)` with idempotent
+driver calls and report the result; every so often look at all servers of the
+host, so drift (a guest that vanished, one nobody owns) is repaired. Agents
+reach the control plane only through `ControlPlane` (hosts.py implements it
+in-process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pocketstack.compute import drivers
+from pocketstack.compute.drivers import Driver, DriverError, Guest, GuestSpec
+
+LOG = logging.getLogger(__name__)
+RESYNC_EVERY_S = 60.0
+POLL_EVERY_S = 1.0
+
+# The power state each wished-for state runs at.
+POWER_OF = {
+    "active": drivers.RUNNING,
+    "resized": drivers.RUNNING,
+    "rescued": drivers.RUNNING,
+    "stopped": drivers.SHUTDOWN,
+    "paused": drivers.PAUSED,
+    "suspended": drivers.SUSPENDED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """One server as its host should run it."""
+
+    guest: GuestSpec
+    host: str
+    generation: int
+    desired_state: str  # active, stopped, paused, suspended, rescued, resized, deleted
+    reboot_hard: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """What the host did for one spec generation."""
+
+    uuid: str
+    host: str
+    generation: int
+    power_state: int
+    vm_state: str
+    fault: str | None = None
+
+
+class ControlPlane(Protocol):
+    def heartbeat(self, host: str, resources: drivers.HostResources) -> None: ...
+
+    def pending(self, hosts: Sequence[str]) -> list[ServerSpec]: ...
+
+    def assigned(self, hosts: Sequence[str]) -> list[ServerSpec]: ...
+
+    def report(self, report: ServerReport) -> None: ...
+
+
+# A step is a driver call; `plan` returns them in the order to apply.
+Step = tuple[str, Callable[[Driver, ServerSpec], None]]
+
+
+def _power_steps(current: int, target: int) -> list[Step]:
+    if current == target:
+        return []
+    resume_from = {
+        drivers.PAUSED: ("unpause", lambda d, s: d.unpause(s.guest.uuid)),
+        drivers.SUSPENDED: ("resume", lambda d, s: d.resume(s.guest.uuid)),
+    }
+    steps: list[Step] = []
+    if current in resume_from and target != drivers.SHUTDOWN:
+        steps.append(resume_from[current])
+        current = drivers.RUNNING
+    if current != drivers.RUNNING and target != drivers.SHUTDOWN:
+        steps.append(("power_on", lambda d, s: d.power_on(s.guest.uuid)))
+    if target == drivers.SHUTDOWN:
+        steps.append(("power_off", lambda d, s: d.power_off(s.guest.uuid)))
+    elif target == drivers.PAUSED:
+        steps.append(("pause", lambda d, s: d.pause(s.guest.uuid)))
+    elif target == drivers.SUSPENDED:
+        steps.append(("suspend", lambda d, s: d.suspend(s.guest.uuid)))
+    return steps
+
+
+def plan(spec: ServerSpec, guest: Guest | None) -> list[Step]:
+    """The driver calls that take `guest` (None: nothing there) to `spec`. Pure."""
+    if spec.desired_state == "deleted":
+        return [("destroy", lambda d, s: d.destroy(s.guest.uuid))] if guest else []
+    wanted = spec.guest
+    if guest is None:
+        steps: list[Step] = [("spawn", lambda d, s: d.spawn(s.guest))]
+        current, rescued = drivers.RUNNING, False
+    elif guest.image_ref != wanted.image_ref:
+        steps = [("rebuild", lambda d, s: d.rebuild(s.guest))]
+        current, rescued = drivers.RUNNING, False
+    else:
+        steps = []
+        current, rescued = guest.power_state, guest.rescued
+        if guest.size != wanted.size:
+            steps.append(("resize", lambda d, s: d.resize(s.guest)))
+        if wanted.boot_serial > guest.boot_serial:
+            steps.append(("reboot", lambda d, s: d.reboot(s.guest, s.reboot_hard)))
+            current = drivers.RUNNING
+    want_rescue = spec.desired_state == "rescued"
+    if want_rescue != rescued:
+        if current != drivers.RUNNING:
+            steps += _power_steps(current, drivers.RUNNING)
+            current = drivers.RUNNING
+        steps.append(
+            ("rescue", lambda d, s: d.rescue(s.guest.uuid))
+            if want_rescue
+            else ("unrescue", lambda d, s: d.unrescue(s.guest.uuid))
+        )
+    return steps + _power_steps(current, POWER_OF[spec.desired_state])
+
+
+class HostAgent:
+    """One host: its driver, and the reconcile of one server spec at a time."""
+
+    def __init__(self, host: str, driver: Driver, control: ControlPlane) -> None:
+        self.host = host
+        self.driver = driver
+        self.control = control
+
+    def reconcile(self, spec: ServerSpec) -> None:
+        guest = self.driver.guests().get(spec.guest.uuid)
+        fault = None
+        try:
+            for _name, call in plan(spec, guest):
+                call(self.driver, spec)
+        except DriverError as exc:
+            fault = str(exc)
+        guest = self.driver.guests().get(spec.guest.uuid)
+        power = guest.power_state if guest else drivers.NOSTATE
+        vm_state = spec.desired_state if fault is None else "error"
+        self.control.report(
+            ServerReport(spec.guest.uuid, self.host, spec.generation, power, vm_state, fault)
+        )
+
+    def orphans(self, known: set[str]) -> list[str]:
+        """Guests on this host that no server of this host owns."""
+        return [uuid for uuid in self.driver.guests() if uuid not in known]
+
+
+class AgentRunner:
+    """Runs the agents of this process on one thread: woken when a spec changes here,
+    polling for changes made by other API workers, resyncing everything now and then."""
+
+    def __init__(self, agents: Sequence[HostAgent], control: ControlPlane) -> None:
+        self.agents = {agent.host: agent for agent in agents}
+        self.control = control
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="compute-agent", daemon=True)
+
+    def start(self) -> None:
+        for agent in self.agents.values():
+            self.control.heartbeat(agent.host, agent.driver.resources())
+        self.resync()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        self._thread.join(timeout=10)
+
+    def run_pending(self) -> int:
+        """Reconcile every spec that moved; the number handled."""
+        specs = self.control.pending(list(self.agents))
+        for spec in specs:
+            self._reconcile(spec)
+        return len(specs)
+
+    def resync(self) -> None:
+        """Look at every server of every host, not only the ones that changed."""
+        specs = self.control.assigned(list(self.agents))
+        for spec in specs:
+            self._reconcile(spec)
+        known = {spec.guest.uuid for spec in specs}
+        for agent in self.agents.values():
+            for uuid in agent.orphans(known):
+                LOG.warning("removing guest %s on %s: no server owns it", uuid, agent.host)
+                agent.driver.destroy(uuid)
+
+    def _reconcile(self, spec: ServerSpec) -> None:
+        agent = self.agents.get(spec.host)
+        if agent is None:
+            return
+        try:
+            agent.reconcile(spec)
+        except Exception:
+            LOG.exception("reconciling server %s on %s failed", spec.guest.uuid, spec.host)
+
+    def _run(self) -> None:
+        last_resync = time.monotonic()
+        while not self._stop.is_set():
+            self.wake.wait(POLL_EVERY_S)
+            self.wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_pending()
+                if time.monotonic() - last_resync >= RESYNC_EVERY_S:
+                    last_resync = time.monotonic()
+                    for agent in self.agents.values():
+                        self.control.heartbeat(agent.host, agent.driver.resources())
+                    self.resync()
+            except Exception:
+                LOG.exception("compute agent pass failed; retrying")

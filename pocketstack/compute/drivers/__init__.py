@@ -1,0 +1,107 @@
+"""What a compute driver does, whatever it runs servers on.
+
+The agent (agent.py) decides what to do; a driver only does it, idempotently,
+and reports what exists. `fake.py` keeps guests in memory (instant, for tests
+and scale runs); real drivers (namespaces, qemu) implement the same protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+# Nova's power states, as the API shows them in OS-EXT-STS:power_state.
+NOSTATE = 0
+RUNNING = 1
+PAUSED = 3
+SHUTDOWN = 4
+CRASHED = 6
+SUSPENDED = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+
+
+@dataclass(frozen=True, slots=True)
+class GuestSpec:
+    """What a server should run: its image, size and the boot it is on."""
+
+    uuid: str
+    name: str
+    image_ref: str
+    size: Size
+    user_data: str | None
+    boot_serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class Guest:
+    """What a driver has for a server right now."""
+
+    uuid: str
+    power_state: int
+    image_ref: str
+    size: Size
+    boot_serial: int
+    rescued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HostResources:
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    hypervisor_type: str
+    traits: frozenset[str]
+    gpus: tuple[Gpu, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """A physical GPU offering `vgpus` virtual GPUs of one model."""
+
+    pci_address: str
+    model: str
+    vgpus: int
+
+
+class DriverError(Exception):
+    """A driver could not do what was asked; the message is shown as the server's fault."""
+
+
+class Driver(Protocol):
+    def resources(self) -> HostResources: ...
+
+    def guests(self) -> dict[str, Guest]: ...
+
+    def spawn(self, spec: GuestSpec) -> None: ...
+
+    def destroy(self, uuid: str) -> None: ...
+
+    def rebuild(self, spec: GuestSpec) -> None: ...
+
+    def resize(self, spec: GuestSpec) -> None: ...
+
+    def reboot(self, spec: GuestSpec, hard: bool) -> None: ...
+
+    def power_off(self, uuid: str) -> None: ...
+
+    def power_on(self, uuid: str) -> None: ...
+
+    def pause(self, uuid: str) -> None: ...
+
+    def unpause(self, uuid: str) -> None: ...
+
+    def suspend(self, uuid: str) -> None: ...
+
+    def resume(self, uuid: str) -> None: ...
+
+    def rescue(self, uuid: str) -> None: ...
+
+    def unrescue(self, uuid: str) -> None: ...
+
+    def console_output(self, uuid: str) -> str: ...

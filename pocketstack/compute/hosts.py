@@ -1,0 +1,339 @@
+"""The control plane's side of compute hosts: registration, heartbeats and the agent
+interface (agent.ControlPlane) served in-process.
+
+A host is mapped to a cell once (host mapping) and is a resource provider in
+placement named after the host, with VCPU, MEMORY_MB and DISK_GB inventory
+and its traits; each physical GPU is a child provider `<host>_pci_<address>`
+holding VGPU inventory with the GPU model as a trait, as Nova's libvirt
+driver reports them. `start` runs the agents of this process.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from pocketstack.compute import agent as agent_mod
+from pocketstack.compute import cell_models, cells, drivers, models
+from pocketstack.compute.drivers import fake
+from pocketstack.core import errors
+from pocketstack.core.runtime import Runtime
+from pocketstack.placement import service as placement_service
+
+CPU_ALLOCATION_RATIO = 4.0
+RAM_ALLOCATION_RATIO = 1.0
+DISK_ALLOCATION_RATIO = 1.0
+COMPUTE_BINARY = "nova-compute"
+_PROVIDER_NAMESPACE = uuidlib.UUID("6f1c2b8e-7d1a-4f0e-9a51-0c2d3e4f5a6b")
+_RUNNER_KEY = "compute.runner"
+_HOST_CELLS_KEY = "compute.host_cells"
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def provider_uuid(name: str) -> str:
+    """Deterministic, so a host that comes back finds its provider."""
+    return str(uuidlib.uuid5(_PROVIDER_NAMESPACE, name))
+
+
+def gpu_provider_name(host: str, pci_address: str) -> str:
+    return f"{host}_pci_{pci_address.replace(':', '_').replace('.', '_')}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """What the scheduler needs to know of a host besides placement."""
+
+    host: str
+    cell_uuid: str
+    provider_uuid: str
+    usable: bool  # enabled, not forced down, in an enabled cell
+
+
+def host_states(runtime: Runtime) -> dict[str, HostState]:
+    """Every mapped host by its root provider uuid."""
+    cell_list = {cell.uuid: cell for cell in cells.list_cells(runtime)}
+    with runtime.db.read() as session:
+        mappings = session.scalars(select(models.HostMapping)).all()
+    unusable: set[str] = set()
+    for cell in cell_list.values():
+        if cell.is_cell0:
+            continue
+        with cells.database(runtime, cell).read() as session:
+            unusable.update(
+                session.scalars(
+                    select(cell_models.ComputeService.host).where(
+                        (cell_models.ComputeService.disabled.is_(True))
+                        | (cell_models.ComputeService.forced_down.is_(True))
+                    )
+                )
+            )
+    return {
+        m.provider_uuid: HostState(
+            m.host,
+            m.cell_uuid,
+            m.provider_uuid,
+            usable=m.host not in unusable and not cell_list[m.cell_uuid].disabled,
+        )
+        for m in mappings
+    }
+
+
+def cell_of_host(runtime: Runtime, host: str) -> cells.Cell:
+    cached: dict[str, cells.Cell] = runtime.state.setdefault(_HOST_CELLS_KEY, {})
+    found = cached.get(host)
+    if found is not None:
+        return found
+    with runtime.db.read() as session:
+        mapping = session.get(models.HostMapping, host)
+    if mapping is None:
+        raise errors.NotFound(f"Compute host {host} could not be found.")
+    cell = cells.get_cell(runtime, mapping.cell_uuid)
+    cached[host] = cell
+    return cell
+
+
+def map_host(runtime: Runtime, host: str, cell_name: str | None) -> cells.Cell:
+    """The host's cell: as mapped before, else `cell_name`, else the first enabled cell."""
+    with runtime.db.write() as session:
+        mapping = session.get(models.HostMapping, host)
+        if mapping is None:
+            candidates = [c for c in cells.list_cells(runtime) if not c.is_cell0]
+            chosen = next(
+                (c for c in candidates if c.name == cell_name)
+                if cell_name
+                else (c for c in candidates if not c.disabled),
+                None,
+            )
+            if chosen is None:
+                raise errors.NotFound(f"No cell {cell_name or '(enabled)'} to put {host} in.")
+            session.add(
+                models.HostMapping(
+                    host=host,
+                    cell_uuid=chosen.uuid,
+                    provider_uuid=provider_uuid(host),
+                    created_at=now(),
+                )
+            )
+            return chosen
+    return cells.get_cell(runtime, mapping.cell_uuid)
+
+
+def _sync_provider(
+    runtime: Runtime,
+    name: str,
+    parent: str | None,
+    inventory: dict[str, placement_service.InventorySpec],
+    traits: frozenset[str],
+) -> str:
+    """Make placement hold provider `name` with exactly this inventory and at least these
+    traits; write only what differs, so a steady heartbeat moves no generation."""
+    ctx = runtime.context()
+    key = provider_uuid(name)
+    try:
+        provider = placement_service.get_provider(ctx, key)
+    except errors.NotFound:
+        provider = placement_service.create_provider(ctx, name, key, parent)
+    _, current = placement_service.provider_inventories(ctx, key)
+    as_specs = {
+        rc: placement_service.InventorySpec(
+            inv.total, inv.reserved, inv.min_unit, inv.max_unit, inv.step_size,
+            inv.allocation_ratio,
+        )
+        for rc, inv in current.items()
+    }  # fmt: skip
+    if as_specs != inventory:
+        provider, _ = placement_service.replace_inventories(
+            ctx, key, provider.generation, inventory, allow_reserved_total=False
+        )
+    provider, current_traits = placement_service.provider_traits(ctx, key)
+    missing = traits - set(current_traits)
+    if missing:
+        for trait in missing:
+            if trait.startswith("CUSTOM_"):
+                placement_service.create_trait(ctx, trait)
+        # Traits an operator put on the provider (CUSTOM_SSD, ...) stay, as Nova keeps them.
+        placement_service.set_provider_traits(
+            ctx, key, provider.generation, sorted(traits | set(current_traits))
+        )
+    return key
+
+
+def _inventory(total: int, ratio: float) -> placement_service.InventorySpec:
+    return placement_service.InventorySpec(total=total, max_unit=total, allocation_ratio=ratio)
+
+
+def heartbeat(runtime: Runtime, host: str, resources: drivers.HostResources) -> None:
+    """Record that `host` is up and what it has, in its cell and in placement."""
+    cell = cell_of_host(runtime, host)
+    moment = now()
+    root = _sync_provider(
+        runtime,
+        host,
+        None,
+        {
+            "VCPU": _inventory(resources.vcpus, CPU_ALLOCATION_RATIO),
+            "MEMORY_MB": _inventory(resources.memory_mb, RAM_ALLOCATION_RATIO),
+            "DISK_GB": _inventory(resources.disk_gb, DISK_ALLOCATION_RATIO),
+        },
+        resources.traits,
+    )
+    for gpu in resources.gpus:
+        _sync_provider(
+            runtime,
+            gpu_provider_name(host, gpu.pci_address),
+            root,
+            {"VGPU": _inventory(gpu.vgpus, 1.0)},
+            frozenset({gpu.model}),
+        )
+    with cells.database(runtime, cell).write() as session:
+        service = session.scalar(
+            select(cell_models.ComputeService).where(
+                cell_models.ComputeService.host == host,
+                cell_models.ComputeService.binary == COMPUTE_BINARY,
+            )
+        )
+        if service is None:
+            session.add(
+                cell_models.ComputeService(
+                    uuid=str(uuidlib.uuid4()), host=host, binary=COMPUTE_BINARY,
+                    disabled=False, forced_down=False, last_seen_up=moment, created_at=moment,
+                )
+            )  # fmt: skip
+        else:
+            service.last_seen_up = moment
+        node = session.scalar(
+            select(cell_models.ComputeNode).where(cell_models.ComputeNode.host == host)
+        )
+        if node is None:
+            node = cell_models.ComputeNode(
+                uuid=root, host=host, hypervisor_hostname=host, created_at=moment,
+                host_ip="127.0.0.1",
+            )  # fmt: skip
+            session.add(node)
+        node.hypervisor_type = resources.hypervisor_type
+        node.vcpus, node.memory_mb = resources.vcpus, resources.memory_mb
+        node.local_gb, node.updated_at = resources.disk_gb, moment
+
+
+# The agent interface, in-process -------------------------------------------------------
+
+
+def _size(flavor_json: str) -> drivers.Size:
+    flavor = json.loads(flavor_json)
+    return drivers.Size(flavor["vcpus"], flavor["ram"], flavor["disk"])
+
+
+def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
+    return agent_mod.ServerSpec(
+        guest=drivers.GuestSpec(
+            uuid=row.uuid,
+            name=row.hostname,
+            image_ref=row.image_ref,
+            size=_size(row.flavor),
+            user_data=row.user_data,
+            boot_serial=row.boot_serial,
+        ),
+        host=row.host or "",
+        generation=row.generation,
+        desired_state=row.desired_state,
+        reboot_hard=row.reboot_type == "HARD",
+    )
+
+
+class InProcessControlPlane:
+    """agent.ControlPlane over this process's databases; `on_report` is the compute
+    service's handler of what hosts report (it owns server state transitions)."""
+
+    def __init__(
+        self, runtime: Runtime, on_report: Callable[[Runtime, agent_mod.ServerReport], None]
+    ) -> None:
+        self.runtime = runtime
+        self.on_report = on_report
+
+    def heartbeat(self, host: str, resources: drivers.HostResources) -> None:
+        heartbeat(self.runtime, host, resources)
+
+    def _by_cell(self, hosts: Sequence[str]) -> dict[cells.Cell, list[str]]:
+        grouped: dict[cells.Cell, list[str]] = {}
+        for host in hosts:
+            grouped.setdefault(cell_of_host(self.runtime, host), []).append(host)
+        return grouped
+
+    def _specs(self, hosts: Sequence[str], pending_only: bool) -> list[agent_mod.ServerSpec]:
+        specs: list[agent_mod.ServerSpec] = []
+        table = cell_models.Instance
+        for cell, cell_hosts in self._by_cell(hosts).items():
+            stmt = select(table).where(table.host.in_(cell_hosts), table.deleted.is_(False))
+            if pending_only:
+                stmt = stmt.where(table.generation > table.observed_generation)
+            with cells.database(self.runtime, cell).read() as session:
+                specs += [_spec(row) for row in session.scalars(stmt.order_by(table.updated_at))]
+        return specs
+
+    def pending(self, hosts: Sequence[str]) -> list[agent_mod.ServerSpec]:
+        return self._specs(hosts, pending_only=True)
+
+    def assigned(self, hosts: Sequence[str]) -> list[agent_mod.ServerSpec]:
+        return self._specs(hosts, pending_only=False)
+
+    def report(self, report: agent_mod.ServerReport) -> None:
+        self.on_report(self.runtime, report)
+
+
+def wake_agents(runtime: Runtime) -> None:
+    """Tell this process's agents that a spec changed (other processes poll)."""
+    runner: agent_mod.AgentRunner | None = runtime.state.get(_RUNNER_KEY)
+    if runner is not None:
+        runner.wake.set()
+
+
+def driver_of(runtime: Runtime, host: str) -> drivers.Driver:
+    """The driver of a host this process runs (console output, diagnostics)."""
+    runner: agent_mod.AgentRunner | None = runtime.state.get(_RUNNER_KEY)
+    agent = runner.agents.get(host) if runner is not None else None
+    if agent is None:
+        raise errors.Conflict(f"Compute host {host} is not reachable from this API worker.")
+    return agent.driver
+
+
+def fake_host_names(count: int) -> list[str]:
+    return [f"fake-host-{i}" for i in range(1, count + 1)]
+
+
+def start(
+    runtime: Runtime,
+    on_report: Callable[[Runtime, agent_mod.ServerReport], None],
+    fake_hosts: int,
+    fake_vgpus: int,
+) -> Callable[[], None]:
+    """Run this process's hosts: N fake ones, or (until the real drivers land) one fake
+    host named after this machine. Returns the function that stops them."""
+    names = fake_host_names(fake_hosts) if fake_hosts else [socket.gethostname()]
+    enabled = [c for c in cells.list_cells(runtime) if not c.is_cell0]
+    control = InProcessControlPlane(runtime, on_report)
+    agents = []
+    for index, name in enumerate(names):
+        spread_over = [c for c in enabled if not c.disabled] or enabled
+        map_host(runtime, name, spread_over[index % len(spread_over)].name)
+        agents.append(agent_mod.HostAgent(name, fake.FakeDriver(name, vgpus=fake_vgpus), control))
+    runner = agent_mod.AgentRunner(agents, control)
+    runtime.state[_RUNNER_KEY] = runner
+    runner.start()
+    stop_lock = threading.Lock()
+
+    def stop() -> None:
+        with stop_lock:
+            runner.stop()
+            runtime.state.pop(_RUNNER_KEY, None)
+
+    return stop

@@ -1,0 +1,167 @@
+"""The scheduler: one allocation-candidates request, weighing, an atomic claim.
+
+A flavor (`resources:<RC>=N`, `trait:<T>=required|forbidden`, granular
+`resourcesN:`/`traitN:` groups, `group_policy`) and image properties
+(`trait:<T>=required`) become one placement query; hosts that are disabled,
+forced down or in a disabled cell are dropped; the rest are weighed (spread:
+most free RAM first, as Nova's default RAM weigher; pack: least) and claimed in
+that order, so a claim lost to a racing boot moves on to the next alternate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from pocketstack.compute import hosts
+from pocketstack.compute.flavors import FlavorView
+from pocketstack.core import errors
+from pocketstack.core.context import RequestContext
+from pocketstack.placement import candidates
+from pocketstack.placement import service as placement_service
+
+_RESOURCES = re.compile(r"^resources(\d*|_[a-zA-Z0-9_-]+)?:([A-Z0-9_]+)$")
+_TRAIT = re.compile(r"^trait(\d*|_[a-zA-Z0-9_-]+)?:([A-Z0-9_]+)$")
+MAX_ALTERNATES = 10
+
+
+class NoValidHost(errors.PocketstackError):
+    """Nothing can take the server; the message says why."""
+
+    status = 400  # never shown as an HTTP error: it becomes the server's fault
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"No valid host was found. {reason}".strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    instance_uuid: str
+    project_id: str
+    user_id: str
+    flavor: FlavorView
+    image_properties: Mapping[str, str] = field(default_factory=dict)
+    excluded_hosts: frozenset[str] = frozenset()
+    pack: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    host: str
+    cell_uuid: str
+    provider_uuid: str
+    allocations: dict[str, dict[str, int]]  # provider uuid -> class -> amount
+    gpu_provider: str | None  # the child provider a VGPU came from
+
+
+def _base_resources(flavor: FlavorView) -> dict[str, int]:
+    disk = flavor.root_gb + flavor.ephemeral_gb + math.ceil(flavor.swap / 1024)
+    return {"VCPU": flavor.vcpus, "MEMORY_MB": flavor.memory_mb, "DISK_GB": disk}
+
+
+def placement_query(flavor: FlavorView, image_properties: Mapping[str, str]) -> candidates.Query:
+    """The request groups a flavor and an image ask for, as Nova builds them."""
+    unsuffixed = _base_resources(flavor)
+    groups: dict[str, dict[str, int]] = {"": {}}
+    required: dict[str, set[str]] = {"": set()}
+    forbidden: dict[str, set[str]] = {"": set()}
+    for key, value in flavor.extra_specs.items():
+        if match := _RESOURCES.match(key):
+            suffix, class_name = match.group(1) or "", match.group(2)
+            try:
+                amount = int(value)
+            except ValueError:
+                raise errors.Invalid(f"Invalid value {value!r} for extra spec {key}.") from None
+            if suffix:
+                groups.setdefault(suffix, {})[class_name] = amount
+            else:
+                unsuffixed[class_name] = amount
+        elif match := _TRAIT.match(key):
+            suffix, trait = match.group(1) or "", match.group(2)
+            target = (
+                required if value == "required" else forbidden if value == "forbidden" else None
+            )
+            if target is None:
+                raise errors.Invalid(f"Invalid value {value!r} for extra spec {key}.")
+            target.setdefault(suffix, set()).add(trait)
+    for key, value in image_properties.items():
+        if key.startswith("trait:") and value == "required":
+            required[""].add(key.removeprefix("trait:"))
+    groups[""] = {rc: n for rc, n in unsuffixed.items() if n > 0}
+    query_groups = tuple(
+        candidates.Group(
+            suffix=suffix,
+            resources=resources,
+            required=tuple(frozenset({t}) for t in sorted(required.get(suffix, ()))),
+            forbidden=frozenset(forbidden.get(suffix, ())),
+        )
+        for suffix, resources in sorted(groups.items())
+        if resources or suffix == ""
+    )
+    policy = flavor.extra_specs.get("group_policy", "none")
+    return candidates.Query(groups=query_groups, group_policy=policy)
+
+
+def _free_ram(snapshot: candidates.Snapshot, root_id: int) -> int:
+    node = snapshot.nodes[root_id]
+    capacity = node.inventory.get("MEMORY_MB")
+    if capacity is None:
+        return 0
+    return capacity.capacity - snapshot.used(root_id, "MEMORY_MB")
+
+
+def select_destination(ctx: RequestContext, request: Request) -> Selection:
+    """Claim resources for the server on the best usable host; NoValidHost otherwise."""
+    query = placement_query(request.flavor, request.image_properties)
+    try:
+        snapshot, found = placement_service.allocation_candidates(ctx, query)
+    except errors.Invalid as exc:
+        raise NoValidHost(exc.message) from None
+    states = hosts.host_states(ctx.runtime)
+    usable = [
+        c
+        for c in found
+        if (state := states.get(snapshot.nodes[c.root_id].uuid)) is not None
+        and state.usable
+        and state.host not in request.excluded_hosts
+    ]
+    if not usable:
+        return _no_host(found)
+    usable.sort(key=lambda c: _free_ram(snapshot, c.root_id), reverse=not request.pack)
+    for candidate in usable[:MAX_ALTERNATES]:
+        root_uuid = snapshot.nodes[candidate.root_id].uuid
+        allocations = {
+            snapshot.nodes[node_id].uuid: dict(resources)
+            for node_id, resources in candidate.totals().items()
+        }
+        claim = placement_service.ConsumerClaim(
+            request.instance_uuid,
+            allocations,
+            project_id=request.project_id,
+            user_id=request.user_id,
+            consumer_generation=None,
+            consumer_type="INSTANCE",
+        )
+        try:
+            placement_service.set_allocations(ctx, [claim], check_generation=True)
+        except errors.Conflict:
+            continue
+        gpu = next(
+            (
+                snapshot.nodes[n].uuid
+                for n, r in candidate.totals().items()
+                if "VGPU" in r and n != candidate.root_id
+            ),
+            None,
+        )
+        state = states[root_uuid]
+        return Selection(state.host, state.cell_uuid, root_uuid, allocations, gpu)
+    raise NoValidHost("Every candidate host was claimed by other servers; try again.")
+
+
+def _no_host(found: Collection[candidates.Candidate]) -> Selection:
+    if found:
+        raise NoValidHost("The hosts with room are disabled, down or excluded.")
+    raise NoValidHost("There are not enough hosts available.")

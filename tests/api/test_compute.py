@@ -1,0 +1,367 @@
+"""The compute API as Nova clients use it, with fake hosts building the servers:
+versions, flavors, keypairs, servers and their actions, scheduling on placement (traits,
+VGPUs, no valid host), quotas, and cells."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pocketstack.compute import cells, hosts
+from tests.api.conftest import Cloud
+
+LATEST = {"OpenStack-API-Version": "compute 2.96"}
+
+
+class Compute:
+    def __init__(self, cloud: Cloud, token: str) -> None:
+        self.cloud, self.token = cloud, token
+        self.image_id = ""
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        version: str | None = None,
+        token: str | None = None,
+    ) -> Any:
+        headers = {"X-Auth-Token": token or self.token}
+        if version is not None:
+            headers["X-OpenStack-Nova-API-Version"] = version
+        return self.cloud.client.request(method, f"/compute/v2.1{path}", json=body, headers=headers)
+
+    def placement(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": "placement 1.39"}
+        return self.cloud.client.request(method, f"/placement{path}", json=body, headers=headers)
+
+    def image(self) -> str:
+        """An active image (created once per test)."""
+        if not self.image_id:
+            headers = {"X-Auth-Token": self.token}
+            created = self.cloud.client.post(
+                "/image/v2/images",
+                json={"name": "tiny", "disk_format": "raw", "container_format": "bare",
+                      "visibility": "public"},
+                headers=headers,
+            ).json()  # fmt: skip
+            uploaded = self.cloud.client.put(
+                f"/image/v2/images/{created['id']}/file",
+                content=b"\0" * 1024,
+                headers={**headers, "Content-Type": "application/octet-stream"},
+            )
+            assert uploaded.status_code == 204, uploaded.text
+            self.image_id = created["id"]
+        return self.image_id
+
+    def boot(self, name: str = "vm", flavor: str = "1", token: str | None = None,
+             **fields: Any) -> Any:  # fmt: skip
+        server = {"name": name, "flavorRef": flavor, "imageRef": self.image(), "networks": "none"}
+        server.update(fields)
+        return self("POST", "/servers", {"server": server}, version="2.96", token=token)
+
+    def wait(self, server_id: str, status: str, token: str | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while True:
+            shown = self("GET", f"/servers/{server_id}", version="2.96", token=token)
+            server = dict(shown.json()["server"])
+            if server["status"] == status and server["OS-EXT-STS:task_state"] is None:
+                return server
+            assert time.monotonic() < deadline, f"still {server['status']}, wanted {status}"
+            time.sleep(0.02)
+
+    def active(self, name: str = "vm", **fields: Any) -> dict[str, Any]:
+        booted = self.boot(name, **fields)
+        assert booted.status_code == 202, booted.text
+        return self.wait(booted.json()["server"]["id"], "ACTIVE")
+
+
+@pytest.fixture
+def compute(cloud_factory: Any) -> Iterator[Compute]:
+    with cloud_factory(background=True, fake_hosts=2, fake_vgpus=1) as cloud:
+        yield Compute(cloud, cloud.admin)
+
+
+def _member(compute: Compute, name: str) -> str:
+    cloud = compute.cloud
+    project = cloud.create(cloud.admin, "project", name=name, domain_id="default")
+    cloud.user_with_role(cloud.admin, f"{name}-user", project["id"], "member")
+    return cloud.token(f"{name}-user", f"{name}-user-pw", project=name)
+
+
+def test_version_documents_and_microversions(compute: Compute) -> None:
+    doc = compute.cloud.client.get("/compute/v2.1").json()["version"]
+    assert (doc["id"], doc["min_version"], doc["version"]) == ("v2.1", "2.1", "2.96")
+    answered = compute("GET", "/flavors", version="2.53")
+    assert answered.headers["X-OpenStack-Nova-API-Version"] == "2.53"
+    assert answered.headers["OpenStack-API-Version"] == "compute 2.53"
+    too_new = compute("GET", "/flavors", version="2.200")
+    assert too_new.status_code == 406
+    assert too_new.json()["computeFault"]["code"] == 406
+
+
+def test_flavors_private_access_and_extra_specs(compute: Compute) -> None:
+    listed = compute("GET", "/flavors/detail").json()["flavors"]
+    assert [f["name"] for f in listed][:2] == ["m1.tiny", "m1.small"]
+    assert listed[0]["swap"] == ""
+    body = {"flavor": {"name": "secret", "ram": 64, "vcpus": 1, "disk": 0, "id": "s1",
+                       "os-flavor-access:is_public": False}}  # fmt: skip
+    assert compute("POST", "/flavors", body).status_code == 200
+    assert compute("POST", "/flavors", body).json()["conflictingRequest"]["code"] == 409
+    tenant = _member(compute, "flavor-tenant")
+    assert compute("GET", "/flavors/s1", token=tenant).status_code == 404
+    project_id = compute.cloud.client.get(
+        "/identity/v3/projects?name=flavor-tenant", headers={"X-Auth-Token": compute.token}
+    ).json()["projects"][0]["id"]
+    granted = compute("POST", "/flavors/s1/action", {"addTenantAccess": {"tenant": project_id}})
+    assert granted.json()["flavor_access"] == [{"flavor_id": "s1", "tenant_id": project_id}]
+    assert compute("GET", "/flavors/s1", token=tenant).status_code == 200
+    specs = {"extra_specs": {"hw:cpu_policy": "dedicated"}}
+    assert compute("POST", "/flavors/s1/os-extra_specs", specs).status_code == 200
+    shown = compute("GET", "/flavors/s1", version="2.61").json()["flavor"]
+    assert shown["extra_specs"] == {"hw:cpu_policy": "dedicated"}
+    assert shown["swap"] == ""
+    assert compute("GET", "/flavors/s1", version="2.75").json()["flavor"]["swap"] == 0
+    bad = compute("POST", "/flavors", {"flavor": {"name": "x", "ram": 0, "vcpus": 1, "disk": 0}})
+    assert "ram" in bad.json()["badRequest"]["message"]
+    assert compute("POST", "/flavors", body, token=tenant).status_code == 403
+
+
+def test_keypairs_generated_imported_and_private_to_their_user(compute: Compute) -> None:
+    made = compute("POST", "/os-keypairs", {"keypair": {"name": "k1"}}, version="2.2")
+    assert made.status_code == 201
+    generated = made.json()["keypair"]
+    assert generated["private_key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert generated["type"] == "ssh"
+    public = generated["public_key"]
+    imported = compute(
+        "POST", "/os-keypairs", {"keypair": {"name": "k2", "public_key": public}}
+    ).json()["keypair"]
+    assert imported["fingerprint"] == generated["fingerprint"]
+    assert "private_key" not in imported
+    again = compute("POST", "/os-keypairs", {"keypair": {"name": "k2", "public_key": public}})
+    assert again.status_code == 409
+    junk = compute("POST", "/os-keypairs", {"keypair": {"name": "k3", "public_key": "ssh-rsa x"}})
+    assert junk.status_code == 400
+    listed = compute("GET", "/os-keypairs").json()["keypairs"]
+    assert sorted(k["keypair"]["name"] for k in listed) == ["k1", "k2"]
+    other = _member(compute, "key-tenant")
+    assert compute("GET", "/os-keypairs", token=other).json()["keypairs"] == []
+    assert compute("DELETE", "/os-keypairs/k1", version="2.2").status_code == 204
+    assert compute("GET", "/os-keypairs/k1").status_code == 404
+
+
+def test_server_boots_to_active_and_shows_fields_per_microversion(compute: Compute) -> None:
+    server = compute.active("web", metadata={"role": "web"}, tags=["blue"],
+                            description="front")  # fmt: skip
+    assert server["OS-EXT-STS:power_state"] == 1
+    assert server["OS-EXT-SRV-ATTR:host"] in ("fake-host-1", "fake-host-2")
+    assert server["flavor"]["original_name"] == "m1.tiny"
+    assert (server["tags"], server["description"], server["locked"]) == (["blue"], "front", False)
+    old = compute("GET", f"/servers/{server['id']}").json()["server"]
+    assert old["flavor"]["id"] == "1"
+    for newer in ("locked", "description", "tags", "locked_reason", "server_groups"):
+        assert newer not in old
+    detail = compute("GET", "/servers/detail", version="2.96").json()["servers"]
+    assert "server_groups" not in detail[0]
+    consumer = compute.placement("GET", f"/allocations/{server['id']}").json()
+    (allocation,) = consumer["allocations"].values()
+    assert allocation["resources"] == {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}
+    shown_by_name = compute("GET", "/servers?name=^we", version="2.96").json()["servers"]
+    assert [s["name"] for s in shown_by_name] == ["web"]
+
+
+def test_actions_move_through_upstream_states(compute: Compute) -> None:
+    server_id = compute.active()["id"]
+
+    def act(body: dict[str, Any], code: int = 202) -> Any:
+        response = compute("POST", f"/servers/{server_id}/action", body, version="2.96")
+        assert response.status_code == code, response.text
+        return response
+
+    act({"os-stop": None})
+    assert compute.wait(server_id, "SHUTOFF")["OS-EXT-STS:power_state"] == 4
+    refused = act({"pause": None}, 409)
+    assert refused.json()["conflictingRequest"]["message"] == (
+        f"Cannot 'pause' instance {server_id} while it is in vm_state stopped"
+    )
+    act({"os-start": None})
+    compute.wait(server_id, "ACTIVE")
+    act({"pause": None})
+    assert compute.wait(server_id, "PAUSED")["OS-EXT-STS:power_state"] == 3
+    act({"unpause": None})
+    compute.wait(server_id, "ACTIVE")
+    act({"suspend": None})
+    compute.wait(server_id, "SUSPENDED")
+    act({"resume": None})
+    compute.wait(server_id, "ACTIVE")
+    act({"reboot": {"type": "HARD"}})
+    compute.wait(server_id, "ACTIVE")
+    assert "adminPass" in act({"rescue": None}, 200).json()
+    compute.wait(server_id, "RESCUE")
+    act({"unrescue": None})
+    compute.wait(server_id, "ACTIVE")
+    act({"resize": {"flavorRef": "2"}})
+    resized = compute.wait(server_id, "VERIFY_RESIZE")
+    assert resized["flavor"]["original_name"] == "m1.small"
+    act({"revertResize": None})
+    assert compute.wait(server_id, "ACTIVE")["flavor"]["original_name"] == "m1.tiny"
+    act({"resize": {"flavorRef": "2"}})
+    compute.wait(server_id, "VERIFY_RESIZE")
+    act({"confirmResize": None}, 204)
+    compute.wait(server_id, "ACTIVE")
+    consumer = compute.placement("GET", f"/allocations/{server_id}").json()
+    (allocation,) = consumer["allocations"].values()
+    assert allocation["resources"]["MEMORY_MB"] == 2048
+    output = act({"os-getConsoleOutput": {"length": 1}}, 200).json()["output"]
+    assert output.strip() == "vm login:"
+    actions = compute("GET", f"/servers/{server_id}/os-instance-actions").json()
+    assert actions["instanceActions"][0]["action"] == "confirmResize"
+    assert actions["instanceActions"][-1]["action"] == "create"
+
+
+def test_locked_server_refuses_its_owner_until_unlocked(compute: Compute) -> None:
+    tenant = _member(compute, "lock-tenant")
+    booted = compute.boot("mine", token=tenant)
+    server_id = booted.json()["server"]["id"]
+    compute.wait(server_id, "ACTIVE", token=tenant)
+
+    def act(body: dict[str, Any], token: str) -> Any:
+        return compute("POST", f"/servers/{server_id}/action", body, version="2.96", token=token)
+
+    assert act({"lock": {"locked_reason": "maintenance"}}, tenant).status_code == 202
+    shown = compute("GET", f"/servers/{server_id}", version="2.96", token=tenant).json()
+    assert shown["server"]["locked_reason"] == "maintenance"
+    refused = act({"os-stop": None}, tenant)
+    assert refused.json()["conflictingRequest"]["message"] == f"Instance {server_id} is locked"
+    assert compute("DELETE", f"/servers/{server_id}", token=tenant).status_code == 409
+    assert act({"unlock": None}, tenant).status_code == 202
+    assert act({"os-stop": None}, tenant).status_code == 202
+    stranger = _member(compute, "lock-stranger")
+    assert compute("GET", f"/servers/{server_id}", token=stranger).status_code == 404
+
+
+def test_delete_removes_the_server_and_frees_its_resources(compute: Compute) -> None:
+    server_id = compute.active()["id"]
+    assert compute("DELETE", f"/servers/{server_id}").status_code == 204
+    deadline = time.monotonic() + 10
+    while compute("GET", f"/servers/{server_id}").status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert compute.placement("GET", f"/allocations/{server_id}").json()["allocations"] == {}
+    listed = compute("GET", "/servers/detail?deleted=true&status=DELETED").json()["servers"]
+    assert [s["id"] for s in listed] == [server_id]
+
+
+def test_scheduling_follows_traits_vgpus_and_capacity(compute: Compute) -> None:
+    providers = compute.placement("GET", "/resource_providers?name=fake-host-2").json()
+    host2 = providers["resource_providers"][0]
+    assert compute.placement("PUT", "/traits/CUSTOM_FAST").status_code == 201
+    traits = {"resource_provider_generation": host2["generation"], "traits": ["CUSTOM_FAST"]}
+    assert compute.placement(
+        "PUT", f"/resource_providers/{host2['uuid']}/traits", traits
+    ).is_success
+    flavors = [("fast", {"trait:CUSTOM_FAST": "required"}), ("gpu", {"resources:VGPU": "1"})]
+    for name, specs in flavors:
+        body = {"flavor": {"name": name, "ram": 64, "vcpus": 1, "disk": 0, "id": name}}
+        assert compute("POST", "/flavors", body).status_code == 200
+        assert compute("POST", f"/flavors/{name}/os-extra_specs", {"extra_specs": specs}).is_success
+    for index in range(3):
+        assert compute.active(f"fast-{index}", flavor="fast")["OS-EXT-SRV-ATTR:host"] == (
+            "fake-host-2"
+        )
+    gpu_hosts = set()
+    for index in range(2):
+        server = compute.active(f"gpu-{index}", flavor="gpu")
+        gpu_hosts.add(server["OS-EXT-SRV-ATTR:host"])
+        consumer = compute.placement("GET", f"/allocations/{server['id']}").json()
+        by_class = {rc: rp for rp, a in consumer["allocations"].items() for rc in a["resources"]}
+        assert by_class["VGPU"] != by_class["VCPU"], "the VGPU sits on the GPU child provider"
+    assert gpu_hosts == {"fake-host-1", "fake-host-2"}, "each fake host has one VGPU"
+    third = compute.boot("gpu-2", flavor="gpu").json()["server"]["id"]
+    failed = compute.wait(third, "ERROR")
+    assert failed["fault"]["message"].startswith("No valid host was found.")
+    assert failed["fault"]["code"] == 500
+    assert failed["OS-EXT-SRV-ATTR:host"] is None
+
+
+def test_quota_refuses_the_server_past_the_limit(compute: Compute) -> None:
+    tenant = _member(compute, "quota-tenant")
+    for index in range(10):
+        assert compute.boot(f"q-{index}", token=tenant).status_code == 202
+    refused = compute.boot("q-10", token=tenant)
+    assert refused.status_code == 403
+    assert refused.json()["forbidden"]["message"].startswith("Quota exceeded for instances")
+
+
+def test_bad_boot_requests_are_refused_with_the_field_named(compute: Compute) -> None:
+    no_flavor = compute.boot(flavor="nope")
+    assert no_flavor.json()["badRequest"]["message"] == "Flavor nope could not be found."
+    no_key = compute.boot(key_name="nokey")
+    assert no_key.json()["badRequest"]["message"] == "Invalid key_name provided."
+    server = {"name": "x", "flavorRef": "1", "imageRef": compute.image()}
+    unknown = compute("POST", "/servers", {"server": {**server, "bogus": 1}})
+    assert "'bogus' was unexpected" in unknown.json()["badRequest"]["message"]
+    no_networks = compute("POST", "/servers", {"server": server}, version="2.37")
+    assert "'networks' is a required property" in no_networks.json()["badRequest"]["message"]
+
+
+def test_a_restarted_agent_rebuilds_what_its_host_lost(cloud_factory: Any) -> None:
+    with cloud_factory(background=True, fake_hosts=1) as cloud:
+        compute = Compute(cloud, cloud.admin)
+        server_id = compute.active()["id"]
+        image = compute.image()
+    with cloud_factory(background=True, fake_hosts=1) as cloud:
+        compute = Compute(cloud, cloud.admin)
+        compute.image_id = image
+        assert compute.wait(server_id, "ACTIVE")["OS-EXT-STS:power_state"] == 1
+        output = compute("POST", f"/servers/{server_id}/action", {"os-getConsoleOutput": {}})
+        assert "fake boot 0" in output.json()["output"], "the fake host booted it again"
+
+
+SORTS = ["display_name", "created_at", "vm_state", "host", "uuid", "launched_at"]
+
+
+def test_listing_across_three_cells_pages_like_one_database(cloud_factory: Any) -> None:
+    with cloud_factory(fake_hosts=0) as cloud:
+        for name in ("cell2", "cell3"):
+            cells.create_cell(cloud.runtime, name)
+    with cloud_factory(background=True, fake_hosts=3) as cloud:
+        compute = Compute(cloud, cloud.admin)
+        ids = []
+        for index in range(6):
+            booted = compute.boot(f"s{index % 4}", flavor="1")
+            ids.append(booted.json()["server"]["id"])
+        for server_id in ids:
+            compute.wait(server_id, "ACTIVE")
+        compute("POST", f"/servers/{ids[0]}/action", {"os-stop": None})
+        compute.wait(ids[0], "SHUTOFF")
+        everything = compute("GET", "/servers/detail").json()["servers"]
+        used_hosts = {s["OS-EXT-SRV-ATTR:host"] for s in everything}
+        assert used_hosts == {"fake-host-1", "fake-host-2", "fake-host-3"}
+        for key in SORTS:
+            for direction in ("asc", "desc"):
+                query = f"sort_key={key}&sort_dir={direction}&sort_key=uuid&sort_dir=asc"
+                whole = [s["id"] for s in compute("GET", f"/servers?{query}").json()["servers"]]
+                assert sorted(whole) == sorted(ids)
+                paged, marker = [], ""
+                while True:
+                    page = compute("GET", f"/servers?{query}&limit=2{marker}").json()
+                    paged += [s["id"] for s in page["servers"]]
+                    if "servers_links" not in page:
+                        break
+                    marker = f"&marker={paged[-1]}"
+                assert paged == whole, f"paging by {key} {direction} differs"
+        cell3 = cells.set_disabled(cloud.runtime, "cell3", True)
+        placed = [compute.active(f"after-{index}") for index in range(4)]
+        disabled_hosts = {
+            state.host
+            for state in hosts.host_states(cloud.runtime).values()
+            if state.cell_uuid == cell3.uuid
+        }
+        assert disabled_hosts
+        assert not {s["OS-EXT-SRV-ATTR:host"] for s in placed} & disabled_hosts
+        assert len(compute("GET", "/servers").json()["servers"]) == 10
