@@ -188,6 +188,7 @@ class Server:
     admin_password: str | None = None
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_args: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -229,6 +230,7 @@ class Server:
         ]
         if admin_password is not None:
             command += ["--admin-password", admin_password]
+        command += self.extra_args
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=self.env()
