@@ -13,6 +13,7 @@ import contextlib
 import functools
 import re
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1453,9 +1454,13 @@ def _consumer_counts(
 
 
 def allocation_candidates(
-    ctx: RequestContext, query: candidates.Query
+    ctx: RequestContext, query: candidates.Query, max_age_s: float = 0.0
 ) -> tuple[candidates.Snapshot, list[candidates.Candidate]]:
-    """Check the names in the request exist (400 otherwise), then search a snapshot."""
+    """Check the names in the request exist (400 otherwise), then search a snapshot.
+
+    `max_age_s` lets an in-process scheduler search a snapshot refreshed that recently
+    instead of re-reading usage after every claim: its claims are checked against the
+    database anyway, and it records them in the snapshot (`record_claim`)."""
     with ctx.db.read() as session:
         known_classes = set(session.scalars(select(models.ResourceClass.name)))
         for group in query.groups:
@@ -1470,7 +1475,7 @@ def allocation_candidates(
         wanted_traits |= query.root_required | query.root_forbidden
         if wanted_traits:
             _trait_ids(session, wanted_traits)
-        snapshot = _current_snapshot(ctx, session)
+        snapshot = _current_snapshot(ctx, session, max_age_s)
     return snapshot, candidates.find(snapshot, query)
 
 
@@ -1478,15 +1483,43 @@ def allocation_candidates(
 class _SnapshotCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     snapshot: candidates.Snapshot | None = None
+    refreshed_at: float = 0.0
 
 
-def _current_snapshot(ctx: RequestContext, session: Session) -> candidates.Snapshot:
-    """This process's snapshot, brought up to date with what changed in the database (by
-    any worker) since it was last read."""
+def _snapshot_cache(ctx: RequestContext) -> _SnapshotCache:
     cache: _SnapshotCache = ctx.runtime.state.setdefault("placement.snapshot", _SnapshotCache())
+    return cache
+
+
+def _current_snapshot(
+    ctx: RequestContext, session: Session, max_age_s: float = 0.0
+) -> candidates.Snapshot:
+    """This process's snapshot, brought up to date with what changed in the database (by
+    any worker) since it was last read, unless it was read less than `max_age_s` ago."""
+    cache = _snapshot_cache(ctx)
     with cache.lock:
-        cache.snapshot = candidates.refresh_snapshot(session, cache.snapshot)
+        moment = time.monotonic()
+        if cache.snapshot is None or moment - cache.refreshed_at >= max_age_s:
+            cache.snapshot = candidates.refresh_snapshot(session, cache.snapshot)
+            cache.refreshed_at = moment
         return cache.snapshot
+
+
+def record_claim(ctx: RequestContext, allocations: Mapping[str, Mapping[str, int]]) -> None:
+    """Count a claim this process just made in its snapshot's usage, so searches that reuse
+    the snapshot (`max_age_s`) see the room it took until the next refresh reads it back."""
+    cache = _snapshot_cache(ctx)
+    with cache.lock:
+        snapshot = cache.snapshot
+        if snapshot is None:
+            return
+        for provider_uuid, resources in allocations.items():
+            node = snapshot.by_uuid.get(provider_uuid)
+            if node is None:
+                continue
+            for class_name, amount in resources.items():
+                key = (node.id, class_name)
+                snapshot.usage[key] = snapshot.usage.get(key, 0) + amount
 
 
 # Reshaper --------------------------------------------------------------------------------
