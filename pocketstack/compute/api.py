@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Scope
 
-from pocketstack.compute import flavors, keypairs, schemas
+from pocketstack.compute import admin_api, flavors, keypairs, schemas, server_groups
 from pocketstack.compute import service as compute_service
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, pagination, routing
@@ -506,10 +506,17 @@ def list_servers_detail(request: Request, ctx: Ctx) -> Response:
 @router.get("/v2.1/servers/{server_id}")
 def show_server(server_id: str, request: Request, ctx: Ctx) -> Response:
     server = _server(ctx, server_id, "os_compute_api:servers:show")
+    version = requested_version(request)
     view = schemas.server_view(
-        server, requested_version(request), _base(request), is_admin=ctx.is_admin
-    )
+        server, version, _base(request), is_admin=ctx.is_admin,
+        server_groups=_groups(ctx, server, version),
+    )  # fmt: skip
     return JSONResponse({"server": view})
+
+
+def _groups(ctx: Ctx, server: compute_service.ServerView, version: Version) -> list[str]:
+    """The server's group for the views that show it (2.71+)."""
+    return server_groups.groups_of(ctx, server.uuid) if version >= V(2, 71) else []
 
 
 @router.put("/v2.1/servers/{server_id}")
@@ -519,8 +526,9 @@ async def update_server(server_id: str, request: Request, ctx: Ctx) -> Response:
     _server(ctx, server_id, "os_compute_api:servers:update")
     server = await run_in_threadpool(compute_service.update_server, ctx, server_id, change)
     view = schemas.server_view(
-        server, version, _base(request), is_admin=ctx.is_admin, kind="update"
-    )
+        server, version, _base(request), is_admin=ctx.is_admin, kind="update",
+        server_groups=_groups(ctx, server, version),
+    )  # fmt: skip
     return JSONResponse({"server": view})
 
 
@@ -621,8 +629,9 @@ def _rebuild(ctx: Ctx, request: Request, version: Version, server_id: str, value
         ctx, server_id, schemas._ref(value["imageRef"], "imageRef"), name, metadata
     )
     view = schemas.server_view(
-        server, version, _base(request), is_admin=ctx.is_admin, kind="update"
-    )
+        server, version, _base(request), is_admin=ctx.is_admin, kind="update",
+        server_groups=_groups(ctx, server, version),
+    )  # fmt: skip
     view["adminPass"] = value.get("adminPass") or compute_service.admin_password()
     if version >= V(2, 75):
         view.pop("OS-EXT-SRV-ATTR:user_data", None)
@@ -789,14 +798,17 @@ def show_instance_action(server_id: str, request_id: str, request: Request, ctx:
     return JSONResponse({"instanceAction": view})
 
 
-# Limits and availability zones ------------------------------------------------------------
+# Limits -----------------------------------------------------------------------------------
 
 
 @router.get("/v2.1/limits")
 def show_limits(request: Request, ctx: Ctx) -> Response:
     ctx.authorize("os_compute_api:limits")
     version = requested_version(request)
-    absolute = compute_service.absolute_limits(ctx, ctx.project_id or "")
+    project_id = request.query_params.get("tenant_id") or ctx.project_id or ""
+    if project_id != ctx.project_id:
+        ctx.authorize("os_compute_api:limits:other_project", {"project_id": project_id})
+    absolute = compute_service.absolute_limits(ctx, project_id)
     if version >= V(2, 36):
         for key in (
             "maxSecurityGroups",
@@ -806,28 +818,16 @@ def show_limits(request: Request, ctx: Ctx) -> Response:
             "totalSecurityGroupsUsed",
         ):
             absolute.pop(key, None)
+    if version >= V(2, 39):
+        absolute.pop("maxImageMeta", None)
     if version >= V(2, 57):
         for key in ("maxPersonality", "maxPersonalitySize"):
             absolute.pop(key, None)
     return JSONResponse({"limits": {"rate": [], "absolute": absolute}})
 
 
-@router.get("/v2.1/os-availability-zone")
-def list_availability_zones(ctx: Ctx) -> Response:
-    ctx.authorize("os_compute_api:os-availability-zone:list")
-    return JSONResponse(
-        {
-            "availabilityZoneInfo": [
-                {
-                    "zoneName": compute_service.DEFAULT_AZ,
-                    "zoneState": {"available": True},
-                    "hosts": None,
-                }
-            ]
-        }
-    )
-
-
 def create_app() -> ASGIApp:
-    app = app_mod.service_app(router, render_error, redirect_slashes=False)
+    routes = routing.Router()
+    routes.routes.extend([*router.routes, *admin_api.router.routes])
+    app = app_mod.service_app(routes, render_error, redirect_slashes=False)
     return MicroversionMiddleware(app, VERSIONS, render_error)

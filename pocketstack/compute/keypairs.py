@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from pocketstack.compute import models
+from pocketstack.compute import models, quotas
 from pocketstack.core import errors, pagination
 from pocketstack.core.context import RequestContext
 
@@ -101,6 +101,7 @@ def create_keypair(
             raise errors.Invalid("Only ssh keypairs can be generated; import x509 certificates.")
         public_key, private_key = _generate()
     fingerprint = _ssh_fingerprint(public_key) if key_type == SSH else _x509_fingerprint(public_key)
+    _check_quota(ctx, user_id)
     try:
         with ctx.db.write() as session:
             if session.scalar(
@@ -122,6 +123,17 @@ def create_keypair(
             return _view(row, private_key)
     except IntegrityError:
         raise errors.Conflict(f"Key pair '{name}' already exists.") from None
+
+
+def _check_quota(ctx: RequestContext, user_id: str) -> None:
+    """A user's keypairs stay within the `key_pairs` quota of the caller's project."""
+    limit = quotas.limits(ctx, ctx.project_id or "", user_id)["key_pairs"]
+    if limit < 0:
+        return
+    with ctx.db.read() as session:
+        count = session.scalar(select(func.count()).where(models.KeyPair.user_id == user_id))
+    if (count or 0) + 1 > limit:
+        raise errors.OverQuota("Quota exceeded, too many key pairs.")
 
 
 def get_keypair(ctx: RequestContext, user_id: str, name: str) -> KeyPairView:

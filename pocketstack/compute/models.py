@@ -96,3 +96,79 @@ class KeyPair(Base):
     public_key: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class ServerGroup(Base):
+    """A server group: servers scheduled with (anti-)affinity to each other."""
+
+    __tablename__ = "compute_server_group"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(255))
+    max_server_per_host: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class ServerGroupMember(Base):
+    """A server in a group, with the host it was placed on (None: it found no host)."""
+
+    __tablename__ = "compute_server_group_member"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("compute_server_group.id", ondelete="CASCADE"), index=True
+    )
+    instance_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class Aggregate(Base):
+    """A host aggregate; its `availability_zone` metadata makes it an availability zone.
+    Its uuid is also the placement aggregate its hosts' providers are members of."""
+
+    __tablename__ = "compute_aggregate"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class AggregateHost(Base):
+    __tablename__ = "compute_aggregate_host"
+    aggregate_id: Mapped[int] = mapped_column(
+        ForeignKey("compute_aggregate.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class AggregateMetadata(Base):
+    __tablename__ = "compute_aggregate_metadata"
+    aggregate_id: Mapped[int] = mapped_column(
+        ForeignKey("compute_aggregate.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), index=True)
+
+
+class Quota(Base):
+    """A project's (or, with `user_id`, one of its users') limit on one resource."""
+
+    __tablename__ = "compute_quota"
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)  # "": the project
+    resource: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class QuotaClass(Base):
+    """A quota class's limit on one resource; class `default` holds every project's defaults."""
+
+    __tablename__ = "compute_quota_class"
+    class_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

@@ -31,6 +31,10 @@ _READER = [
     "os_compute_api:ips:show",
     "os_compute_api:os-flavor-extra-specs:index",
     "os_compute_api:os-flavor-extra-specs:show",
+    "os_compute_api:os-server-groups:index",
+    "os_compute_api:os-server-groups:show",
+    "os_compute_api:os-quota-sets:show",
+    "os_compute_api:os-quota-sets:detail",
 ]
 _MEMBER = [
     f"{S}create",
@@ -60,6 +64,8 @@ _MEMBER = [
     "os_compute_api:os-server-tags:update_all",
     "os_compute_api:os-server-tags:delete",
     "os_compute_api:os-server-tags:delete_all",
+    "os_compute_api:os-server-groups:create",
+    "os_compute_api:os-server-groups:delete",
 ]
 _ADMIN = [
     f"{S}index:get_all_tenants",
@@ -81,6 +87,34 @@ _ADMIN = [
     "os_compute_api:os-flavor-access",
     "os_compute_api:os-flavor-access:add_tenant_access",
     "os_compute_api:os-flavor-access:remove_tenant_access",
+    "os_compute_api:os-server-groups:index:all_projects",
+    *(
+        f"os_compute_api:os-aggregates:{verb}"
+        for verb in (
+            "index",
+            "create",
+            "show",
+            "update",
+            "delete",
+            "add_host",
+            "remove_host",
+            "set_metadata",
+        )
+    ),
+    "compute:aggregates:images",
+    "os_compute_api:os-availability-zone:detail",
+    "os_compute_api:os-services:list",
+    "os_compute_api:os-services:update",
+    "os_compute_api:os-services:delete",
+    *(
+        f"os_compute_api:os-hypervisors:{verb}"
+        for verb in ("list", "list-detail", "statistics", "show", "uptime", "search", "servers")
+    ),
+    "os_compute_api:os-quota-sets:update",
+    "os_compute_api:os-quota-sets:delete",
+    "os_compute_api:os-quota-class-sets:show",
+    "os_compute_api:os-quota-class-sets:update",
+    "os_compute_api:limits:other_project",
 ]
 
 RULES = [
@@ -93,4 +127,5 @@ RULES = [
     ),
     Rule("os_compute_api:limits", ANY, scope_types=PROJECT),
     Rule("os_compute_api:os-availability-zone:list", ANY, scope_types=PROJECT),
+    Rule("os_compute_api:os-quota-sets:defaults", ANY, scope_types=PROJECT),
 ]

@@ -6,6 +6,13 @@ A flavor (`resources:<RC>=N`, `trait:<T>=required|forbidden`, granular
 forced down or in a disabled cell are dropped; the rest are weighed (spread:
 most free RAM first, as Nova's default RAM weigher; pack: least) and claimed in
 that order, so a claim lost to a racing boot moves on to the next alternate.
+
+A requested availability zone is a `member_of` its aggregates in the placement
+query plus a check of each host's zone (the default zone has no aggregate). A
+server group's hard policy filters hosts and its soft policy weighs first; a
+claimed host is then recorded as the member's (server_groups.join), and when a
+racing boot broke the policy meanwhile the claim is given back and the next
+alternate tried.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from pocketstack.compute import hosts
+from pocketstack.compute import aggregates, hosts, server_groups
 from pocketstack.compute.flavors import FlavorView
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
@@ -45,6 +52,8 @@ class Request:
     image_properties: Mapping[str, str] = field(default_factory=dict)
     excluded_hosts: frozenset[str] = frozenset()
     pack: bool = False
+    zone: str | None = None  # the availability zone asked for
+    group: server_groups.Placement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +70,13 @@ def _base_resources(flavor: FlavorView) -> dict[str, int]:
     return {"VCPU": flavor.vcpus, "MEMORY_MB": flavor.memory_mb, "DISK_GB": disk}
 
 
-def placement_query(flavor: FlavorView, image_properties: Mapping[str, str]) -> candidates.Query:
-    """The request groups a flavor and an image ask for, as Nova builds them."""
+def placement_query(
+    flavor: FlavorView,
+    image_properties: Mapping[str, str],
+    member_of: tuple[frozenset[str], ...] = (),
+) -> candidates.Query:
+    """The request groups a flavor and an image ask for, as Nova builds them; `member_of`
+    (a zone's aggregates) applies to the unsuffixed group."""
     unsuffixed = _base_resources(flavor)
     groups: dict[str, dict[str, int]] = {"": {}}
     required: dict[str, set[str]] = {"": set()}
@@ -96,6 +110,7 @@ def placement_query(flavor: FlavorView, image_properties: Mapping[str, str]) -> 
             resources=resources,
             required=tuple(frozenset({t}) for t in sorted(required.get(suffix, ()))),
             forbidden=frozenset(forbidden.get(suffix, ())),
+            member_of=member_of if suffix == "" else (),
         )
         for suffix, resources in sorted(groups.items())
         if resources or suffix == ""
@@ -114,7 +129,13 @@ def _free_ram(snapshot: candidates.Snapshot, root_id: int) -> int:
 
 def select_destination(ctx: RequestContext, request: Request) -> Selection:
     """Claim resources for the server on the best usable host; NoValidHost otherwise."""
-    query = placement_query(request.flavor, request.image_properties)
+    member_of: tuple[frozenset[str], ...] = ()
+    zones: dict[str, str] = {}
+    if request.zone is not None:
+        zone_aggregates = aggregates.aggregates_of_zone(ctx, request.zone)
+        member_of = (frozenset(zone_aggregates),) if zone_aggregates else ()
+        zones = aggregates.zones_of_hosts(ctx)
+    query = placement_query(request.flavor, request.image_properties, member_of)
     try:
         snapshot, found = placement_service.allocation_candidates(ctx, query)
     except errors.Invalid as exc:
@@ -126,10 +147,26 @@ def select_destination(ctx: RequestContext, request: Request) -> Selection:
         if (state := states.get(snapshot.nodes[c.root_id].uuid)) is not None
         and state.usable
         and state.host not in request.excluded_hosts
+        and (request.zone is None or zones.get(state.host, aggregates.DEFAULT_AZ) == request.zone)
     ]
     if not usable:
         return _no_host(found)
-    usable.sort(key=lambda c: _free_ram(snapshot, c.root_id), reverse=not request.pack)
+    group = request.group
+    if group is not None:
+        usable = [c for c in usable if group.allows(_host(snapshot, states, c))]
+        if not usable:
+            raise NoValidHost(
+                f"The hosts with room would break server group {group.uuid}'s "
+                f"{group.policy} policy."
+            )
+    ram_order = -1 if request.pack else 1
+    usable.sort(
+        key=lambda c: (
+            group.weight(_host(snapshot, states, c)) if group else 0,
+            ram_order * _free_ram(snapshot, c.root_id),
+        ),
+        reverse=True,
+    )
     for candidate in usable[:MAX_ALTERNATES]:
         root_uuid = snapshot.nodes[candidate.root_id].uuid
         allocations = {
@@ -157,8 +194,19 @@ def select_destination(ctx: RequestContext, request: Request) -> Selection:
             None,
         )
         state = states[root_uuid]
+        if group is not None and not server_groups.join(
+            ctx, group.uuid, request.instance_uuid, request.user_id, state.host
+        ):
+            placement_service.delete_allocations(ctx, request.instance_uuid)
+            continue
         return Selection(state.host, state.cell_uuid, root_uuid, allocations, gpu)
     raise NoValidHost("Every candidate host was claimed by other servers; try again.")
+
+
+def _host(
+    snapshot: candidates.Snapshot, states: Mapping[str, hosts.HostState], c: candidates.Candidate
+) -> str:
+    return states[snapshot.nodes[c.root_id].uuid].host
 
 
 def _no_host(found: Collection[candidates.Candidate]) -> Selection:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,6 @@ _KEYPAIR_NAME_292 = re.compile(r"^[a-zA-Z0-9 _.@-]+$")
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 )
-MAX_METADATA_ITEMS = 128
 MAX_USER_DATA = 65535
 
 
@@ -77,9 +76,7 @@ def _metadata(value: Any, field: str = "metadata") -> dict[str, str]:
             raise _unexpected({key})
         if not isinstance(item, str) or len(item) > 255:
             raise invalid(key, item, f"{item!r} is not of type 'string'")
-    if len(value) > MAX_METADATA_ITEMS:
-        raise errors.OverQuota(f"Maximum number of metadata items exceeds {MAX_METADATA_ITEMS}")
-    return dict(value)
+    return dict(value)  # how many is the project's metadata_items quota (service.py)
 
 
 def _count(value: Any, field: str) -> int:
@@ -196,8 +193,26 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
         tags=tags,
         config_drive=_boolish(server.get("config_drive", False)),
         hostname=server.get("hostname"),
+        group=_group_hint(body),
     )
     return request, _boolish(server.get("return_reservation_id", False))
+
+
+def _group_hint(body: dict[str, Any]) -> str | None:
+    """The server group a boot's scheduler hints name (a uuid, or a list of one)."""
+    hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints"))
+    if hints is None:
+        return None
+    if not isinstance(hints, dict):
+        raise invalid("os:scheduler_hints", hints, f"{hints!r} is not of type 'object'")
+    group = hints.get("group")
+    if isinstance(group, list) and len(group) == 1:
+        group = group[0]
+    if group is None:
+        return None
+    if not isinstance(group, str) or not _UUID.match(group):
+        raise invalid("group", group, f"{group!r} is not a 'uuid'")
+    return group
 
 
 def _image_of_boot_mapping(mappings: Any) -> str | None:
@@ -323,9 +338,10 @@ def server_view(
     *,
     is_admin: bool,
     kind: str = "show",
+    server_groups: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One server; `kind` is show, detail (no server_groups) or update (PUT and rebuild below
-    2.75: the reduced view)."""
+    2.75: the reduced view); `server_groups` the uuid of the group it is in, if any."""
     reduced = kind == "update" and version < V(2, 75)
     status = "DELETED" if server.deleted else server.status
     view: dict[str, Any] = {
@@ -406,7 +422,7 @@ def server_view(
     if version >= V(2, 63):
         view["trusted_image_certificates"] = None
     if version >= V(2, 71) and kind != "detail":
-        view["server_groups"] = []
+        view["server_groups"] = list(server_groups)
     if version >= V(2, 73):
         view["locked_reason"] = server.locked_reason
     if version >= V(2, 96):

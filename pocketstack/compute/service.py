@@ -26,7 +26,18 @@ from sqlalchemy import Select, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from pocketstack.compute import agent as agent_mod
-from pocketstack.compute import cell_models, cells, flavors, hosts, keypairs, models, scheduler
+from pocketstack.compute import (
+    aggregates,
+    cell_models,
+    cells,
+    flavors,
+    hosts,
+    keypairs,
+    models,
+    quotas,
+    scheduler,
+    server_groups,
+)
 from pocketstack.compute.drivers import NOSTATE
 from pocketstack.core import db as db_mod
 from pocketstack.core import errors, pagination
@@ -35,8 +46,7 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.image import service as image_service
 from pocketstack.placement import service as placement_service
 
-DEFAULT_AZ = "nova"
-DEFAULT_QUOTAS = {"instances": 10, "cores": 20, "ram": 51200}
+DEFAULT_AZ = aggregates.DEFAULT_AZ
 _T = cell_models.Instance
 SORT_KEYS = frozenset({
     "access_ip_v4", "access_ip_v6", "auto_disk_config", "availability_zone", "config_drive",
@@ -306,6 +316,7 @@ class BootRequest:
     tags: Sequence[str] = ()
     config_drive: bool = False
     hostname: str | None = None
+    group: str | None = None  # the `group` scheduler hint: a server group's uuid
 
 
 def _flavor_copy(flavor: flavors.FlavorView) -> str:
@@ -348,36 +359,8 @@ def _check_quota(
     ctx: RequestContext, project_id: str, flavor: flavors.FlavorView, count: int
 ) -> None:
     """Refuse a boot that would take the project past its quotas (403, as Nova)."""
-    with ctx.db.read() as session:
-        instances = (
-            session.scalar(
-                select(func.count()).where(
-                    models.InstanceMapping.project_id == project_id,
-                    models.InstanceMapping.queued_for_delete.is_(False),
-                )
-            )
-            or 0
-        )
-    usages = placement_service.total_usages(ctx, project_id, None, None, by_type=False)
-    used = {
-        "instances": instances,
-        "cores": usages.get("VCPU", 0),
-        "ram": usages.get("MEMORY_MB", 0),
-    }
-    wanted = {"instances": 1, "cores": flavor.vcpus, "ram": flavor.memory_mb}
-    over = [
-        r for r in ("instances", "cores", "ram") if used[r] + wanted[r] * count > DEFAULT_QUOTAS[r]
-    ]
-    if over:
-
-        def joined(values: dict[str, int]) -> str:
-            return ", ".join(str(values[r]) for r in over)
-
-        requested = {r: wanted[r] * count for r in over}
-        raise errors.OverQuota(
-            f"Quota exceeded for {', '.join(over)}: Requested {joined(requested)}, but already "
-            f"used {joined(used)} of {joined(DEFAULT_QUOTAS)} {', '.join(over)}"
-        )
+    wanted = {"instances": count, "cores": flavor.vcpus * count, "ram": flavor.memory_mb * count}
+    quotas.check(ctx, project_id, wanted, quotas.usage(ctx, project_id))
 
 
 def create_servers(ctx: RequestContext, request: BootRequest) -> list[ServerView]:
@@ -392,11 +375,14 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[ServerView
             key_data = keypairs.get_keypair(ctx, user_id, request.key_name).public_key
         except errors.NotFound:
             raise errors.Invalid("Invalid key_name provided.") from None
-    if request.availability_zone not in (None, "", DEFAULT_AZ):
+    if request.availability_zone and request.availability_zone not in _available_zones(ctx):
         raise errors.Invalid(
             f"The requested availability zone is not available: {request.availability_zone}"
         )
     _check_quota(ctx, project_id, flavor, request.max_count)
+    _check_metadata_quota(ctx, project_id, len(request.metadata))
+    if request.group is not None:
+        server_groups.for_boot(ctx, request.group, user_id, request.max_count)
     image_properties = dict(image.properties)
     created = []
     for index in range(request.max_count):
@@ -406,6 +392,19 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[ServerView
         )
     hosts.wake_agents(ctx.runtime)
     return created
+
+
+def _available_zones(ctx: RequestContext) -> set[str]:
+    """The zones with an enabled compute service, as Nova checks a requested one."""
+    usable = {state.host for state in hosts.host_states(ctx.runtime).values() if state.usable}
+    by_host = aggregates.zones_of_hosts(ctx)
+    return {by_host.get(host, DEFAULT_AZ) for host in usable}
+
+
+def _check_metadata_quota(ctx: RequestContext, project_id: str, count: int) -> None:
+    limit = quotas.limits(ctx, project_id)["metadata_items"]
+    if 0 <= limit < count:
+        raise errors.OverQuota(f"Maximum number of metadata items exceeds {limit}")
 
 
 def _boot_one(
@@ -423,10 +422,16 @@ def _boot_one(
     try:
         selection: scheduler.Selection | None = scheduler.select_destination(
             ctx,
-            scheduler.Request(server_id, project_id, user_id, flavor, image_properties),
-        )
+            scheduler.Request(
+                server_id, project_id, user_id, flavor, image_properties,
+                zone=request.availability_zone or None,
+                group=server_groups.placement(ctx, request.group) if request.group else None,
+            ),
+        )  # fmt: skip
     except scheduler.NoValidHost as exc:
         selection, fault = None, exc.message
+        if request.group is not None:  # a member all the same, as in Nova
+            server_groups.join(ctx, request.group, server_id, user_id, None)
     cell_uuid = selection.cell_uuid if selection else cells.CELL0_UUID
     moment = now()
     row = _T(
@@ -434,7 +439,11 @@ def _boot_one(
         description=request.description, project_id=project_id, user_id=user_id,
         host=selection.host if selection else None,
         node=selection.host if selection else None,
-        availability_zone=(request.availability_zone or DEFAULT_AZ) if selection else None,
+        availability_zone=(
+            aggregates.zone_of_host(ctx, selection.host)
+            if selection
+            else (request.availability_zone or None)
+        ),
         flavor=_flavor_copy(flavor), flavor_id=flavor.flavorid, image_ref=request.image_ref,
         key_name=request.key_name,
         key_data=key_data, user_data=request.user_data,
@@ -471,6 +480,8 @@ def _boot_one(
     except Exception:
         if selection is not None:
             _release(ctx.runtime, server_id)
+        if request.group is not None:
+            server_groups.leave(ctx, server_id)
         raise
     return get_server(ctx, server_id)
 
@@ -775,6 +786,7 @@ def delete_server(ctx: RequestContext, server_id: str) -> None:
             .where(models.InstanceMapping.instance_uuid == server_id)
             .values(queued_for_delete=True)
         )
+    server_groups.leave(ctx, server_id)
     if not gone_now:
         hosts.wake_agents(ctx.runtime)
 
@@ -1026,6 +1038,9 @@ def set_metadata(
             session.flush()
         for key, value in items.items():
             session.merge(table(instance_uuid=server_id, key=key, value=value))
+        session.flush()
+        count = session.scalar(select(func.count()).where(table.instance_uuid == server_id))
+        _check_metadata_quota(ctx, row.project_id, count or 0)
         row.updated_at = now()
     return get_server(ctx, server_id).metadata
 
@@ -1174,36 +1189,27 @@ def parse_time(raw: str | None, name: str) -> datetime | None:
 
 
 def absolute_limits(ctx: RequestContext, project_id: str) -> dict[str, int]:
-    """Nova's absolute limits with the project's current use."""
-    with ctx.db.read() as session:
-        instances = (
-            session.scalar(
-                select(func.count()).where(
-                    models.InstanceMapping.project_id == project_id,
-                    models.InstanceMapping.queued_for_delete.is_(False),
-                )
-            )
-            or 0
-        )
-    usages = placement_service.total_usages(ctx, project_id, None, None, by_type=False)
+    """Nova's absolute limits (the project's quotas) with the project's current use."""
+    limit = quotas.limits(ctx, project_id)
+    used = quotas.usage(ctx, project_id)
     return {
-        "maxTotalInstances": DEFAULT_QUOTAS["instances"],
-        "maxTotalCores": DEFAULT_QUOTAS["cores"],
-        "maxTotalRAMSize": DEFAULT_QUOTAS["ram"],
-        "maxServerMeta": 128,
-        "maxImageMeta": 128,
-        "maxPersonality": 5,
-        "maxPersonalitySize": 10240,
-        "maxTotalKeypairs": 100,
-        "maxServerGroups": 10,
-        "maxServerGroupMembers": 10,
-        "maxSecurityGroups": -1,
-        "maxSecurityGroupRules": -1,
-        "maxTotalFloatingIps": -1,
-        "totalInstancesUsed": instances,
-        "totalCoresUsed": usages.get("VCPU", 0),
-        "totalRAMUsed": usages.get("MEMORY_MB", 0),
-        "totalServerGroupsUsed": 0,
+        "maxTotalInstances": limit["instances"],
+        "maxTotalCores": limit["cores"],
+        "maxTotalRAMSize": limit["ram"],
+        "maxServerMeta": limit["metadata_items"],
+        "maxImageMeta": limit["metadata_items"],
+        "maxPersonality": limit["injected_files"],
+        "maxPersonalitySize": limit["injected_file_content_bytes"],
+        "maxTotalKeypairs": limit["key_pairs"],
+        "maxServerGroups": limit["server_groups"],
+        "maxServerGroupMembers": limit["server_group_members"],
+        "maxSecurityGroups": limit["security_groups"],
+        "maxSecurityGroupRules": limit["security_group_rules"],
+        "maxTotalFloatingIps": limit["floating_ips"],
+        "totalInstancesUsed": used["instances"],
+        "totalCoresUsed": used["cores"],
+        "totalRAMUsed": used["ram"],
+        "totalServerGroupsUsed": used["server_groups"],
         "totalFloatingIpsUsed": 0,
         "totalSecurityGroupsUsed": 0,
     }
