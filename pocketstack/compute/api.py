@@ -393,12 +393,12 @@ async def create_server(request: Request, ctx: Ctx) -> Response:
     boot, want_reservation = schemas.boot_request(await _json(request), version)
     created = await run_in_threadpool(compute_service.create_servers, ctx, boot)
     if want_reservation:
-        return JSONResponse({"reservation_id": f"r-{created[0].uuid[-8:]}"}, status_code=202)
+        return JSONResponse({"reservation_id": f"r-{created[0][-8:]}"}, status_code=202)
     first = created[0]
-    link = schemas.links(_base(request), "servers", first.uuid)
+    link = schemas.links(_base(request), "servers", first)
     body = {
         "server": {
-            "id": first.uuid,
+            "id": first,
             "links": link,
             "OS-DCF:diskConfig": "MANUAL",
             "security_groups": [{"name": "default"}],

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import uuid as uuidlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,11 +60,34 @@ class HostState:
     usable: bool  # enabled, not forced down, in an enabled cell
 
 
-def host_states(runtime: Runtime) -> dict[str, HostState]:
-    """Every mapped host by its root provider uuid."""
-    cell_list = {cell.uuid: cell for cell in cells.list_cells(runtime)}
+# How long this process trusts what it read of the hosts' services and mappings; changes
+# made in this process (a service disabled, a host added) are seen at once (forget_hosts).
+HOST_STATES_MAX_AGE_S = 1.0
+_HOST_STATES_KEY = "compute.host_states"
+
+
+@dataclass(frozen=True, slots=True)
+class _HostsRead:
+    at: float
+    mappings: tuple[tuple[str, str, str], ...]  # host, cell uuid, provider uuid
+    unusable: frozenset[str]
+
+
+def forget_hosts(runtime: Runtime) -> None:
+    """Make the next host_states() read the databases again."""
+    runtime.state.pop(_HOST_STATES_KEY, None)
+
+
+def _read_hosts(runtime: Runtime, cell_list: Mapping[str, cells.Cell]) -> _HostsRead:
+    cached: _HostsRead | None = runtime.state.get(_HOST_STATES_KEY)
+    if cached is not None and time.monotonic() - cached.at < HOST_STATES_MAX_AGE_S:
+        return cached
+    moment = time.monotonic()
     with runtime.db.read() as session:
-        mappings = session.scalars(select(models.HostMapping)).all()
+        mappings = tuple(
+            (m.host, m.cell_uuid, m.provider_uuid)
+            for m in session.scalars(select(models.HostMapping))
+        )
     unusable: set[str] = set()
     for cell in cell_list.values():
         if cell.is_cell0:
@@ -77,14 +101,25 @@ def host_states(runtime: Runtime) -> dict[str, HostState]:
                     )
                 )
             )
+    read = _HostsRead(moment, mappings, frozenset(unusable))
+    runtime.state[_HOST_STATES_KEY] = read
+    return read
+
+
+def host_states(runtime: Runtime) -> dict[str, HostState]:
+    """Every mapped host by its root provider uuid. Cells are read every time (a disabled
+    cell takes no new server from the next request on); services and mappings are reused
+    for HOST_STATES_MAX_AGE_S."""
+    cell_list = {cell.uuid: cell for cell in cells.list_cells(runtime)}
+    read = _read_hosts(runtime, cell_list)
     return {
-        m.provider_uuid: HostState(
-            m.host,
-            m.cell_uuid,
-            m.provider_uuid,
-            usable=m.host not in unusable and not cell_list[m.cell_uuid].disabled,
+        provider: HostState(
+            host,
+            cell_uuid,
+            provider,
+            usable=host not in read.unusable and not cell_list[cell_uuid].disabled,
         )
-        for m in mappings
+        for host, cell_uuid, provider in read.mappings
     }
 
 
@@ -124,6 +159,7 @@ def map_host(runtime: Runtime, host: str, cell_name: str | None) -> cells.Cell:
                     created_at=now(),
                 )
             )
+            forget_hosts(runtime)
             return chosen
     return cells.get_cell(runtime, mapping.cell_uuid)
 

@@ -122,6 +122,7 @@ def update_service(ctx: RequestContext, service: ServiceView, change: ServiceCha
             row.forced_down = change.forced_down
         row.updated_at = now()
         updated = _service_view(row, service.zone, service.cell_uuid)
+    hosts.forget_hosts(ctx.runtime)
     if change.disabled is not None:
         _sync_disabled_trait(ctx, service.host, change.disabled)
     return updated
@@ -162,6 +163,7 @@ def delete_service(ctx: RequestContext, service: ServiceView) -> None:
             session.execute(
                 delete(models.HostMapping).where(models.HostMapping.host == service.host)
             )
+        hosts.forget_hosts(ctx.runtime)
         root = hosts.provider_uuid(service.host)
         children = placement_service.list_providers(
             ctx, placement_service.ProviderFilter(in_tree=root)

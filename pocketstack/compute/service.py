@@ -363,9 +363,10 @@ def _check_quota(
     quotas.check(ctx, project_id, wanted, quotas.usage(ctx, project_id))
 
 
-def create_servers(ctx: RequestContext, request: BootRequest) -> list[ServerView]:
+def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
     """Boot `max_count` servers (at least `min_count` must be possible), scheduled now and
-    built by their hosts' agents; the ones that find no host land in cell0 as ERROR."""
+    built by their hosts' agents; the ones that find no host land in cell0 as ERROR.
+    Returns their ids."""
     project_id, user_id = ctx.project_id or "", ctx.user_id or ""
     flavor = flavors.find_for_boot(ctx, request.flavor_ref)
     image = _image_for_boot(ctx, request.image_ref, flavor)
@@ -416,7 +417,7 @@ def _boot_one(
     key_data: str | None,
     project_id: str,
     user_id: str,
-) -> ServerView:
+) -> str:
     server_id = str(uuidlib.uuid4())
     fault = None
     try:
@@ -483,7 +484,7 @@ def _boot_one(
         if request.group is not None:
             server_groups.leave(ctx, server_id)
         raise
-    return get_server(ctx, server_id)
+    return server_id
 
 
 def _devices(selection: scheduler.Selection | None) -> dict[str, str]:
@@ -647,7 +648,7 @@ _NULLS_AS = {
 }  # fmt: skip
 
 
-def _sort_value(row: cell_models.Instance, keys: Sequence[pagination.SortKey]) -> tuple[Any, ...]:
+def _sort_value(row: Any, keys: Sequence[pagination.SortKey]) -> tuple[Any, ...]:
     """A row's position in the merged order; descending keys compare reversed."""
     values = []
     for key in keys:
@@ -671,48 +672,40 @@ class _Reversed:
 
 def list_servers(ctx: RequestContext, query: ServerQuery) -> list[ServerView]:
     """Each cell's first `limit` rows after the marker in the requested order, merged: the
-    same page a single database holding every server would give."""
+    same page a single database holding every server would give. Cells answer with their
+    rows' sort keys only; just the servers that make the page are then read whole."""
     keys = _sort_keys(query)
     marker_row = _marker_row(ctx, query) if query.marker else None
-    stmt = _filtered(query)
-    pages: list[list[tuple[tuple[Any, ...], str, cell_models.Instance]]] = []
-    sessions: dict[str, Session] = {}
-    with contextlib.ExitStack() as stack:
-        for cell in cells.list_cells(ctx.runtime):
-            session = stack.enter_context(cells.database(ctx.runtime, cell).read())
-            sessions[cell.uuid] = session
-            # A name is a regular expression, matched here: such a page is cut after it.
-            limit = query.limit if query.name is None else None
-            rows = session.scalars(
+    columns = {_T.uuid, _T.name, *(getattr(_T, key.column) for key in keys)}
+    stmt = _filtered(query).with_only_columns(*columns)
+    # A name is a regular expression, matched here: such a page is cut after it.
+    limit = query.limit if query.name is None else None
+    pattern = _name_pattern(query.name) if query.name is not None else None
+    pages: list[list[tuple[tuple[Any, ...], str, str]]] = []
+    databases = {}
+    for cell in cells.list_cells(ctx.runtime):
+        databases[cell.uuid] = cells.database(ctx.runtime, cell)
+        with databases[cell.uuid].read() as session:
+            rows = session.execute(
                 pagination.apply(stmt, _T, keys, marker_row, limit, nulls_as=_NULLS_AS)
             ).all()
-            if query.name is not None:
-                pattern = _name_pattern(query.name)
-                rows = [r for r in rows if pattern.search(r.name)][: query.limit]
-            pages.append([(_sort_value(r, keys), cell.uuid, r) for r in rows])
-        merged = list(heapq.merge(*pages, key=lambda entry: entry[0]))
-        if query.limit is not None:
-            merged = merged[: query.limit]
-        views = []
-        for cell_uuid, group in _grouped_by_cell(merged):
-            views += [
-                (i, v)
-                for i, v in zip(
-                    group[0], _views(sessions[cell_uuid], group[1], cell_uuid), strict=True
-                )
-            ]
-    return [view for _, view in sorted(views, key=lambda pair: pair[0])]
+        if pattern is not None:
+            rows = [r for r in rows if pattern.search(r.name)][: query.limit]
+        pages.append([(_sort_value(r, keys), cell.uuid, r.uuid) for r in rows])
+    merged = list(heapq.merge(*pages, key=lambda entry: entry[0]))[: query.limit]
+    found: dict[str, ServerView] = {}
+    for cell_uuid, uuids in _grouped_by_cell(merged).items():
+        with databases[cell_uuid].read() as session:
+            whole = session.scalars(select(_T).where(_T.uuid.in_(uuids))).all()
+            found.update((view.uuid, view) for view in _views(session, whole, cell_uuid))
+    return [found[uuid] for _key, _cell, uuid in merged]
 
 
-def _grouped_by_cell(
-    merged: Sequence[tuple[tuple[Any, ...], str, cell_models.Instance]],
-) -> Iterator[tuple[str, tuple[list[int], list[cell_models.Instance]]]]:
-    by_cell: dict[str, tuple[list[int], list[cell_models.Instance]]] = {}
-    for index, (_key, cell_uuid, row) in enumerate(merged):
-        positions, rows = by_cell.setdefault(cell_uuid, ([], []))
-        positions.append(index)
-        rows.append(row)
-    yield from by_cell.items()
+def _grouped_by_cell(merged: Sequence[tuple[tuple[Any, ...], str, str]]) -> dict[str, list[str]]:
+    by_cell: dict[str, list[str]] = {}
+    for _key, cell_uuid, uuid in merged:
+        by_cell.setdefault(cell_uuid, []).append(uuid)
+    return by_cell
 
 
 def _name_pattern(text: str) -> re.Pattern[str]:
