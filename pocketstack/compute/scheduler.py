@@ -58,6 +58,7 @@ class Request:
     pack: bool = False
     zone: str | None = None  # the availability zone asked for
     group: server_groups.Placement | None = None
+    cell_uuid: str | None = None  # a reschedule stays in the server's cell, as in Nova
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ def _select(ctx: RequestContext, request: Request, max_age_s: float) -> Selectio
         if (state := states.get(snapshot.nodes[c.root_id].uuid)) is not None
         and state.usable
         and state.host not in request.excluded_hosts
+        and (request.cell_uuid is None or state.cell_uuid == request.cell_uuid)
         and (request.zone is None or zones.get(state.host, aggregates.DEFAULT_AZ) == request.zone)
     ]
     if not usable:

@@ -453,7 +453,7 @@ def _boot_one(
         vm_state="building" if selection else "error",
         task_state="spawning" if selection else None, power_state=NOSTATE, progress=0,
         desired_state="active", boot_serial=0,
-        devices=json.dumps(_devices(selection)),
+        devices=json.dumps(_devices(selection, image_properties)),
         generation=1, observed_generation=0 if selection else 1, deleted=False,
         created_at=moment, updated_at=moment,
     )  # fmt: skip
@@ -487,11 +487,17 @@ def _boot_one(
     return server_id
 
 
-def _devices(selection: scheduler.Selection | None) -> dict[str, str]:
-    """What the server got besides capacity: the GPU (child provider) of a VGPU."""
-    if selection is None or selection.gpu_provider is None:
-        return {}
-    return {"vgpu_provider": selection.gpu_provider}
+def _devices(
+    selection: scheduler.Selection | None, image_properties: Mapping[str, str]
+) -> dict[str, Any]:
+    """What the server got besides capacity (the GPU child provider of a VGPU), and the
+    image's trait wishes a reschedule asks for again."""
+    devices: dict[str, Any] = {
+        "image_traits": {k: v for k, v in image_properties.items() if k.startswith("trait:")}
+    }
+    if selection is not None and selection.gpu_provider is not None:
+        devices["vgpu_provider"] = selection.gpu_provider
+    return devices
 
 
 def _add_fault(session: Session, server_id: str, code: int, message: str, host: str | None) -> None:
@@ -512,11 +518,17 @@ def _release(runtime: Runtime, server_id: str) -> None:
 # What hosts report -----------------------------------------------------------------------
 
 
+MAX_BUILD_ATTEMPTS = 3
+
+
 def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     """Settle a server's state with what its host did for spec `report.generation`; a
-    report about an older spec than the current one changes nothing."""
+    report about an older spec than the current one changes nothing. A first build that
+    failed goes to another host of the cell (MAX_BUILD_ATTEMPTS hosts in all)."""
     cell = hosts.cell_of_host(runtime, report.host)
     released = False
+    if report.fault is not None and _reschedule(runtime, cell, report):
+        return
     with cells.database(runtime, cell).write() as session:
         row = session.get(_T, report.uuid)
         if row is None or row.generation != report.generation or row.deleted:
@@ -541,6 +553,64 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         _finish_action(session, row.uuid, report.fault)
     if released:
         _release(runtime, report.uuid)
+
+
+def _reschedule(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport) -> bool:
+    """Move a server whose build failed on `report.host` to another host; False when it was
+    not building, or no attempt is left (the caller then records the failure)."""
+    with cells.database(runtime, cell).read() as session:
+        row = session.get(_T, report.uuid)
+        if row is None or row.generation != report.generation or row.vm_state != "building":
+            return False
+        devices = json.loads(row.devices or "{}")
+        tried = [*devices.get("tried_hosts", []), report.host]
+        request = scheduler.Request(
+            row.uuid, row.project_id, row.user_id,
+            flavors.FlavorView(**_flavor_fields(json.loads(row.flavor))),
+            devices.get("image_traits", {}), excluded_hosts=frozenset(tried),
+            cell_uuid=cell.uuid,
+        )  # fmt: skip
+    _release(runtime, report.uuid)
+    if len(tried) >= MAX_BUILD_ATTEMPTS:
+        reason = (
+            f"Exceeded maximum number of retries. Exhausted all hosts available for retrying "
+            f"build failures for instance {report.uuid}. Last failure: {report.fault}"
+        )
+        return _fail_build(runtime, cell, report, reason)
+    try:
+        selection = scheduler.select_destination(runtime.context(), request)
+    except scheduler.NoValidHost as exc:
+        return _fail_build(runtime, cell, report, f"{exc.message} Last failure: {report.fault}")
+    with cells.database(runtime, cell).write() as session:
+        row = session.get(_T, report.uuid)
+        if row is None or row.generation != report.generation:
+            _release(runtime, report.uuid)
+            return True
+        devices.update(tried_hosts=tried)
+        if selection.gpu_provider:
+            devices["vgpu_provider"] = selection.gpu_provider
+        row.host = row.node = selection.host
+        row.devices = json.dumps(devices)
+        row.generation += 1
+        row.updated_at = now()
+    hosts.wake_agents(runtime)
+    return True
+
+
+def _fail_build(
+    runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport, reason: str
+) -> bool:
+    with cells.database(runtime, cell).write() as session:
+        row = session.get(_T, report.uuid)
+        if row is None or row.generation != report.generation:
+            return True
+        row.vm_state, row.task_state = "error", None
+        row.observed_generation = report.generation
+        row.power_state = report.power_state
+        row.updated_at = now()
+        _add_fault(session, row.uuid, 500, f"No valid host was found. {reason}", report.host)
+        _finish_action(session, row.uuid, reason)
+    return True
 
 
 # Listing across cells ---------------------------------------------------------------------

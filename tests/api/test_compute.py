@@ -365,3 +365,18 @@ def test_listing_across_three_cells_pages_like_one_database(cloud_factory: Any) 
         assert disabled_hosts
         assert not {s["OS-EXT-SRV-ATTR:host"] for s in placed} & disabled_hosts
         assert len(compute("GET", "/servers").json()["servers"]) == 10
+
+
+def test_a_failed_build_is_rescheduled_to_another_host(compute: Compute) -> None:
+    runner = compute.cloud.runtime.state["compute.runner"]
+    runner.agents["fake-host-1"].driver.failing_builds = True
+    placed = [compute.active(f"r{index}") for index in range(4)]
+    assert {s["OS-EXT-SRV-ATTR:host"] for s in placed} == {"fake-host-2"}
+    for server in placed:
+        consumer = compute.placement("GET", f"/allocations/{server['id']}").json()
+        assert list(consumer["allocations"]) == [hosts.provider_uuid("fake-host-2")]
+    runner.agents["fake-host-2"].driver.failing_builds = True
+    failed = compute.boot("doomed").json()["server"]["id"]
+    shown = compute.wait(failed, "ERROR")
+    assert shown["fault"]["message"].startswith("No valid host was found.")
+    assert compute.placement("GET", f"/allocations/{failed}").json()["allocations"] == {}

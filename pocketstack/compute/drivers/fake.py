@@ -42,6 +42,8 @@ class FakeDriver:
         self._guests: dict[str, Guest] = {}
         self._consoles: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        # A host whose builds fail, as a broken hypervisor's would: for rescheduling tests.
+        self.failing_builds = False
 
     def resources(self) -> HostResources:
         return self._resources
@@ -70,6 +72,8 @@ class FakeDriver:
             console.append(f"{spec.name} login:")
 
     def spawn(self, spec: GuestSpec) -> None:
+        if self.failing_builds:
+            raise DriverError(f"fake host {self.host} failed to build {spec.name}")
         self._boot(spec)
 
     def destroy(self, uuid: str) -> None:
