@@ -6,7 +6,9 @@
 #          (make conformance = identity, make conformance-image = image)
 #
 # Steps: start `pocketstack up` in a temporary state dir on a free loopback
-# port with a generated admin password; create the Tempest venv with the
+# port with a generated admin password; for compute, upload two small public
+# raw images (the cloud seeds flavors but no image) and pass them as
+# IMAGE_REF / IMAGE_REF_ALT; create the Tempest venv with the
 # shared harness's setup.sh if it has no tempest; run the harness
 # (run-tempest.sh URL PASSWORD '^tempest\.api\.SERVICE\.'); stop the
 # server; rewrite the service's own section of docs/conformance.md ("## Identity
@@ -119,6 +121,57 @@ except Exception:
 done
 [ "$ready" = 1 ] || { cat "$SERVER_LOG" >&2; die "pocketstack up not ready after 30 s"; }
 
+# ------------------------------------------------------------ compute: images
+# A fresh cloud has flavors "1".."5" (m1.*) but no image, and every
+# server-creating compute test needs [compute] image_ref (and image_ref_alt,
+# which some list-filter tests want different from image_ref). Upload two
+# small public raw images through the image API and hand their ids to the
+# harness (an explicit IMAGE_REF / IMAGE_REF_ALT in the environment wins).
+if [ "$SERVICE" = compute ] && [ -z "${IMAGE_REF:-}" ]; then
+    IMAGES="$(python3 - "$BASE" "$PASSWORD" <<'EOF'
+import json, sys, urllib.request
+
+base, password = sys.argv[1], sys.argv[2]
+
+
+def call(method, url, body=None, headers=None, raw=None):
+    headers = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        text = resp.read()
+        return resp.headers, (json.loads(text) if text else None)
+
+
+auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+    "name": "admin", "domain": {"id": "default"}, "password": password}}},
+    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+headers, doc = call("POST", base + "/identity/v3/auth/tokens", auth)
+token = {"X-Auth-Token": headers["X-Subject-Token"]}
+image_url = next(
+    e["url"] for s in doc["token"]["catalog"] if s["type"] == "image"
+    for e in s["endpoints"] if e["interface"] == "public").rstrip("/")
+ids = []
+for name, size in (("tempest-raw", 1 << 20), ("tempest-raw-alt", 2 << 20)):
+    _, image = call("POST", image_url + "/v2/images", {
+        "name": name, "disk_format": "raw", "container_format": "bare",
+        "visibility": "public"}, token)
+    call("PUT", f"{image_url}/v2/images/{image['id']}/file",
+         headers={**token, "Content-Type": "application/octet-stream"}, raw=bytes(size))
+    _, image = call("GET", f"{image_url}/v2/images/{image['id']}", headers=token)
+    if image["status"] != "active":
+        sys.exit(f"image {image['id']} is {image['status']} after its upload")
+    ids.append(image["id"])
+print(" ".join(ids))
+EOF
+)" || die "could not upload the compute test images"
+    export IMAGE_REF="${IMAGES%% *}" IMAGE_REF_ALT="${IMAGES##* }"
+    echo ">> uploaded public raw images: image_ref $IMAGE_REF, image_ref_alt $IMAGE_REF_ALT"
+fi
+
 # ------------------------------------------------------------ run tempest
 export WORKSPACE="/tmp/tempest-ws-pocketstack-$SERVICE-$(date +%Y%m%d-%H%M%S)"
 STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -229,6 +282,29 @@ make_target = "conformance" if service == "identity" else f"conformance-{service
 settings = [
     f"- bcrypt cost: {env['POCKETSTACK_PASSWORD_HASH_ROUNDS']} (`POCKETSTACK_PASSWORD_HASH_ROUNDS`)"
 ]
+if service == "compute":
+    # What the rendered tempest.conf really said (microversions come from the
+    # preflight's reading of the version document, images from the upload).
+    conf, section, values = os.path.join(env["WORKSPACE"], "etc", "tempest.conf"), None, {}
+    try:
+        with open(conf) as handle:
+            for line in handle:
+                line = line.strip()
+                if line.startswith("["):
+                    section = line.strip("[]")
+                elif section == "compute" and " = " in line:
+                    key, _, value = line.partition(" = ")
+                    values[key] = value
+    except OSError:
+        pass
+    settings.append(
+        "- tempest.conf [compute]: "
+        + ", ".join(
+            f"{key} = {values.get(key, '(unset)')}"
+            for key in ("min_microversion", "max_microversion", "image_ref", "image_ref_alt",
+                        "flavor_ref", "flavor_ref_alt")
+        )
+    )
 if service == "identity":
     settings.append(
         "- identity extensions enabled in tempest.conf: "
