@@ -41,7 +41,8 @@ class Instance(CellBase):
     user_id: Mapped[str] = mapped_column(String(255))
     host: Mapped[str | None] = mapped_column(String(255))
     node: Mapped[str | None] = mapped_column(String(255))
-    availability_zone: Mapped[str | None] = mapped_column(String(255))
+    availability_zone: Mapped[str | None] = mapped_column(String(255))  # its host's zone
+    pinned_availability_zone: Mapped[str | None] = mapped_column(String(255))  # asked for
     flavor: Mapped[str] = mapped_column(Text)  # JSON: the flavor as it was at boot/resize
     flavor_id: Mapped[str] = mapped_column(String(255))
     old_flavor: Mapped[str | None] = mapped_column(Text)  # JSON, while a resize awaits confirm

@@ -426,7 +426,7 @@ def server_view(
     if version >= V(2, 73):
         view["locked_reason"] = server.locked_reason
     if version >= V(2, 96):
-        view["pinned_availability_zone"] = None
+        view["pinned_availability_zone"] = server.pinned_availability_zone
     return view
 
 

@@ -96,6 +96,7 @@ class ServerView:
     host: str | None
     node: str | None
     availability_zone: str | None
+    pinned_availability_zone: str | None
     flavor: dict[str, Any]
     image_ref: str
     key_name: str | None
@@ -175,7 +176,8 @@ def _view(
     return ServerView(
         uuid=row.uuid, name=row.name, hostname=row.hostname, description=row.description,
         project_id=row.project_id, user_id=row.user_id, host=row.host, node=row.node,
-        availability_zone=row.availability_zone, flavor=json.loads(row.flavor),
+        availability_zone=row.availability_zone,
+        pinned_availability_zone=row.pinned_availability_zone, flavor=json.loads(row.flavor),
         image_ref=row.image_ref, key_name=row.key_name, key_data=row.key_data,
         user_data=row.user_data, config_drive=row.config_drive,
         access_ip_v4=row.access_ip_v4, access_ip_v6=row.access_ip_v6, locked=row.locked,
@@ -445,6 +447,7 @@ def _boot_one(
             if selection
             else (request.availability_zone or None)
         ),
+        pinned_availability_zone=request.availability_zone or None,
         flavor=_flavor_copy(flavor), flavor_id=flavor.flavorid, image_ref=request.image_ref,
         key_name=request.key_name,
         key_data=key_data, user_data=request.user_data,
