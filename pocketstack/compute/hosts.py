@@ -26,6 +26,7 @@ from pocketstack.compute import cell_models, cells, drivers, models
 from pocketstack.compute.drivers import fake
 from pocketstack.core import errors
 from pocketstack.core.runtime import Runtime
+from pocketstack.host import gpus as host_gpus
 from pocketstack.placement import service as placement_service
 
 CPU_ALLOCATION_RATIO = 4.0
@@ -342,6 +343,11 @@ def driver_of(runtime: Runtime, host: str) -> drivers.Driver:
     return agent.driver
 
 
+def _machine_gpus() -> tuple[drivers.Gpu, ...]:
+    """This machine's NVIDIA GPUs, each reported with its model as a trait."""
+    return tuple(drivers.Gpu(g.pci_address, g.trait, g.vgpus) for g in host_gpus.discover())
+
+
 def fake_host_names(count: int) -> list[str]:
     return [f"fake-host-{i}" for i in range(1, count + 1)]
 
@@ -355,13 +361,15 @@ def start(
     """Run this process's hosts: N fake ones, or (until the real drivers land) one fake
     host named after this machine. Returns the function that stops them."""
     names = fake_host_names(fake_hosts) if fake_hosts else [socket.gethostname()]
+    machine_gpus = () if fake_hosts else _machine_gpus()
     enabled = [c for c in cells.list_cells(runtime) if not c.is_cell0]
     control = InProcessControlPlane(runtime, on_report)
     agents = []
     for index, name in enumerate(names):
         spread_over = [c for c in enabled if not c.disabled] or enabled
         map_host(runtime, name, spread_over[index % len(spread_over)].name)
-        agents.append(agent_mod.HostAgent(name, fake.FakeDriver(name, vgpus=fake_vgpus), control))
+        driver = fake.FakeDriver(name, vgpus=fake_vgpus, gpus=machine_gpus)
+        agents.append(agent_mod.HostAgent(name, driver, control))
     runner = agent_mod.AgentRunner(agents, control)
     runtime.state[_RUNNER_KEY] = runner
     runner.start()

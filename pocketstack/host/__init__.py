@@ -1,4 +1,2 @@
-"""Thin, typed wrappers over the host (netns, links, nft, tc, processes); imports no service.
-
-Empty until the first real driver needs it: identity has no host-side resources.
-"""
+"""Thin, typed wrappers over the host (GPUs through NVML; later netns, links, nft, tc,
+processes); imports no service."""

@@ -28,8 +28,10 @@ FAKE_GPU_MODEL = "CUSTOM_FAKE_GPU"
 class FakeDriver:
     def __init__(
         self, host: str, vcpus: int = 16, memory_mb: int = 32768, disk_gb: int = 1000,
-        vgpus: int = 0,
+        vgpus: int = 0, gpus: tuple[Gpu, ...] = (),
     ) -> None:  # fmt: skip
+        """`vgpus` gives the host one fake GPU with that many VGPUs; `gpus` reports real ones
+        (this machine's, found through NVML)."""
         self.host = host
         self._resources = HostResources(
             vcpus=vcpus,
@@ -37,7 +39,7 @@ class FakeDriver:
             disk_gb=disk_gb,
             hypervisor_type="fake",
             traits=frozenset({"COMPUTE_NODE"}),
-            gpus=(Gpu("0000:81:00.0", FAKE_GPU_MODEL, vgpus),) if vgpus else (),
+            gpus=(Gpu("0000:81:00.0", FAKE_GPU_MODEL, vgpus),) if vgpus else gpus,
         )
         self._guests: dict[str, Guest] = {}
         self._consoles: dict[str, list[str]] = {}
