@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE_DIR ?=
 
-.PHONY: install up test lint unit conformance conformance-image conformance-placement bench bench-placement \
+.PHONY: install up test lint unit conformance conformance-image conformance-compute conformance-placement bench bench-placement \
 	debian-packages
 
 install: debian-packages $(STAMP)
@@ -41,6 +41,9 @@ conformance: install
 
 conformance-image: install
 	tests/peer/run-tempest.sh image
+
+conformance-compute: install
+	tests/peer/run-tempest.sh compute
 
 conformance-placement: install
 	tests/peer/run-placement-gabbi.sh

@@ -45,6 +45,7 @@ class ServerSpec:
     generation: int
     desired_state: str  # active, stopped, paused, suspended, rescued, resized, deleted
     reboot_hard: bool = False
+    rebuild: bool = False  # the new boot is on a new root disk (rebuild), not a reboot
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,9 @@ def plan(spec: ServerSpec, guest: Guest | None) -> list[Step]:
     if guest is None:
         steps: list[Step] = [("spawn", lambda d, s: d.spawn(s.guest))]
         current, rescued = drivers.RUNNING, False
-    elif guest.image_ref != wanted.image_ref:
+    elif guest.image_ref != wanted.image_ref or (
+        spec.rebuild and wanted.boot_serial > guest.boot_serial
+    ):
         steps = [("rebuild", lambda d, s: d.rebuild(s.guest))]
         current, rescued = drivers.RUNNING, False
     else:

@@ -89,36 +89,53 @@ def _server(ctx: Ctx, server_id: str, rule: str) -> compute_service.ServerView:
 
 # Versions ---------------------------------------------------------------------------------
 
-_UPDATED = "2013-07-23T11:33:21Z"
 
-
-def _version_doc(request: Request) -> dict[str, Any]:
+def _version_doc(request: Request, legacy: bool = False) -> dict[str, Any]:
+    """v2.1, or with `legacy` the v2.0 entry Nova still lists (no microversions)."""
+    if legacy:
+        return {
+            "id": "v2.0",
+            "status": "SUPPORTED",
+            "version": "",
+            "min_version": "",
+            "updated": "2011-01-21T11:33:21Z",
+            "links": [{"rel": "self", "href": f"{_root(request)}/v2/"}],
+        }
     return {
         "id": "v2.1",
         "status": "CURRENT",
         "version": str(VERSIONS.maximum),
         "min_version": str(VERSIONS.minimum),
-        "updated": _UPDATED,
+        "updated": "2013-07-23T11:33:21Z",
         "links": [{"rel": "self", "href": f"{_base(request)}/"}],
     }
 
 
 @router.get("/")
 def list_versions(request: Request) -> Response:
-    return JSONResponse({"versions": [_version_doc(request)]})
+    return JSONResponse({"versions": [_version_doc(request, True), _version_doc(request)]})
+
+
+def _version_detail(request: Request, legacy: bool) -> Response:
+    doc = _version_doc(request, legacy)
+    doc["links"].append(
+        {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}
+    )
+    media = "application/vnd.openstack.compute+json;version=" + ("2" if legacy else "2.1")
+    doc["media-types"] = [{"base": "application/json", "type": media}]
+    return JSONResponse({"version": doc})
 
 
 @router.get("/v2.1")
 @router.get("/v2.1/")
 def show_version(request: Request, ctx: OptionalCtx) -> Response:
-    doc = _version_doc(request)
-    doc["links"].append(
-        {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}
-    )
-    doc["media-types"] = [
-        {"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}
-    ]
-    return JSONResponse({"version": doc})
+    return _version_detail(request, legacy=False)
+
+
+@router.get("/v2")
+@router.get("/v2/")
+def show_legacy_version(request: Request, ctx: OptionalCtx) -> Response:
+    return _version_detail(request, legacy=True)
 
 
 # Flavors ----------------------------------------------------------------------------------
@@ -402,7 +419,6 @@ async def create_server(request: Request, ctx: Ctx) -> Response:
             "links": link,
             "OS-DCF:diskConfig": "MANUAL",
             "security_groups": [{"name": "default"}],
-            "adminPass": compute_service.admin_password(),
         }
     }
     return JSONResponse(body, status_code=202, headers={"Location": link[0]["href"]})
@@ -580,8 +596,7 @@ def _act(
     if action == "rescue":
         _server(ctx, server_id, "os_compute_api:os-rescue")
         compute_service.change_state(ctx, server_id, "rescue")
-        password = value.get("adminPass") if isinstance(value, dict) else None
-        return JSONResponse({"adminPass": password or compute_service.admin_password()})
+        return JSONResponse({})
     if action in ("lock", "unlock"):
         reason = None
         if action == "lock" and isinstance(value, dict) and version >= V(2, 73):
@@ -612,10 +627,25 @@ def _act(
             length = int(length)
         if length is not None and (not isinstance(length, int) or length < -1):
             raise schemas.invalid("length", length, "is not a valid number of lines")
-        output = compute_service.console_output(
-            ctx, server_id, None if length in (None, -1) else length
-        )
+        output = compute_service.console_output(ctx, server_id, length)
         return JSONResponse({"output": output})
+    if action == "os-resetState":
+        state = value.get("state") if isinstance(value, dict) else None
+        if state not in ("active", "error"):
+            raise schemas.invalid("state", state, f"{state!r} is not one of ['active', 'error']")
+        _server(ctx, server_id, "os_compute_api:os-admin-actions:reset_state")
+        compute_service.reset_state(ctx, server_id, state)
+        return Response(status_code=202)
+    if action in ("restore", "forceDelete"):
+        rule = "restore" if action == "restore" else "force"
+        _server(ctx, server_id, f"os_compute_api:os-deferred-delete:{rule}")
+        compute_service.refuse_deferred_delete(ctx, server_id, action)
+    if action == "migrate":
+        _server(ctx, server_id, "os_compute_api:os-migrate-server:migrate")
+        raise errors.Conflict(
+            "Cold migration is not available yet: resize the server instead, or delete and "
+            "boot it again on another host."
+        )
     raise errors.Invalid(f"There is no such action: {action}")
 
 
@@ -623,17 +653,14 @@ def _rebuild(ctx: Ctx, request: Request, version: Version, server_id: str, value
     if not isinstance(value, dict) or "imageRef" not in value:
         raise schemas.invalid("rebuild", value, "'imageRef' is a required property")
     _server(ctx, server_id, "os_compute_api:servers:rebuild")
-    name = schemas._name(value["name"]) if "name" in value else None
-    metadata = schemas.metadata_body(value) if "metadata" in value else None
-    server = compute_service.rebuild_server(
-        ctx, server_id, schemas._ref(value["imageRef"], "imageRef"), name, metadata
-    )
+    server = compute_service.rebuild_server(ctx, server_id, schemas.rebuild_request(value, version))
     view = schemas.server_view(
         server, version, _base(request), is_admin=ctx.is_admin, kind="update",
         server_groups=_groups(ctx, server, version),
     )  # fmt: skip
-    view["adminPass"] = value.get("adminPass") or compute_service.admin_password()
-    if version >= V(2, 75):
+    if version >= V(2, 54):
+        view["key_name"] = server.key_name
+    if version >= V(2, 57):
         view.pop("OS-EXT-SRV-ATTR:user_data", None)
         view["user_data"] = server.user_data
     link = schemas.links(_base(request), "servers", server_id)[0]["href"]

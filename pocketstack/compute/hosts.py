@@ -284,6 +284,7 @@ def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
         generation=row.generation,
         desired_state=row.desired_state,
         reboot_hard=row.reboot_type == "HARD",
+        rebuild=row.reboot_type == "REBUILD",
     )
 
 

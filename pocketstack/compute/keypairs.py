@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -64,18 +65,37 @@ def _x509_fingerprint(public_key: str) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def _generate() -> tuple[str, str]:
-    """A new RSA key: (OpenSSH public key, PEM private key)."""
+def _generate(key_type: str, user_id: str) -> tuple[str, str]:
+    """A new RSA key: (OpenSSH public key or a self-signed PEM certificate, PEM private key)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
+    if key_type == X509:
+        return _self_signed(key, user_id), private
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
     return f"{public.decode()} Generated-by-Nova", private
+
+
+def _self_signed(key: rsa.RSAPrivateKey, user_id: str) -> str:
+    """A ten-year certificate naming the user, as Nova makes for generated x509 keys."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user_id or "pocketstack")])
+    start = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _view(row: models.KeyPair, private_key: str | None = None) -> KeyPairView:
@@ -97,9 +117,7 @@ def create_keypair(
     """Import `public_key`, or generate a key pair when it is None."""
     private_key = None
     if public_key is None:
-        if key_type != SSH:
-            raise errors.Invalid("Only ssh keypairs can be generated; import x509 certificates.")
-        public_key, private_key = _generate()
+        public_key, private_key = _generate(key_type, user_id)
     fingerprint = _ssh_fingerprint(public_key) if key_type == SSH else _x509_fingerprint(public_key)
     _check_quota(ctx, user_id)
     try:

@@ -128,4 +128,8 @@ RULES = [
     Rule("os_compute_api:limits", ANY, scope_types=PROJECT),
     Rule("os_compute_api:os-availability-zone:list", ANY, scope_types=PROJECT),
     Rule("os_compute_api:os-quota-sets:defaults", ANY, scope_types=PROJECT),
+    Rule("os_compute_api:os-admin-actions:reset_state", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-migrate-server:migrate", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-deferred-delete:restore", MEMBER, scope_types=PROJECT),
+    Rule("os_compute_api:os-deferred-delete:force", MEMBER, scope_types=PROJECT),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -157,15 +158,8 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
         raise errors.Invalid("min_count must be <= max_count")
     user_data = server.get("user_data")
     if user_data is not None:
-        if not isinstance(user_data, str) or len(user_data) > MAX_USER_DATA:
-            raise invalid("user_data", user_data, "is not valid base64 of at most 65535 characters")
-        try:
-            base64.b64decode(user_data, validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.Invalid("User data needs to be valid base 64.") from None
-    description = server.get("description")
-    if description is not None and (not isinstance(description, str) or len(description) > 255):
-        raise invalid("description", description, "is not a string of at most 255 characters")
+        _user_data(user_data)
+    description = _description(server.get("description"))
     tags = server.get("tags", [])
     if not isinstance(tags, list) or len(tags) > compute_service.MAX_TAGS:
         raise invalid("tags", tags, "is not a list of at most 50 tags")
@@ -188,8 +182,8 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
         metadata=_metadata(server.get("metadata", {})),
         availability_zone=az,
         description=description,
-        access_ip_v4=server.get("accessIPv4"),
-        access_ip_v6=server.get("accessIPv6"),
+        access_ip_v4=_address(server.get("accessIPv4"), 4, "accessIPv4"),
+        access_ip_v6=_address(server.get("accessIPv6"), 6, "accessIPv6"),
         tags=tags,
         config_drive=_boolish(server.get("config_drive", False)),
         hostname=server.get("hostname"),
@@ -225,6 +219,15 @@ def _image_of_boot_mapping(mappings: Any) -> str | None:
         ):
             return mapping.get("uuid")
     return None
+
+
+def _user_data(value: Any) -> None:
+    if not isinstance(value, str) or len(value) > MAX_USER_DATA:
+        raise invalid("user_data", value, "is not valid base64 of at most 65535 characters")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.Invalid("User data needs to be valid base 64.") from None
 
 
 def _check_networks(networks: Any, version: Version) -> None:
@@ -294,11 +297,68 @@ def server_update(body: Any, version: Version) -> compute_service.ServerUpdate:
         raise _unexpected(unknown)
     return compute_service.ServerUpdate(
         name=_name(server["name"]) if "name" in server else None,
-        description=server.get("description"),
+        description=_description(server.get("description")),
         set_description="description" in server,
-        access_ip_v4=server.get("accessIPv4"),
-        access_ip_v6=server.get("accessIPv6"),
+        access_ip_v4=_address(server.get("accessIPv4"), 4, "accessIPv4"),
+        access_ip_v6=_address(server.get("accessIPv6"), 6, "accessIPv6"),
         hostname=server.get("hostname"),
+    )
+
+
+def _description(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > 255):
+        raise invalid("description", value, "is not a string of at most 255 characters")
+    return value
+
+
+def _address(value: Any, version: int, field: str) -> str | None:
+    """An access IP in its canonical form (Nova stores `::babe:dc0c:1602`, not the long
+    spelling it was given)."""
+    if value is None:
+        return None
+    try:
+        address = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    if address is None or address.version != version:
+        raise invalid(field, value, f"{value!r} is not a 'ipv{version}'")
+    return str(address)
+
+
+def rebuild_request(body: Any, version: Version) -> compute_service.RebuildRequest:
+    if not isinstance(body, dict):
+        raise invalid("rebuild", body, f"{body!r} is not of type 'object'")
+    allowed = {"imageRef", "name", "adminPass", "metadata", "preserve_ephemeral",
+               "OS-DCF:diskConfig", "accessIPv4", "accessIPv6"}  # fmt: skip
+    if version < V(2, 57):
+        allowed.add("personality")
+    if version >= V(2, 19):
+        allowed.add("description")
+    if version >= V(2, 54):
+        allowed.add("key_name")
+    if version >= V(2, 57):
+        allowed.add("user_data")
+    unknown = set(body) - allowed
+    if unknown:
+        raise _unexpected(unknown)
+    if "imageRef" not in body:
+        raise invalid("rebuild", body, "'imageRef' is a required property")
+    key_name = body.get("key_name")
+    if key_name is not None and (not isinstance(key_name, str) or not 1 <= len(key_name) <= 255):
+        raise invalid("key_name", key_name, "is not a key pair name")
+    user_data = body.get("user_data")
+    if user_data is not None:
+        _user_data(user_data)
+    return compute_service.RebuildRequest(
+        image_ref=_ref(body["imageRef"], "imageRef"),
+        name=_name(body["name"]) if "name" in body else None,
+        metadata=_metadata(body["metadata"]) if "metadata" in body else None,
+        description=_description(body.get("description")),
+        set_description="description" in body,
+        key_name=key_name,
+        set_key_name="key_name" in body,
+        user_data=user_data,
+        set_user_data="user_data" in body,
     )
 
 
@@ -489,6 +549,8 @@ def new_flavor(body: Any, version: Version) -> flavors.NewFlavor:
             raise invalid("flavor", flavor, f"'{required}' is a required property")
     name = _name(flavor["name"])
     flavorid = flavor.get("id")
+    if isinstance(flavorid, int) and not isinstance(flavorid, bool):
+        flavorid = str(flavorid)  # Nova keeps a numeric id as its string
     if flavorid is not None and (
         not isinstance(flavorid, str)
         or not re.match(r"^(?! )[a-zA-Z0-9. _-]+(?<! )$", flavorid)

@@ -15,7 +15,6 @@ import contextlib
 import heapq
 import json
 import re
-import secrets
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -931,35 +930,56 @@ def change_state(ctx: RequestContext, server_id: str, transition_name: str) -> N
     hosts.wake_agents(ctx.runtime)
 
 
-def rebuild_server(
-    ctx: RequestContext,
-    server_id: str,
-    image_ref: str,
-    name: str | None,
-    metadata: Mapping[str, str] | None,
-) -> ServerView:
-    """A new root disk from `image_ref`; a stopped server stays stopped, as in Nova."""
+@dataclass(frozen=True, slots=True)
+class RebuildRequest:
+    image_ref: str
+    name: str | None = None
+    metadata: Mapping[str, str] | None = None  # None keeps; a mapping replaces all
+    description: str | None = None
+    set_description: bool = False
+    key_name: str | None = None
+    set_key_name: bool = False  # key_name None with this set removes the key
+    user_data: str | None = None
+    set_user_data: bool = False
+
+
+def rebuild_server(ctx: RequestContext, server_id: str, request: RebuildRequest) -> ServerView:
+    """A new root disk from the image (the same one or another); a stopped server stays
+    stopped, as in Nova."""
     current = get_server(ctx, server_id)
     flavor = flavors.FlavorView(**{**_flavor_fields(current.flavor)})
-    _image_for_boot(ctx, image_ref, flavor)
+    try:
+        _image_for_boot(ctx, request.image_ref, flavor)
+    except errors.Invalid as exc:
+        raise errors.Invalid(exc.message.replace("could not be found", "not found")) from None
+    key_data = current.key_data
+    if request.set_key_name and request.key_name is not None:
+        try:
+            key_data = keypairs.get_keypair(ctx, ctx.user_id or "", request.key_name).public_key
+        except errors.NotFound:
+            raise errors.Invalid("Invalid key_name provided.") from None
     with _changing(ctx, server_id) as (session, row, _cell):
         _refuse_if_locked(ctx, row)
         _check_state(row, _t("rebuild", "active stopped error", None, "rebuilding", "rebuild"))
-        row.image_ref = image_ref
+        row.image_ref = request.image_ref
         row.desired_state = "stopped" if row.vm_state == "stopped" else "active"
         row.task_state = "rebuilding"
-        if name is not None:
-            row.name = name
-        if metadata is not None:
-            session.execute(
-                delete(cell_models.InstanceMetadata).where(
-                    cell_models.InstanceMetadata.instance_uuid == server_id
-                )
-            )
-            for key, value in metadata.items():
-                session.add(
-                    cell_models.InstanceMetadata(instance_uuid=server_id, key=key, value=value)
-                )
+        row.boot_serial += 1
+        row.reboot_type = "REBUILD"
+        if request.name is not None:
+            row.name = request.name
+        if request.set_description:
+            row.description = request.description
+        if request.set_key_name:
+            row.key_name = request.key_name
+            row.key_data = key_data if request.key_name is not None else None
+        if request.set_user_data:
+            row.user_data = request.user_data
+        if request.metadata is not None:
+            table = cell_models.InstanceMetadata
+            session.execute(delete(table).where(table.instance_uuid == server_id))
+            for key, value in request.metadata.items():
+                session.add(table(instance_uuid=server_id, key=key, value=value))
         row.generation += 1
         row.updated_at = now()
         _record_action(session, ctx, server_id, "rebuild", "compute_rebuild_instance")
@@ -1079,6 +1099,26 @@ def set_locked(ctx: RequestContext, server_id: str, locked: bool, reason: str | 
         _finish_action(session, server_id, None)
 
 
+def reset_state(ctx: RequestContext, server_id: str, state: str) -> None:
+    """An admin's override of what Nova thinks a server is doing (os-resetState)."""
+    with _changing(ctx, server_id) as (session, row, _cell):
+        row.vm_state, row.task_state = state, None
+        if state == "active":
+            row.desired_state = "active"
+            row.generation += 1
+        row.updated_at = now()
+        _record_action(session, ctx, server_id, "resetState", "api_reset_state")
+        _finish_action(session, server_id, None)
+    hosts.wake_agents(ctx.runtime)
+
+
+def refuse_deferred_delete(ctx: RequestContext, server_id: str, action: str) -> None:
+    """Servers are deleted at once here (no reclaim interval), so none is ever soft-deleted
+    and restore/forceDelete always find the server in the wrong state, as Nova would."""
+    with _changing(ctx, server_id) as (_session, row, _cell):
+        raise _wrong_state(action, row, "vm_state")
+
+
 def console_output(ctx: RequestContext, server_id: str, length: int | None) -> str:
     server = get_server(ctx, server_id)
     if server.host is None or server.vm_state in ("building", "error"):
@@ -1086,8 +1126,8 @@ def console_output(ctx: RequestContext, server_id: str, length: int | None) -> s
     text = hosts.driver_of(ctx.runtime, server.host).console_output(server_id)
     if length is None:
         return text
-    lines = text.splitlines(keepends=True)
-    return "".join(lines[-length:]) if length else ""
+    # Nova's tail: the last `length` pieces between newlines (so -1 drops the first line).
+    return "\n".join(text.split("\n")[-length:]) if length else ""
 
 
 # Metadata and tags ---------------------------------------------------------------------------
@@ -1232,11 +1272,6 @@ def prepare(runtime: Runtime) -> None:
 # Small things the API shows ------------------------------------------------------------------
 
 STATUSES = frozenset(_VM_STATES_OF_STATUS)
-
-
-def admin_password() -> str:
-    """A generated admin password, as Nova returns one on boot and rescue."""
-    return secrets.token_urlsafe(9)
 
 
 def parse_time(raw: str | None, name: str) -> datetime | None:

@@ -71,6 +71,8 @@ class FakeDriver:
             )
             console = self._consoles.setdefault(spec.uuid, [])
             console.append(f"fake boot {spec.boot_serial} of {spec.name} from {spec.image_ref}")
+            console.append(f"{spec.size.vcpus} CPUs, {spec.size.memory_mb} MB of memory")
+            console.append(f"{spec.name} is up")
             console.append(f"{spec.name} login:")
 
     def spawn(self, spec: GuestSpec) -> None:
