@@ -489,6 +489,7 @@ def _statistics(h: hypervisors.HypervisorView) -> dict[str, int]:
 
 
 def _hypervisor_view(
+    ctx: Ctx,
     h: hypervisors.HypervisorView,
     version: Version,
     *,
@@ -520,7 +521,7 @@ def _hypervisor_view(
             view.update(_statistics(h))
             view["cpu_info"] = {} if version >= V(2, 28) else "{}"
         else:
-            view["uptime"] = None
+            view["uptime"] = hypervisors.uptime(ctx, h)
     if (with_servers or servers) and h.servers:
         view["servers"] = [{"name": name, "uuid": uuid} for name, uuid in h.servers]
     elif with_servers and version >= V(2, 75):
@@ -557,7 +558,9 @@ def _list_hypervisors(request: Request, ctx: Ctx, detail: bool) -> Response:
         limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT)
         if limit is not None:
             found = found[:limit]
-    items = [_hypervisor_view(h, version, detail=detail, with_servers=with_servers) for h in found]
+    items = [
+        _hypervisor_view(ctx, h, version, detail=detail, with_servers=with_servers) for h in found
+    ]
     document: dict[str, Any] = {"hypervisors": items}
     if "limit" in params and limit is not None and items and len(items) == limit:
         kind = "os-hypervisors/detail" if detail else "os-hypervisors"
@@ -602,7 +605,22 @@ def show_hypervisor(hypervisor_id: str, request: Request, ctx: Ctx) -> Response:
         raise errors.Invalid(f"Invalid uuid {hypervisor_id}")
     with_servers = by_uuid and schemas._boolish(request.query_params.get("with_servers", "false"))
     found = hypervisors.get_hypervisor(ctx, hypervisor_id, by_uuid=by_uuid)
-    view = _hypervisor_view(found, version, detail=True, with_servers=with_servers)
+    view = _hypervisor_view(ctx, found, version, detail=True, with_servers=with_servers)
+    return JSONResponse({"hypervisor": view})
+
+
+@router.get("/v2.1/os-hypervisors/{hypervisor_id}/uptime")
+def show_hypervisor_uptime(hypervisor_id: str, request: Request, ctx: Ctx) -> Response:
+    version = requested_version(request)
+    if version >= V(2, 88):
+        raise errors.NotFound("The resource could not be found.")
+    ctx.authorize("os_compute_api:os-hypervisors:uptime")
+    by_uuid = version >= V(2, 53)
+    if by_uuid and not _UUID.match(hypervisor_id):
+        raise errors.Invalid(f"Invalid uuid {hypervisor_id}")
+    found = hypervisors.get_hypervisor(ctx, hypervisor_id, by_uuid=by_uuid)
+    view = _hypervisor_view(ctx, found, version, detail=False)
+    view["uptime"] = hypervisors.uptime(ctx, found)
     return JSONResponse({"hypervisor": view})
 
 
@@ -619,7 +637,9 @@ def _matching(ctx: Ctx, request: Request, pattern: str) -> list[hypervisors.Hype
 def search_hypervisors(pattern: str, request: Request, ctx: Ctx) -> Response:
     ctx.authorize("os_compute_api:os-hypervisors:search")
     version = requested_version(request)
-    items = [_hypervisor_view(h, version, detail=False) for h in _matching(ctx, request, pattern)]
+    items = [
+        _hypervisor_view(ctx, h, version, detail=False) for h in _matching(ctx, request, pattern)
+    ]
     return JSONResponse({"hypervisors": items})
 
 
@@ -628,7 +648,7 @@ def hypervisor_servers(pattern: str, request: Request, ctx: Ctx) -> Response:
     ctx.authorize("os_compute_api:os-hypervisors:servers")
     version = requested_version(request)
     items = [
-        _hypervisor_view(h, version, detail=False, servers=True)
+        _hypervisor_view(ctx, h, version, detail=False, servers=True)
         for h in _matching(ctx, request, pattern)
     ]
     return JSONResponse({"hypervisors": items})

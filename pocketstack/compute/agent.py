@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pocketstack.compute import drivers
@@ -166,6 +167,7 @@ class AgentRunner:
         self.agents = {agent.host: agent for agent in agents}
         self.control = control
         self.wake = threading.Event()
+        self.started_at = datetime.now(UTC).replace(tzinfo=None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="compute-agent", daemon=True)
 

@@ -302,7 +302,7 @@ async def update_extra_spec(flavor_id: str, key: str, request: Request, ctx: Ctx
 def delete_extra_spec(flavor_id: str, key: str, ctx: Ctx) -> Response:
     ctx.authorize("os_compute_api:os-flavor-extra-specs:delete")
     flavors.delete_extra_spec(ctx, flavor_id, key)
-    return Response(status_code=202)
+    return Response(status_code=200)
 
 
 def _access_document(flavor_id: str, projects: list[str]) -> dict[str, Any]:

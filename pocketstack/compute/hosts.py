@@ -328,6 +328,14 @@ class InProcessControlPlane:
         self.on_report(self.runtime, report)
 
 
+def agents_started_at(runtime: Runtime, host: str) -> datetime | None:
+    """When this process started running `host`'s agent (None: not one of ours)."""
+    runner: agent_mod.AgentRunner | None = runtime.state.get(_RUNNER_KEY)
+    if runner is None or host not in runner.agents:
+        return None
+    return runner.started_at
+
+
 def wake_agents(runtime: Runtime) -> None:
     """Tell this process's agents that a spec changed (other processes poll)."""
     runner: agent_mod.AgentRunner | None = runtime.state.get(_RUNNER_KEY)

@@ -11,6 +11,7 @@ cells (400); uuids (2.53+) are unique.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -261,3 +262,19 @@ def get_hypervisor(ctx: RequestContext, hypervisor_id: str, by_uuid: bool) -> Hy
     if len(matches) != 1:
         raise errors.NotFound(f"Hypervisor with ID '{hypervisor_id}' could not be found.")
     return matches[0]
+
+
+def uptime(ctx: RequestContext, view: HypervisorView) -> str | None:
+    """What `uptime` prints on the host, as Nova's libvirt driver reports it; None for a host
+    that is down. The hosts this process runs have been up since its agents started."""
+    if not view.service.up:
+        return None
+    started = hosts.agents_started_at(ctx.runtime, view.host)
+    if started is None:
+        return None
+    minutes = int((now() - started).total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    span = f"{days} days, {hours:2d}:{mins:02d}" if days else f"{hours:2d}:{mins:02d}"
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f" {now():%H:%M:%S} up {span},  1 user,  load average: {load}"

@@ -303,7 +303,13 @@ def test_hypervisors_show_hosts_usage_and_fields_per_microversion(compute: Compu
     )
     new = compute("GET", "/os-hypervisors/detail?with_servers=true", version="2.88").json()
     by_name = {h["hypervisor_hostname"]: h for h in new["hypervisors"]}
-    assert "vcpus_used" not in by_name[host] and "uptime" in by_name[host]
+    assert "vcpus_used" not in by_name[host] and " up " in by_name[host]["uptime"]
+    first = listed[0]
+    uptime = compute("GET", f"/os-hypervisors/{first['id']}/uptime").json()["hypervisor"]
+    assert "load average" in uptime["uptime"]
+    assert (
+        compute("GET", f"/os-hypervisors/{first['id']}/uptime", version="2.88").status_code == 404
+    )
     assert by_name[host]["servers"] == [{"name": "h", "uuid": server["id"]}]
     other = next(name for name in by_name if name != host)
     assert by_name[other]["servers"] == []
