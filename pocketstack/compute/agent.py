@@ -23,7 +23,8 @@ from pocketstack.compute import drivers
 from pocketstack.compute.drivers import Driver, DriverError, Guest, GuestSpec
 
 LOG = logging.getLogger(__name__)
-RESYNC_EVERY_S = 60.0
+RESYNC_EVERY_S = 60.0  # resources to placement, and every server looked at again
+ALIVE_EVERY_S = 10.0  # "this host is up" (Nova's report_interval)
 POLL_EVERY_S = 1.0
 
 # The power state each wished-for state runs at.
@@ -63,6 +64,8 @@ class ServerReport:
 
 class ControlPlane(Protocol):
     def heartbeat(self, host: str, resources: drivers.HostResources) -> None: ...
+
+    def alive(self, hosts: Sequence[str]) -> None: ...
 
     def pending(self, hosts: Sequence[str]) -> list[ServerSpec]: ...
 
@@ -210,7 +213,7 @@ class AgentRunner:
             LOG.exception("reconciling server %s on %s failed", spec.guest.uuid, spec.host)
 
     def _run(self) -> None:
-        last_resync = time.monotonic()
+        last_resync = last_alive = time.monotonic()
         while not self._stop.is_set():
             self.wake.wait(POLL_EVERY_S)
             self.wake.clear()
@@ -218,8 +221,12 @@ class AgentRunner:
                 return
             try:
                 self.run_pending()
-                if time.monotonic() - last_resync >= RESYNC_EVERY_S:
-                    last_resync = time.monotonic()
+                moment = time.monotonic()
+                if moment - last_alive >= ALIVE_EVERY_S:
+                    last_alive = moment
+                    self.control.alive(list(self.agents))
+                if moment - last_resync >= RESYNC_EVERY_S:
+                    last_resync = moment
                     for agent in self.agents.values():
                         self.control.heartbeat(agent.host, agent.driver.resources())
                     self.resync()

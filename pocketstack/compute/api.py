@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Scope
 
-from pocketstack.compute import admin_api, flavors, keypairs, schemas, server_groups
+from pocketstack.compute import admin_api, flavors, hypervisors, keypairs, schemas, server_groups
 from pocketstack.compute import service as compute_service
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, pagination, routing
@@ -491,10 +491,14 @@ def _list_servers(request: Request, ctx: Ctx, detail: bool) -> Response:
     found = compute_service.list_servers(ctx, query)
     base = _base(request)
     if detail:
+        statuses = _host_statuses(ctx, version)
         items = [
-            schemas.server_view(s, version, base, is_admin=ctx.is_admin, kind="detail")
+            schemas.server_view(
+                s, version, base, is_admin=ctx.is_admin, kind="detail",
+                host_status=statuses.get(s.host or "", ""),
+            )
             for s in found
-        ]
+        ]  # fmt: skip
     else:
         items = [schemas.server_brief(s, base) for s in found]
     document: dict[str, Any] = {"servers": items}
@@ -523,16 +527,27 @@ def list_servers_detail(request: Request, ctx: Ctx) -> Response:
 def show_server(server_id: str, request: Request, ctx: Ctx) -> Response:
     server = _server(ctx, server_id, "os_compute_api:servers:show")
     version = requested_version(request)
-    view = schemas.server_view(
-        server, version, _base(request), is_admin=ctx.is_admin,
-        server_groups=_groups(ctx, server, version),
-    )  # fmt: skip
+    view = _view(ctx, request, server, version, "show")
     return JSONResponse({"server": view})
 
 
-def _groups(ctx: Ctx, server: compute_service.ServerView, version: Version) -> list[str]:
-    """The server's group for the views that show it (2.71+)."""
-    return server_groups.groups_of(ctx, server.uuid) if version >= V(2, 71) else []
+def _host_statuses(ctx: Ctx, version: Version) -> dict[str, str]:
+    """UP / DOWN / MAINTENANCE per host, for the admins who see host_status (2.16+)."""
+    if version < V(2, 16) or not ctx.can("os_compute_api:servers:show:host_status"):
+        return {}
+    return hypervisors.host_statuses(ctx)
+
+
+def _view(
+    ctx: Ctx, request: Request, server: compute_service.ServerView, version: Version, kind: str
+) -> dict[str, Any]:
+    """One server as show, PUT and rebuild render it, with its group (2.71+)."""
+    groups = server_groups.groups_of(ctx, server.uuid) if version >= V(2, 71) else []
+    host_status = _host_statuses(ctx, version).get(server.host or "", "") if server.host else ""
+    return schemas.server_view(
+        server, version, _base(request), is_admin=ctx.is_admin, kind=kind,
+        server_groups=groups, host_status=host_status,
+    )  # fmt: skip
 
 
 @router.put("/v2.1/servers/{server_id}")
@@ -541,10 +556,7 @@ async def update_server(server_id: str, request: Request, ctx: Ctx) -> Response:
     change = schemas.server_update(await _json(request), version)
     _server(ctx, server_id, "os_compute_api:servers:update")
     server = await run_in_threadpool(compute_service.update_server, ctx, server_id, change)
-    view = schemas.server_view(
-        server, version, _base(request), is_admin=ctx.is_admin, kind="update",
-        server_groups=_groups(ctx, server, version),
-    )  # fmt: skip
+    view = _view(ctx, request, server, version, "update")
     return JSONResponse({"server": view})
 
 
@@ -654,10 +666,7 @@ def _rebuild(ctx: Ctx, request: Request, version: Version, server_id: str, value
         raise schemas.invalid("rebuild", value, "'imageRef' is a required property")
     _server(ctx, server_id, "os_compute_api:servers:rebuild")
     server = compute_service.rebuild_server(ctx, server_id, schemas.rebuild_request(value, version))
-    view = schemas.server_view(
-        server, version, _base(request), is_admin=ctx.is_admin, kind="update",
-        server_groups=_groups(ctx, server, version),
-    )  # fmt: skip
+    view = _view(ctx, request, server, version, "update")
     if version >= V(2, 54):
         view["key_name"] = server.key_name
     if version >= V(2, 57):

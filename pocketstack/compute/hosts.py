@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pocketstack.compute import agent as agent_mod
 from pocketstack.compute import cell_models, cells, drivers, models
@@ -317,6 +317,18 @@ class InProcessControlPlane:
             with cells.database(self.runtime, cell).read() as session:
                 specs += [_spec(row) for row in session.scalars(stmt.order_by(table.updated_at))]
         return specs
+
+    def alive(self, hosts: Sequence[str]) -> None:
+        """Mark the hosts' compute services as seen now: one statement per cell."""
+        moment = now()
+        table = cell_models.ComputeService
+        for cell, cell_hosts in self._by_cell(hosts).items():
+            with cells.database(self.runtime, cell).write() as session:
+                session.execute(
+                    update(table)
+                    .where(table.host.in_(cell_hosts), table.binary == COMPUTE_BINARY)
+                    .values(last_seen_up=moment)
+                )
 
     def pending(self, hosts: Sequence[str]) -> list[agent_mod.ServerSpec]:
         return self._specs(hosts, pending_only=True)

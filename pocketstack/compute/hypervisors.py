@@ -264,6 +264,15 @@ def get_hypervisor(ctx: RequestContext, hypervisor_id: str, by_uuid: bool) -> Hy
     return matches[0]
 
 
+def host_statuses(ctx: RequestContext) -> dict[str, str]:
+    """Nova's host_status of each compute host: DOWN when its service is down or forced
+    down, MAINTENANCE when disabled, else UP."""
+    return {
+        service.host: "DOWN" if not service.up else "MAINTENANCE" if service.disabled else "UP"
+        for service in list_services(ctx, binary=hosts.COMPUTE_BINARY)
+    }
+
+
 def uptime(ctx: RequestContext, view: HypervisorView) -> str | None:
     """What `uptime` prints on the host, as Nova's libvirt driver reports it; None for a host
     that is down. The hosts this process runs have been up since its agents started."""

@@ -399,9 +399,11 @@ def server_view(
     is_admin: bool,
     kind: str = "show",
     server_groups: Sequence[str] = (),
+    host_status: str = "",
 ) -> dict[str, Any]:
     """One server; `kind` is show, detail (no server_groups) or update (PUT and rebuild below
-    2.75: the reduced view); `server_groups` the uuid of the group it is in, if any."""
+    2.75: the reduced view); `server_groups` the uuid of the group it is in, if any;
+    `host_status` its host's UP / DOWN / MAINTENANCE for the admins who may see it."""
     reduced = kind == "update" and version < V(2, 75)
     status = "DELETED" if server.deleted else server.status
     view: dict[str, Any] = {
@@ -470,7 +472,7 @@ def server_view(
                     }
                 )
             if version >= V(2, 16):
-                view["host_status"] = "UP" if server.host else ""
+                view["host_status"] = host_status
         elif version >= V(2, 90):
             view["OS-EXT-SRV-ATTR:hostname"] = server.hostname
     if version >= V(2, 9):

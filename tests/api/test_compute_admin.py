@@ -250,11 +250,23 @@ def test_disabled_service_gets_no_new_servers(compute: Compute) -> None:
     assert "COMPUTE_STATUS_DISABLED" in traits
     for index in range(3):
         assert compute.active(f"d{index}")["OS-EXT-SRV-ATTR:host"] == "fake-host-2"
+    detail = compute("GET", "/servers/detail", version="2.16").json()["servers"]
+    assert {s["host_status"] for s in detail} == {"UP"}, "host 2 still runs"
     enabled = compute("PUT", f"/os-services/{host1['id']}", {"status": "enabled"}, "2.53")
     assert enabled.json()["service"]["disabled_reason"] is None
     traits = compute.placement("GET", f"/resource_providers/{provider}/traits").json()["traits"]
     assert "COMPUTE_STATUS_DISABLED" not in traits
-    assert compute.active("back")["OS-EXT-SRV-ATTR:host"] == "fake-host-1"
+    back = compute.active("back")
+    assert (back["OS-EXT-SRV-ATTR:host"], back["host_status"]) == ("fake-host-1", "UP")
+
+    def host_status_after(change: dict[str, Any]) -> str:
+        assert compute("PUT", f"/os-services/{host1['id']}", change, "2.53").status_code == 200
+        shown = compute("GET", f"/servers/{back['id']}", version="2.16").json()["server"]
+        return str(shown["host_status"])
+
+    assert host_status_after({"status": "disabled", "disabled_reason": "again"}) == "MAINTENANCE"
+    assert host_status_after({"forced_down": True}) == "DOWN"
+    assert host_status_after({"forced_down": False, "status": "enabled"}) == "UP"
     legacy = compute(
         "PUT",
         "/os-services/disable-log-reason",
