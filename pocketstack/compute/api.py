@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Scope
 
-from pocketstack.compute import admin_api, flavors, hypervisors, keypairs, schemas, server_groups
+from pocketstack.compute import (
+    admin_api,
+    flavors,
+    hypervisors,
+    keypairs,
+    more_api,
+    schemas,
+    server_groups,
+)
 from pocketstack.compute import service as compute_service
 from pocketstack.core import app as app_mod
 from pocketstack.core import errors, pagination, routing
@@ -864,6 +872,6 @@ def show_limits(request: Request, ctx: Ctx) -> Response:
 
 def create_app() -> ASGIApp:
     routes = routing.Router()
-    routes.routes.extend([*router.routes, *admin_api.router.routes])
+    routes.routes.extend([*router.routes, *admin_api.router.routes, *more_api.router.routes])
     app = app_mod.service_app(routes, render_error, redirect_slashes=False)
     return MicroversionMiddleware(app, VERSIONS, render_error)

@@ -133,3 +133,28 @@ RULES = [
     Rule("os_compute_api:os-deferred-delete:restore", MEMBER, scope_types=PROJECT),
     Rule("os_compute_api:os-deferred-delete:force", MEMBER, scope_types=PROJECT),
 ]
+
+# The reports and proxies of more_api.py.
+MANAGER = "role:admin or (role:manager and project_id:%(project_id)s)"
+SERVICE = "role:admin or role:service"
+RULES += [
+    *(
+        Rule(f"os_compute_api:os-hosts:{verb}", ADMIN, scope_types=PROJECT)
+        for verb in ("list", "show", "update", "reboot", "shutdown", "start")
+    ),
+    Rule("os_compute_api:os-simple-tenant-usage:list", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-simple-tenant-usage:show", READER, scope_types=PROJECT),
+    Rule("os_compute_api:os-instance-usage-audit-log:list", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-instance-usage-audit-log:show", ADMIN, scope_types=PROJECT),
+    *(
+        Rule(f"os_compute_api:{noun}:{verb}", READER, scope_types=PROJECT)
+        for noun in ("os-networks", "os-tenant-networks")
+        for verb in ("list", "show")
+    ),
+    Rule("os_compute_api:os-server-diagnostics", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-migrations:index", MANAGER, scope_types=PROJECT),
+    Rule("os_compute_api:os-migrations:index:all_projects", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-migrations:index:host", ADMIN, scope_types=PROJECT),
+    Rule("os_compute_api:os-server-external-events:create", SERVICE, scope_types=PROJECT),
+    Rule("os_compute_api:extensions", ANY, scope_types=PROJECT),
+]
