@@ -160,8 +160,17 @@ def _image_query(request: Request) -> images.ImageQuery:
         min_disk=number("minDisk"),
         properties=properties,
         marker=params.get("marker"),
-        limit=pagination.parse_limit(params.get("limit"), MAX_LIMIT) or MAX_LIMIT,
+        limit=_positive_limit(params.get("limit")),
     )
+
+
+def _positive_limit(raw: str | None) -> int:
+    """Nova's image listing takes a limit of 1 or more (capped at the maximum)."""
+    if raw is None:
+        return MAX_LIMIT
+    if not raw.isdigit() or int(raw) < 1:
+        raise schemas.invalid("limit", raw, f"'{raw}' is not a positive integer")
+    return min(int(raw), MAX_LIMIT)
 
 
 def _list_images(request: Request, ctx: Ctx, detail: bool) -> Response:

@@ -45,6 +45,7 @@ def test_image_proxy_lists_shows_filters_and_retires_at_2_36(compute: Compute) -
     assert compute("GET", "/images?type=snapshot").json()["images"] == []
     page = compute("GET", "/images?limit=1").json()
     assert "marker=" in page["images_links"][0]["href"]
+    assert compute("GET", "/images?limit=0").status_code == 400
     missing = compute("GET", f"/images/{uuid.uuid4()}")
     assert missing.json()["itemNotFound"]["message"] == "Image not found."
     assert compute("GET", "/images", version="2.36").status_code == 404
