@@ -100,6 +100,14 @@ def database(runtime: Runtime, cell: Cell) -> db_mod.Database:
         return opened.databases[cell.uuid]
 
 
+def database_of(runtime: Runtime, cell_uuid: str) -> db_mod.Database:
+    """The database of the cell with this uuid; once open, found without reading the
+    mappings (where a cell's database is never changes)."""
+    opened: _Open = runtime.state.setdefault(_STATE_KEY, _Open())
+    found = opened.databases.get(cell_uuid)
+    return found if found is not None else database(runtime, get_cell(runtime, cell_uuid))
+
+
 def dispose(runtime: Runtime) -> None:
     """Close this process's cell engines (the API database's is the runtime's own)."""
     opened: _Open | None = runtime.state.get(_STATE_KEY)

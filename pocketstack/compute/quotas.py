@@ -112,12 +112,17 @@ def check(
     ctx: RequestContext,
     project_id: str,
     wanted: Mapping[str, int],
-    used: Mapping[str, int],
+    used: Mapping[str, int] | None = None,
     user_id: str | None = None,
 ) -> None:
-    """Refuse `wanted` more of each resource on top of `used` past the limits, with Nova's
-    message for servers (instances, cores, ram)."""
+    """Refuse `wanted` more of each resource on top of `used` (counted here when None, and
+    only if a wanted resource is limited at all) past the limits, with Nova's message for
+    servers (instances, cores, ram)."""
     limit = limits(ctx, project_id, user_id)
+    if all(limit[r] < 0 for r in wanted):
+        return
+    if used is None:
+        used = usage(ctx, project_id, user_id)
     over = [r for r, n in wanted.items() if limit[r] >= 0 and used.get(r, 0) + n > limit[r]]
     if not over:
         return

@@ -106,9 +106,8 @@ def create_group(
         raise errors.Invalid(f"Invalid server group policy {policy}.")
     if max_server_per_host is not None and policy != ANTI_AFFINITY:
         raise errors.Invalid("Only anti-affinity policy supports rules.")
-    used = quotas.usage(ctx, project_id)
     try:
-        quotas.check(ctx, project_id, {"server_groups": 1}, used)
+        quotas.check(ctx, project_id, {"server_groups": 1})
     except errors.OverQuota:
         raise errors.OverQuota("Quota exceeded, too many server groups.") from None
     with ctx.db.write() as session:

@@ -231,7 +231,7 @@ def _mapping(ctx: RequestContext, server_id: str) -> models.InstanceMapping:
 
 
 def _cell_db(ctx: RequestContext, cell_uuid: str) -> db_mod.Database:
-    return cells.database(ctx.runtime, cells.get_cell(ctx.runtime, cell_uuid))
+    return cells.database_of(ctx.runtime, cell_uuid)
 
 
 def get_server(ctx: RequestContext, server_id: str, *, deleted_ok: bool = False) -> ServerView:
@@ -361,7 +361,7 @@ def _check_quota(
 ) -> None:
     """Refuse a boot that would take the project past its quotas (403, as Nova)."""
     wanted = {"instances": count, "cores": flavor.vcpus * count, "ram": flavor.memory_mb * count}
-    quotas.check(ctx, project_id, wanted, quotas.usage(ctx, project_id))
+    quotas.check(ctx, project_id, wanted)
 
 
 def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
@@ -404,6 +404,8 @@ def _available_zones(ctx: RequestContext) -> set[str]:
 
 
 def _check_metadata_quota(ctx: RequestContext, project_id: str, count: int) -> None:
+    if not count:
+        return
     limit = quotas.limits(ctx, project_id)["metadata_items"]
     if 0 <= limit < count:
         raise errors.OverQuota(f"Maximum number of metadata items exceeds {limit}")
