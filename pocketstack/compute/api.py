@@ -649,6 +649,17 @@ def _act(
             raise schemas.invalid("length", length, "is not a valid number of lines")
         output = compute_service.console_output(ctx, server_id, length)
         return JSONResponse({"output": output})
+    if action == "createImage":
+        if not isinstance(value, dict) or "name" not in value:
+            raise schemas.invalid("createImage", value, "'name' is a required property")
+        _server(ctx, server_id, "os_compute_api:servers:create_image")
+        image_id = compute_service.create_image(
+            ctx, server_id, schemas.name(value["name"]), schemas.metadata_field(value)
+        )
+        if version >= V(2, 45):
+            return JSONResponse({"image_id": image_id}, status_code=202)
+        image_root = str(request.base_url).rstrip("/").rsplit("/compute", 1)[0] + "/image"
+        return Response(status_code=202, headers={"Location": f"{image_root}/v2/images/{image_id}"})
     if action == "os-resetState":
         state = value.get("state") if isinstance(value, dict) else None
         if state not in ("active", "error"):

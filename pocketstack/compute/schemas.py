@@ -276,6 +276,16 @@ def metadata_body(body: Any, key: str = "metadata") -> dict[str, str]:
     return _metadata(body[key], key)
 
 
+def name(value: Any) -> str:
+    """A name as Nova checks it: printable, 1 to 255 characters, no blanks at the ends."""
+    return _name(value)
+
+
+def metadata_field(body: Mapping[str, Any]) -> dict[str, str]:
+    """An optional `metadata` object of a body (an action's)."""
+    return _metadata(body["metadata"]) if "metadata" in body else {}
+
+
 def meta_item(body: Any, key: str) -> dict[str, str]:
     item = metadata_body(body, "meta")
     if len(item) != 1:

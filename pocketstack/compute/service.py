@@ -1101,6 +1101,48 @@ def set_locked(ctx: RequestContext, server_id: str, locked: bool, reason: str | 
         _finish_action(session, server_id, None)
 
 
+# Image properties a snapshot does not inherit from its base image.
+_NOT_INHERITED = frozenset({"instance_uuid", "image_type", "base_image_ref", "user_id"})
+
+
+def create_image(
+    ctx: RequestContext, server_id: str, name: str, metadata: Mapping[str, str]
+) -> str:
+    """A snapshot of the server's root disk as a new private image of its project; its id.
+
+    The image carries Nova's properties (`image_type: snapshot`, `instance_uuid`,
+    `base_image_ref`, `user_id`) and the base image's own properties and formats."""
+    with _changing(ctx, server_id) as (session, row, _cell):
+        if row.vm_state not in ("active", "stopped", "paused", "suspended"):
+            raise _wrong_state("createImage", row, "vm_state")
+        host, base_ref = row.host, row.image_ref
+        _record_action(session, ctx, server_id, "createImage", "compute_snapshot_instance")
+    base = image_service.get_image(ctx, base_ref)
+    inherited = {k: v for k, v in base.properties.items() if k not in _NOT_INHERITED}
+    snapshot = image_service.create_image(
+        ctx,
+        image_service.NewImage(
+            id=None, name=name, visibility="private", protected=False, os_hidden=False,
+            min_disk=base.row.min_disk, min_ram=base.row.min_ram,
+            disk_format=base.row.disk_format or "raw",
+            container_format=base.row.container_format or "bare", owner=None,
+            properties={
+                **inherited, **metadata, "image_type": "snapshot", "instance_uuid": server_id,
+                "base_image_ref": base_ref, "user_id": ctx.user_id or "",
+            },
+            tags=(),
+        ),
+    )  # fmt: skip
+    image_id = snapshot.row.id
+    disk = hosts.driver_of(ctx.runtime, host or "").snapshot(server_id) if host else None
+    if disk is None:
+        _view, disk = image_service.image_data(ctx, base_ref)
+    image_service.store_data(ctx, image_id, disk or ())
+    with _cell_db(ctx, _mapping(ctx, server_id).cell_uuid).write() as session:
+        _finish_action(session, server_id, None)
+    return image_id
+
+
 def reset_state(ctx: RequestContext, server_id: str, state: str) -> None:
     """An admin's override of what Nova thinks a server is doing (os-resetState)."""
     with _changing(ctx, server_id) as (session, row, _cell):

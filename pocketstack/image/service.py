@@ -9,7 +9,7 @@ an image is `active` only after a whole upload was stored and checksummed.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -427,6 +427,23 @@ async def upload(ctx: RequestContext, image_id: str, chunks: AsyncIterator[bytes
         await to_thread.run_sync(_finish_upload, ctx, image_id, None)
         raise
     await to_thread.run_sync(_finish_upload, ctx, image_id, stored)
+
+
+def store_data(ctx: RequestContext, image_id: str, chunks: Iterable[bytes]) -> None:
+    """`upload` for callers in this process that hold the bytes already (a server snapshot):
+    the same states and checksums, without an event loop."""
+    _begin_upload(ctx, image_id)
+    partial = store_of(ctx.runtime).begin(image_id)
+    try:
+        for chunk in chunks:
+            if chunk:
+                partial.write(chunk)
+        stored = partial.commit()
+    except BaseException:
+        partial.abort()
+        _finish_upload(ctx, image_id, None)
+        raise
+    _finish_upload(ctx, image_id, stored)
 
 
 def _begin_upload(ctx: RequestContext, image_id: str) -> None:

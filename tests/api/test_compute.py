@@ -417,3 +417,27 @@ def test_small_upstream_forms(compute: Compute) -> None:
     long_form = "0000:0000:0000:0000:0000:babe:220.12.22.2"
     server = compute.active("ip", accessIPv6=long_form)
     assert server["accessIPv6"] == "::babe:dc0c:1602"
+
+
+def test_create_image_snapshots_the_server_into_a_private_image(compute: Compute) -> None:
+    server_id = compute.active("snap")["id"]
+    body = {"createImage": {"name": "snap-image", "metadata": {"purpose": "backup"}}}
+    answer = compute("POST", f"/servers/{server_id}/action", body, version="2.45")
+    assert answer.status_code == 202, answer.text
+    image_id = answer.json()["image_id"]
+    headers = {"X-Auth-Token": compute.token}
+    image = compute.cloud.client.get(f"/image/v2/images/{image_id}", headers=headers).json()
+    assert (image["status"], image["visibility"], image["name"]) == (
+        "active",
+        "private",
+        "snap-image",
+    )
+    assert (image["image_type"], image["instance_uuid"]) == ("snapshot", server_id)
+    assert (image["base_image_ref"], image["purpose"]) == (compute.image(), "backup")
+    data = compute.cloud.client.get(f"/image/v2/images/{image_id}/file", headers=headers)
+    assert data.content == b"\0" * 1024, "the fake guest's disk is its image"
+    old = compute("POST", f"/servers/{server_id}/action", {"createImage": {"name": "old"}})
+    assert old.status_code == 202
+    assert "/image/v2/images/" in old.headers["Location"]
+    booted = compute.active("from-snap", imageRef=image_id)
+    assert booted["image"]["id"] == image_id

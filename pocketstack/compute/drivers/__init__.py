@@ -7,6 +7,7 @@ and scale runs); real drivers (namespaces, qemu) implement the same protocol.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,3 +106,8 @@ class Driver(Protocol):
     def unrescue(self, uuid: str) -> None: ...
 
     def console_output(self, uuid: str) -> str: ...
+
+    def snapshot(self, uuid: str) -> Iterator[bytes] | None:
+        """The guest's root disk as image bytes; None when the guest never wrote to its
+        image (the image's own bytes are then the snapshot)."""
+        ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 
 from pocketstack.compute.drivers import (
     PAUSED,
@@ -118,6 +119,11 @@ class FakeDriver:
 
     def unrescue(self, uuid: str) -> None:
         self._set(uuid, rescued=False, power_state=RUNNING)
+
+    def snapshot(self, uuid: str) -> Iterator[bytes] | None:
+        """A fake guest has no disk of its own: it runs its image unchanged."""
+        self._get(uuid)
+        return None
 
     def console_output(self, uuid: str) -> str:
         with self._lock:
