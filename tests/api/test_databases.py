@@ -3,6 +3,7 @@ concurrent writers, and a restart that keeps everything."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,16 +34,17 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield url
 
 
-def _start(state_dir: Path, url: str) -> AbstractContextManager[Cloud]:
+def _start(state_dir: Path, url: str, fake_hosts: int = 0) -> AbstractContextManager[Cloud]:
     settings = config.Settings(
-        state_dir=state_dir, db_url=url, password_hash_rounds=4, services=config.KNOWN_SERVICES
-    )
+        state_dir=state_dir, db_url=url, password_hash_rounds=4,
+        services=config.KNOWN_SERVICES, fake_hosts=fake_hosts,
+    )  # fmt: skip
     runtime = services.build_runtime(settings)
     services.upgrade_schema(runtime)
     services.prepare(runtime)
     bootstrap.bootstrap(runtime, passwords.hash_secret(ADMIN_PASSWORD, 4), True, CATALOG)
     services.close(runtime)
-    return running(settings)
+    return running(settings, background=fake_hosts > 0)
 
 
 def test_cloud_runs_on_the_database(database_url: str, tmp_path: Path) -> None:
@@ -148,3 +150,29 @@ def test_claims_create_update_and_refuse_like_upstream(database_url: str, tmp_pa
         assert too_much.status_code == 409
         usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
         assert usages["VCPU"] == 3
+
+
+def test_servers_boot_list_and_go_across_cells_on_the_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Cell databases live beside the API database on the same server (created on first
+    use); a server boots, lists, acts and goes away there as on SQLite."""
+    from tests.api.test_compute import Compute
+
+    with _start(tmp_path, database_url, fake_hosts=2) as cloud:
+        compute = Compute(cloud, cloud.admin)
+        ids = [compute.active(f"db-{index}")["id"] for index in range(3)]
+        listed = compute("GET", "/servers?sort_key=display_name&sort_dir=asc").json()["servers"]
+        assert [s["name"] for s in listed] == ["db-0", "db-1", "db-2"]
+        stop = compute("POST", f"/servers/{ids[0]}/action", {"os-stop": None})
+        assert stop.status_code == 202
+        compute.wait(ids[0], "SHUTOFF")
+        for server_id in ids:
+            assert compute("DELETE", f"/servers/{server_id}").status_code == 204
+        deadline = time.monotonic() + 10
+        while compute("GET", "/servers").json()["servers"]:
+            assert time.monotonic() < deadline, "servers still listed after delete"
+            time.sleep(0.05)
+        for server_id in ids:
+            allocations = compute.placement("GET", f"/allocations/{server_id}").json()
+            assert allocations["allocations"] == {}
