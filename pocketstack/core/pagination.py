@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_
 
 from pocketstack.core import errors
 
@@ -85,8 +85,11 @@ class _Keyset:
         return func.coalesce(column, self.nulls_as[name]) if name in self.nulls_as else column
 
     def value(self, row: Any, name: str) -> Any:
+        """The marker row's value as a bound parameter of the column's type (a boolean one
+        too, which SQLAlchemy would otherwise take for a constant it cannot compare)."""
         value = getattr(row, name)
-        return self.nulls_as.get(name) if value is None else value
+        value = self.nulls_as.get(name) if value is None else value
+        return literal(value, type_=getattr(self.model, name).type)
 
     def after(self, sort: Sequence[SortKey], marker: Any) -> ColumnElement[bool]:
         """Rows strictly after `marker` in the (key1, key2, ...) lexicographic order."""
