@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
+from pocketstack.compute import admin_api, more_api
+from pocketstack.compute import api as compute_api
 from pocketstack.identity import api as identity_api
+from pocketstack.image import api as image_api
 from pocketstack.placement import api as placement_api
 from tests.api.conftest import Cloud
 
@@ -28,11 +31,17 @@ ODD_BODIES: list[Any] = [
     {"name": "CUSTOM_X", "resource_provider_generation": "1", "inventories": {"VCPU": {}}},
     {"traits": ["NOPE"], "aggregates": [1], "resource_provider_generation": 0},
 ]
-ROUTERS = {"identity": identity_api.router, "placement": placement_api.router}
+ROUTERS = {
+    "identity": [identity_api.router],
+    "placement": [placement_api.router],
+    "image": [image_api.router],
+    "compute": [compute_api.router, admin_api.router, more_api.router],
+}
 ROUTES = sorted(
     {
         (prefix, method, route.path)
-        for prefix, router in ROUTERS.items()
+        for prefix, routers in ROUTERS.items()
+        for router in routers
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods
@@ -50,15 +59,23 @@ def _paths(template: str) -> list[str]:
 def _error_message(prefix: str, body: Any) -> str:
     if prefix == "placement":
         return str(body["errors"][0]["detail"])
+    if prefix == "image":
+        return str(body["message"])
+    if prefix == "compute":
+        (fault,) = body.values()
+        return str(fault["message"])
     return str(body["error"]["message"])
 
 
+@pytest.mark.parametrize("versions", ["placement latest, compute latest", "compute 2.1"])
 @pytest.mark.parametrize(("prefix", "method", "template"), ROUTES)
-def test_route_never_answers_500(cloud: Cloud, prefix: str, method: str, template: str) -> None:
+def test_route_never_answers_500(
+    cloud: Cloud, prefix: str, method: str, template: str, versions: str
+) -> None:
     headers = {
         "X-Subject-Token": "junk",
         "X-Auth-Token": cloud.admin,
-        "OpenStack-API-Version": "placement latest",
+        "OpenStack-API-Version": versions,
     }
     bodies = ODD_BODIES if method in ("POST", "PUT", "PATCH") else [None]
     for path in _paths(template):
