@@ -14,7 +14,6 @@ from starlette.types import ASGIApp
 from pocketstack import config
 from pocketstack.compute import api as compute_api
 from pocketstack.compute import cells as compute_cells
-from pocketstack.compute import hosts as compute_hosts
 from pocketstack.compute import policies as compute_policies
 from pocketstack.compute import service as compute_service
 from pocketstack.core import app as app_mod
@@ -106,12 +105,7 @@ SERVICES: dict[str, ServiceSpec] = {
         create_app=compute_api.create_app,
         install=lambda _runtime: None,
         prepare=compute_service.prepare,
-        start=lambda runtime: compute_hosts.start(
-            runtime,
-            compute_service.on_report,
-            runtime.settings.fake_hosts,
-            runtime.settings.fake_vgpus,
-        ),
+        start=compute_service.start,
         close=compute_cells.dispose,
     ),
 }

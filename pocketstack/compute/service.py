@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
+import logging
 import re
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, select, update
@@ -45,6 +46,7 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.image import service as image_service
 from pocketstack.placement import service as placement_service
 
+LOG = logging.getLogger(__name__)
 DEFAULT_AZ = aggregates.DEFAULT_AZ
 _T = cell_models.Instance
 SORT_KEYS = frozenset({
@@ -461,7 +463,15 @@ def _boot_one(
         generation=1, observed_generation=0 if selection else 1, deleted=False,
         created_at=moment, updated_at=moment,
     )  # fmt: skip
+    # The mapping first: a server row is never without one (a crash in between leaves a
+    # mapping without a row, which reads as 404 and `heal` removes).
+    mapping = models.InstanceMapping(
+        instance_uuid=server_id, cell_uuid=cell_uuid, project_id=project_id, user_id=user_id,
+        queued_for_delete=False, created_at=moment,
+    )  # fmt: skip
     try:
+        with ctx.db.write() as session:
+            session.add(mapping)
         with _cell_db(ctx, cell_uuid).write() as session:
             session.add(row)
             session.flush()
@@ -475,14 +485,13 @@ def _boot_one(
             if fault is not None:
                 _add_fault(session, server_id, 500, fault, None)
                 _finish_action(session, server_id, fault)
-        with ctx.db.write() as session:
-            session.add(
-                models.InstanceMapping(
-                    instance_uuid=server_id, cell_uuid=cell_uuid, project_id=project_id,
-                    user_id=user_id, queued_for_delete=False, created_at=moment,
-                )
-            )  # fmt: skip
     except Exception:
+        with ctx.db.write() as session:
+            session.execute(
+                delete(models.InstanceMapping).where(
+                    models.InstanceMapping.instance_uuid == server_id
+                )
+            )
         if selection is not None:
             _release(ctx.runtime, server_id)
         if request.group is not None:
@@ -1308,9 +1317,65 @@ def _action_view(
     )  # fmt: skip
 
 
+# How old a half-made boot must be before `heal` takes it for the leftovers of a crash
+# (another API worker may be in the middle of a younger one).
+HEAL_AFTER = timedelta(minutes=5)
+
+
+def heal(runtime: Runtime, older_than: timedelta = HEAL_AFTER) -> tuple[int, int]:
+    """Undo what a process killed in the middle of a boot or delete left behind: mappings of
+    servers whose row was never written, and placement claims of servers that do not exist
+    (or were deleted). Returns how many of each went."""
+    ctx = runtime.context()
+    before = now() - older_than
+    live: set[str] = set()
+    by_cell: dict[str, list[str]] = {}
+    with runtime.db.read() as session:
+        for uuid, cell_uuid in session.execute(
+            select(models.InstanceMapping.instance_uuid, models.InstanceMapping.cell_uuid)
+        ):
+            by_cell.setdefault(cell_uuid, []).append(uuid)
+    orphans = []
+    for cell_uuid, uuids in by_cell.items():
+        with _cell_db(ctx, cell_uuid).read() as session:
+            rows: dict[str, bool] = {
+                uuid: deleted
+                for uuid, deleted in session.execute(
+                    select(_T.uuid, _T.deleted).where(_T.uuid.in_(uuids))
+                )
+            }
+        live.update(uuid for uuid, deleted in rows.items() if not deleted)
+        orphans += [uuid for uuid in uuids if uuid not in rows]
+    with runtime.db.write() as session:
+        gone = session.execute(
+            delete(models.InstanceMapping).where(
+                models.InstanceMapping.instance_uuid.in_(orphans),
+                models.InstanceMapping.created_at < before,
+            )
+        )
+    released = 0
+    for consumer in placement_service.consumers_of_type(ctx, "INSTANCE", before):
+        if consumer not in live:
+            _release(runtime, consumer)
+            released += 1
+    return int(getattr(gone, "rowcount", 0) or 0), released
+
+
 def prepare(runtime: Runtime) -> None:
     cells.prepare(runtime)
     flavors.prepare(runtime)
+
+
+def start(runtime: Runtime) -> Callable[[], None]:
+    """Clean up after a crash, then run this process's hosts; returns what stops them."""
+    mappings, claims = heal(runtime)
+    if mappings or claims:
+        LOG.warning(
+            "removed %d server mappings and %d placement claims left by an earlier crash",
+            mappings, claims,
+        )  # fmt: skip
+    settings = runtime.settings
+    return hosts.start(runtime, on_report, settings.fake_hosts, settings.fake_vgpus)
 
 
 # Small things the API shows ------------------------------------------------------------------

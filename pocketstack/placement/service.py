@@ -1364,6 +1364,22 @@ def get_consumer(ctx: RequestContext, consumer_uuid: str) -> ConsumerView | None
         )
 
 
+def consumers_of_type(
+    ctx: RequestContext, consumer_type: str, created_before: datetime
+) -> list[str]:
+    """Consumers of one type that exist since before a moment (for the services that own
+    them to find claims left by a crash)."""
+    with ctx.db.read() as session:
+        return list(
+            session.scalars(
+                select(models.Consumer.uuid).where(
+                    models.Consumer.consumer_type == consumer_type,
+                    models.Consumer.created_at < created_before,
+                )
+            )
+        )
+
+
 def delete_allocations(ctx: RequestContext, consumer_uuid: str) -> None:
     current = get_consumer(ctx, consumer_uuid)
     if current is None or not current.allocations:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -442,3 +443,21 @@ def test_create_image_snapshots_the_server_into_a_private_image(compute: Compute
     assert "/image/v2/images/" in old.headers["Location"]
     booted = compute.active("from-snap", imageRef=image_id)
     assert booted["image"]["id"] == image_id
+
+
+def test_heal_releases_claims_a_crash_left_without_a_server(compute: Compute) -> None:
+    server = compute.active("kept")
+    provider = hosts.provider_uuid(server["OS-EXT-SRV-ATTR:host"])
+    leaked = "4f0b5d3e-52a4-4b89-8d2a-6c1b1f0e9a11"
+    claim = {
+        "allocations": {provider: {"resources": {"VCPU": 2}}},
+        "project_id": "p",
+        "user_id": "u",
+        "consumer_generation": None,
+        "consumer_type": "INSTANCE",
+    }
+    assert compute.placement("PUT", f"/allocations/{leaked}", claim).status_code == 204
+    assert compute_service.heal(compute.cloud.runtime, older_than=timedelta(0)) == (0, 1)
+    assert compute.placement("GET", f"/allocations/{leaked}").json()["allocations"] == {}
+    kept = compute.placement("GET", f"/allocations/{server['id']}").json()["allocations"]
+    assert list(kept) == [provider]
