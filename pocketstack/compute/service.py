@@ -247,10 +247,12 @@ def get_server(ctx: RequestContext, server_id: str, *, deleted_ok: bool = False)
 
 @contextlib.contextmanager
 def _changing(ctx: RequestContext, server_id: str) -> Iterator[tuple[Session, _T, str]]:
-    """A write transaction on one live server's row, in its cell."""
+    """A write transaction on one live server's row, in its cell, the row locked (on
+    PostgreSQL and MariaDB; SQLite has one writer anyway), so two requests acting on one
+    server at once see each other's task state rather than both starting."""
     mapping = _mapping(ctx, server_id)
     with _cell_db(ctx, mapping.cell_uuid).write() as session:
-        row = session.get(_T, server_id)
+        row = session.get(_T, server_id, with_for_update=True)
         if row is None or row.deleted:
             raise errors.NotFound(f"Instance {server_id} could not be found.")
         yield session, row, mapping.cell_uuid
@@ -543,7 +545,7 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     if report.fault is not None and _reschedule(runtime, cell, report):
         return
     with cells.database(runtime, cell).write() as session:
-        row = session.get(_T, report.uuid)
+        row = session.get(_T, report.uuid, with_for_update=True)
         if row is None or row.generation != report.generation or row.deleted:
             return
         moment = now()
@@ -595,7 +597,7 @@ def _reschedule(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerRepo
     except scheduler.NoValidHost as exc:
         return _fail_build(runtime, cell, report, f"{exc.message} Last failure: {report.fault}")
     with cells.database(runtime, cell).write() as session:
-        row = session.get(_T, report.uuid)
+        row = session.get(_T, report.uuid, with_for_update=True)
         if row is None or row.generation != report.generation:
             _release(runtime, report.uuid)
             return True
@@ -614,7 +616,7 @@ def _fail_build(
     runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport, reason: str
 ) -> bool:
     with cells.database(runtime, cell).write() as session:
-        row = session.get(_T, report.uuid)
+        row = session.get(_T, report.uuid, with_for_update=True)
         if row is None or row.generation != report.generation:
             return True
         row.vm_state, row.task_state = "error", None
