@@ -17,7 +17,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -64,6 +64,9 @@ class HostState:
 # How long this process trusts what it read of the hosts' services and mappings; changes
 # made in this process (a service disabled, a host added) are seen at once (forget_hosts).
 HOST_STATES_MAX_AGE_S = 1.0
+# A host not heard from for this long is down and gets no new server (Nova's
+# service_down_time); agents say they are alive every agent.ALIVE_EVERY_S.
+SERVICE_DOWN_AFTER = timedelta(seconds=60)
 _HOST_STATES_KEY = "compute.host_states"
 
 
@@ -93,12 +96,14 @@ def _read_hosts(runtime: Runtime, cell_list: Mapping[str, cells.Cell]) -> _Hosts
     for cell in cell_list.values():
         if cell.is_cell0:
             continue
+        service = cell_models.ComputeService
         with cells.database(runtime, cell).read() as session:
             unusable.update(
                 session.scalars(
-                    select(cell_models.ComputeService.host).where(
-                        (cell_models.ComputeService.disabled.is_(True))
-                        | (cell_models.ComputeService.forced_down.is_(True))
+                    select(service.host).where(
+                        service.disabled.is_(True)
+                        | service.forced_down.is_(True)
+                        | (service.last_seen_up < now() - SERVICE_DOWN_AFTER)
                     )
                 )
             )

@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 
@@ -23,7 +23,6 @@ from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
 from pocketstack.placement import service as placement_service
 
-SERVICE_DOWN_TIME = timedelta(seconds=60)
 DISABLED_TRAIT = "COMPUTE_STATUS_DISABLED"
 
 
@@ -52,7 +51,7 @@ def _live_cells(ctx: RequestContext) -> Iterator[cells.Cell]:
 
 def _service_view(row: cell_models.ComputeService, zone: str, cell_uuid: str) -> ServiceView:
     seen = row.last_seen_up
-    up = not row.forced_down and seen is not None and now() - seen <= SERVICE_DOWN_TIME
+    up = not row.forced_down and seen is not None and now() - seen <= hosts.SERVICE_DOWN_AFTER
     return ServiceView(
         row.id, row.uuid, row.host, row.binary, zone, row.disabled, row.disabled_reason,
         row.forced_down, up, seen or row.updated_at, cell_uuid,

@@ -544,6 +544,8 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     released = False
     if report.fault is not None and _reschedule(runtime, cell, report):
         return
+    if _settled(runtime, cell, report):
+        return
     with cells.database(runtime, cell).write() as session:
         row = session.get(_T, report.uuid, with_for_update=True)
         if row is None or row.generation != report.generation or row.deleted:
@@ -567,7 +569,37 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         row.reboot_type = None
         _finish_action(session, row.uuid, report.fault)
     if released:
-        _release(runtime, report.uuid)
+        _forget_deleted(runtime, report.uuid)
+
+
+def _settled(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport) -> bool:
+    """True for a report about a generation already settled (a resync going over every
+    server): the row is left alone unless the guest's power state moved, so vm_state set
+    by an admin and `updated` (changes-since) stay as they are."""
+    with cells.database(runtime, cell).read() as session:
+        row = session.get(_T, report.uuid)
+        if row is None or row.observed_generation != report.generation or report.fault:
+            return False
+        if row.power_state == report.power_state:
+            return True
+    with cells.database(runtime, cell).write() as session:
+        row = session.get(_T, report.uuid, with_for_update=True)
+        if row is not None and row.observed_generation == report.generation:
+            row.power_state = report.power_state
+    return True
+
+
+def _forget_deleted(runtime: Runtime, server_id: str) -> None:
+    """What a deleted server still held: its claim, its quota count, its group place (again
+    if a crash cut the delete short: each step is idempotent)."""
+    _release(runtime, server_id)
+    with runtime.db.write() as session:
+        session.execute(
+            update(models.InstanceMapping)
+            .where(models.InstanceMapping.instance_uuid == server_id)
+            .values(queued_for_delete=True)
+        )
+    server_groups.leave(runtime.context(), server_id)
 
 
 def _reschedule(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport) -> bool:
@@ -620,10 +652,15 @@ def _fail_build(
         if row is None or row.generation != report.generation:
             return True
         row.vm_state, row.task_state = "error", None
+        # No host any more (as Nova): no agent builds it again without a claim.
+        row.host = row.node = None
         row.observed_generation = report.generation
         row.power_state = report.power_state
         row.updated_at = now()
-        _add_fault(session, row.uuid, 500, f"No valid host was found. {reason}", report.host)
+        message = (
+            reason if reason.startswith("No valid host") else f"No valid host was found. {reason}"
+        )
+        _add_fault(session, row.uuid, 500, message, report.host)
         _finish_action(session, row.uuid, reason)
     return True
 
@@ -917,6 +954,8 @@ def _wrong_state(action: str, row: cell_models.Instance, attribute: str) -> erro
 
 
 def _check_state(row: cell_models.Instance, transition: Transition) -> None:
+    if row.host is None:
+        raise errors.Conflict(f"Instance {row.uuid} is not ready")
     if row.task_state is not None:
         raise _wrong_state(transition.name, row, "task_state")
     if row.vm_state not in transition.from_states:
@@ -1038,6 +1077,13 @@ def resize_server(ctx: RequestContext, server_id: str, flavor_ref: str) -> None:
     current = get_server(ctx, server_id)
     if current.flavor["id"] == flavor.flavorid:
         raise errors.Invalid("When resizing, instances must change flavor!")
+    growth = {
+        "cores": flavor.vcpus - current.flavor["vcpus"],
+        "ram": flavor.memory_mb - current.flavor["ram"],
+    }
+    wanted = {resource: amount for resource, amount in growth.items() if amount > 0}
+    if wanted:
+        quotas.check(ctx, current.project_id, wanted)
     with _changing(ctx, server_id) as (session, row, _cell):
         _refuse_if_locked(ctx, row)
         _check_state(row, _t("resize", "active stopped", None, "resize_prep", "resize"))
@@ -1059,6 +1105,9 @@ def resize_server(ctx: RequestContext, server_id: str, flavor_ref: str) -> None:
 
 def confirm_resize(ctx: RequestContext, server_id: str) -> None:
     with _changing(ctx, server_id) as (session, row, _cell):
+        _refuse_if_locked(ctx, row)
+        if row.task_state is not None:
+            raise _wrong_state("confirmResize", row, "task_state")
         if row.vm_state != "resized":
             raise _wrong_state("confirmResize", row, "vm_state")
         devices = json.loads(row.devices or "{}")
@@ -1073,6 +1122,9 @@ def confirm_resize(ctx: RequestContext, server_id: str) -> None:
 
 def revert_resize(ctx: RequestContext, server_id: str) -> None:
     with _changing(ctx, server_id) as (session, row, _cell):
+        _refuse_if_locked(ctx, row)
+        if row.task_state is not None:
+            raise _wrong_state("revertResize", row, "task_state")
         if row.vm_state != "resized" or row.old_flavor is None:
             raise _wrong_state("revertResize", row, "vm_state")
         old = flavors.FlavorView(**_flavor_fields(json.loads(row.old_flavor)))

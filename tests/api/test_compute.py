@@ -461,3 +461,46 @@ def test_heal_releases_claims_a_crash_left_without_a_server(compute: Compute) ->
     assert compute.placement("GET", f"/allocations/{leaked}").json()["allocations"] == {}
     kept = compute.placement("GET", f"/allocations/{server['id']}").json()["allocations"]
     assert list(kept) == [provider]
+
+
+def test_review_findings_stay_fixed(compute: Compute) -> None:
+    """A failed build keeps no host (nothing rebuilds it without a claim); an action on a
+    server without a host is refused; an admin's reset survives the host's resync; a
+    locked resize cannot be reverted by its owner; a resize past quota is refused."""
+    runner = compute.cloud.runtime.state["compute.runner"]
+    for agent in runner.agents.values():
+        agent.driver.failing_builds = True
+    failed = compute.boot("broken").json()["server"]["id"]
+    shown = compute.wait(failed, "ERROR")
+    assert shown["OS-EXT-SRV-ATTR:host"] is None
+    assert shown["fault"]["message"].count("No valid host was found.") == 1
+    reboot = compute("POST", f"/servers/{failed}/action", {"reboot": {"type": "HARD"}})
+    assert reboot.json()["conflictingRequest"]["message"] == f"Instance {failed} is not ready"
+    for agent in runner.agents.values():
+        agent.driver.failing_builds = False
+
+    server_id = compute.active("kept")["id"]
+    compute("POST", f"/servers/{server_id}/action", {"os-resetState": {"state": "error"}})
+    runner.resync()
+    assert compute.wait(server_id, "ERROR")["OS-EXT-STS:vm_state"] == "error"
+    compute("POST", f"/servers/{server_id}/action", {"os-resetState": {"state": "active"}})
+    compute.wait(server_id, "ACTIVE")
+
+    tenant = _member(compute, "review-tenant")
+    mine = compute.boot("mine", token=tenant).json()["server"]["id"]
+    compute.wait(mine, "ACTIVE", token=tenant)
+    resize = {"resize": {"flavorRef": "2"}}
+    assert compute("POST", f"/servers/{mine}/action", resize, token=tenant).status_code == 202
+    compute.wait(mine, "VERIFY_RESIZE", token=tenant)
+    compute("POST", f"/servers/{mine}/action", {"lock": None})
+    revert = compute("POST", f"/servers/{mine}/action", {"revertResize": None}, token=tenant)
+    assert revert.status_code == 409
+    compute("POST", f"/servers/{mine}/action", {"unlock": None})
+    compute("POST", f"/servers/{mine}/action", {"confirmResize": None}, token=tenant)
+    compute.wait(mine, "ACTIVE", token=tenant)
+    huge = {"flavor": {"name": "huge", "ram": 64, "vcpus": 32, "disk": 1, "id": "huge"}}
+    assert compute("POST", "/flavors", huge).status_code == 200
+    too_big = {"resize": {"flavorRef": "huge"}}  # 32 cores: past the default 20
+    refused = compute("POST", f"/servers/{mine}/action", too_big, token=tenant)
+    assert refused.status_code == 403
+    assert refused.json()["forbidden"]["message"].startswith("Quota exceeded for cores")
