@@ -9,7 +9,7 @@ would go past a limit, as Nova's OverQuota); -1 means unlimited.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -134,6 +134,24 @@ def check(
         f"Quota exceeded for {', '.join(over)}: Requested {joined(wanted)}, but already "
         f"used {joined(used)} of {joined(limit)} {', '.join(over)}"
     )
+
+
+def recheck(ctx: RequestContext, project_id: str, resources: Sequence[str]) -> None:
+    """After a boot counted itself in (mapping and claim written), refuse it if the project
+    is now past a limit: concurrent boots that all passed `check` cannot all stay (Nova's
+    quota recheck)."""
+    limit = limits(ctx, project_id)
+    if all(limit[r] < 0 for r in resources):
+        return
+    used = usage(ctx, project_id)
+    over = [r for r in resources if 0 <= limit[r] < used.get(r, 0)]
+    if over:
+        listed = ", ".join(over)
+        raise errors.OverQuota(
+            f"Quota exceeded for {listed}: already used "
+            f"{', '.join(str(used[r]) for r in over)} of "
+            f"{', '.join(str(limit[r]) for r in over)} {listed}"
+        )
 
 
 def _checked_limits(values: Mapping[str, object]) -> dict[str, int]:

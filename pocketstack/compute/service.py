@@ -16,6 +16,7 @@ import heapq
 import json
 import logging
 import re
+import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from pocketstack.compute import (
     scheduler,
     server_groups,
 )
-from pocketstack.compute.drivers import NOSTATE
+from pocketstack.compute.drivers import NOSTATE, DriverError
 from pocketstack.core import db as db_mod
 from pocketstack.core import errors, pagination
 from pocketstack.core.context import RequestContext
@@ -474,6 +475,7 @@ def _boot_one(
     try:
         with ctx.db.write() as session:
             session.add(mapping)
+        quotas.recheck(ctx, project_id, ("instances", "cores", "ram"))
         with _cell_db(ctx, cell_uuid).write() as session:
             session.add(row)
             session.flush()
@@ -1176,6 +1178,10 @@ def create_image(
     The image carries Nova's properties (`image_type: snapshot`, `instance_uuid`,
     `base_image_ref`, `user_id`) and the base image's own properties and formats."""
     with _changing(ctx, server_id) as (session, row, _cell):
+        if row.host is None:
+            raise errors.Conflict(f"Instance {server_id} is not ready")
+        if row.task_state is not None:
+            raise _wrong_state("createImage", row, "task_state")
         if row.vm_state not in ("active", "stopped", "paused", "suspended"):
             raise _wrong_state("createImage", row, "vm_state")
         host, base_ref = row.host, row.image_ref
@@ -1197,10 +1203,15 @@ def create_image(
         ),
     )  # fmt: skip
     image_id = snapshot.row.id
-    disk = hosts.driver_of(ctx.runtime, host or "").snapshot(server_id) if host else None
-    if disk is None:
-        _view, disk = image_service.image_data(ctx, base_ref)
-    image_service.store_data(ctx, image_id, disk or ())
+    try:
+        disk = hosts.driver_of(ctx.runtime, host or "").snapshot(server_id)
+        if disk is None:
+            _view, disk = image_service.image_data(ctx, base_ref)
+        image_service.store_data(ctx, image_id, disk or ())
+    except (DriverError, errors.PocketstackError) as exc:
+        image_service.delete_image(ctx, image_id)
+        message = exc.message if isinstance(exc, errors.PocketstackError) else str(exc)
+        raise errors.Conflict(f"Snapshot of instance {server_id} failed: {message}") from None
     with _cell_db(ctx, _mapping(ctx, server_id).cell_uuid).write() as session:
         _finish_action(session, server_id, None)
     return image_id
@@ -1374,6 +1385,7 @@ def _action_view(
 # How old a half-made boot must be before `heal` takes it for the leftovers of a crash
 # (another API worker may be in the middle of a younger one).
 HEAL_AFTER = timedelta(minutes=5)
+HEAL_EVERY_S = 300.0
 
 
 def heal(runtime: Runtime, older_than: timedelta = HEAL_AFTER) -> tuple[int, int]:
@@ -1421,7 +1433,8 @@ def prepare(runtime: Runtime) -> None:
 
 
 def start(runtime: Runtime) -> Callable[[], None]:
-    """Clean up after a crash, then run this process's hosts; returns what stops them."""
+    """Clean up after a crash (now, and every HEAL_EVERY_S for other workers' crashes), then
+    run this process's hosts; returns what stops it all."""
     mappings, claims = heal(runtime)
     if mappings or claims:
         LOG.warning(
@@ -1429,7 +1442,25 @@ def start(runtime: Runtime) -> Callable[[], None]:
             mappings, claims,
         )  # fmt: skip
     settings = runtime.settings
-    return hosts.start(runtime, on_report, settings.fake_hosts, settings.fake_vgpus)
+    stop_hosts = hosts.start(runtime, on_report, settings.fake_hosts, settings.fake_vgpus)
+    stopping = threading.Event()
+
+    def heal_now_and_then() -> None:
+        while not stopping.wait(HEAL_EVERY_S):
+            try:
+                heal(runtime)
+            except Exception:
+                LOG.exception("healing compute leftovers failed; trying again later")
+
+    healer = threading.Thread(target=heal_now_and_then, name="compute-heal", daemon=True)
+    healer.start()
+
+    def stop() -> None:
+        stopping.set()
+        healer.join(timeout=10)
+        stop_hosts()
+
+    return stop
 
 
 # Small things the API shows ------------------------------------------------------------------

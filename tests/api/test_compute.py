@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -504,3 +505,17 @@ def test_review_findings_stay_fixed(compute: Compute) -> None:
     refused = compute("POST", f"/servers/{mine}/action", too_big, token=tenant)
     assert refused.status_code == 403
     assert refused.json()["forbidden"]["message"].startswith("Quota exceeded for cores")
+
+
+def test_parallel_boots_never_pass_the_quota(compute: Compute) -> None:
+    tenant = _member(compute, "race-tenant")
+    project_id = compute.cloud.client.get(
+        "/identity/v3/projects?name=race-tenant", headers={"X-Auth-Token": compute.token}
+    ).json()["projects"][0]["id"]
+    limit = {"quota_set": {"instances": 3}}
+    assert compute("PUT", f"/os-quota-sets/{project_id}", limit).status_code == 200
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda i: compute.boot(f"r{i}", token=tenant).status_code, range(12)))
+    assert set(codes) <= {202, 403}
+    listed = compute("GET", "/servers", token=tenant).json()["servers"]
+    assert 1 <= len(listed) == codes.count(202) <= 3
