@@ -706,7 +706,11 @@ def _filtered(query: ServerQuery) -> Select[Any]:
     stmt = select(_T)
     if query.project_id is not None:
         stmt = stmt.where(_T.project_id == query.project_id)
-    if not query.deleted:
+    # As Nova: deleted=true lists only deleted servers; changes-since lists the deleted
+    # ones too (so a poller sees servers go); otherwise only live ones.
+    if query.deleted:
+        stmt = stmt.where(_T.deleted.is_(True))
+    elif query.changes_since is None:
         stmt = stmt.where(_T.deleted.is_(False))
     if query.changes_since is not None:
         stmt = stmt.where(_T.updated_at >= query.changes_since)

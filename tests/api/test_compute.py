@@ -248,6 +248,7 @@ def test_locked_server_refuses_its_owner_until_unlocked(compute: Compute) -> Non
 
 
 def test_delete_removes_the_server_and_frees_its_resources(compute: Compute) -> None:
+    kept = compute.active("kept")["id"]
     server_id = compute.active()["id"]
     assert compute("DELETE", f"/servers/{server_id}").status_code == 204
     deadline = time.monotonic() + 10
@@ -257,6 +258,13 @@ def test_delete_removes_the_server_and_frees_its_resources(compute: Compute) -> 
     assert compute.placement("GET", f"/allocations/{server_id}").json()["allocations"] == {}
     listed = compute("GET", "/servers/detail?deleted=true&status=DELETED").json()["servers"]
     assert [s["id"] for s in listed] == [server_id]
+    only_deleted = compute("GET", "/servers?deleted=true").json()["servers"]
+    assert [s["id"] for s in only_deleted] == [server_id]
+    since = compute("GET", "/servers/detail?changes-since=2000-01-01T00:00:00Z").json()
+    assert {s["id"]: s["status"] for s in since["servers"]} == {
+        kept: "ACTIVE",
+        server_id: "DELETED",
+    }
 
 
 def test_scheduling_follows_traits_vgpus_and_capacity(compute: Compute) -> None:
