@@ -48,6 +48,10 @@ class ServerSpec:
     desired_state: str  # active, stopped, paused, suspended, rescued, resized, deleted
     reboot_hard: bool = False
     rebuild: bool = False  # the new boot is on a new root disk (rebuild), not a reboot
+    # What the control plane last recorded: a settled spec whose guest still matches needs
+    # no report (a resync of a quiet host writes nothing).
+    observed_generation: int = 0
+    recorded_power_state: int = drivers.NOSTATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +148,18 @@ class HostAgent:
 
     def reconcile(self, spec: ServerSpec) -> None:
         guest = self.driver.guests().get(spec.guest.uuid)
+        steps = plan(spec, guest)
         fault = None
         try:
-            for _name, call in plan(spec, guest):
+            for _name, call in steps:
                 call(self.driver, spec)
         except DriverError as exc:
             fault = str(exc)
         guest = self.driver.guests().get(spec.guest.uuid)
         power = guest.power_state if guest else drivers.NOSTATE
+        settled = spec.observed_generation == spec.generation
+        if settled and not steps and fault is None and power == spec.recorded_power_state:
+            return
         vm_state = spec.desired_state if fault is None else "error"
         self.control.report(
             ServerReport(spec.guest.uuid, self.host, spec.generation, power, vm_state, fault)

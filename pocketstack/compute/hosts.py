@@ -290,6 +290,8 @@ def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
         desired_state=row.desired_state,
         reboot_hard=row.reboot_type == "HARD",
         rebuild=row.reboot_type == "REBUILD",
+        observed_generation=row.observed_generation,
+        recorded_power_state=row.power_state,
     )
 
 

@@ -114,18 +114,18 @@ def check(
     wanted: Mapping[str, int],
     used: Mapping[str, int] | None = None,
     user_id: str | None = None,
-) -> None:
+) -> Mapping[str, int]:
     """Refuse `wanted` more of each resource on top of `used` (counted here when None, and
     only if a wanted resource is limited at all) past the limits, with Nova's message for
-    servers (instances, cores, ram)."""
+    servers (instances, cores, ram). Returns the limits it judged by."""
     limit = limits(ctx, project_id, user_id)
     if all(limit[r] < 0 for r in wanted):
-        return
+        return limit
     if used is None:
         used = usage(ctx, project_id, user_id)
     over = [r for r, n in wanted.items() if limit[r] >= 0 and used.get(r, 0) + n > limit[r]]
     if not over:
-        return
+        return limit
 
     def joined(values: Mapping[str, int]) -> str:
         return ", ".join(str(values.get(r, 0)) for r in over)
@@ -136,11 +136,12 @@ def check(
     )
 
 
-def recheck(ctx: RequestContext, project_id: str, resources: Sequence[str]) -> None:
+def recheck(
+    ctx: RequestContext, project_id: str, resources: Sequence[str], limit: Mapping[str, int]
+) -> None:
     """After a boot counted itself in (mapping and claim written), refuse it if the project
-    is now past a limit: concurrent boots that all passed `check` cannot all stay (Nova's
-    quota recheck)."""
-    limit = limits(ctx, project_id)
+    is now past `limit` (what `check` returned): concurrent boots that all passed `check`
+    cannot all stay (Nova's quota recheck)."""
     if all(limit[r] < 0 for r in resources):
         return
     used = usage(ctx, project_id)

@@ -363,10 +363,11 @@ def _image_for_boot(ctx: RequestContext, image_ref: str, flavor: flavors.FlavorV
 
 def _check_quota(
     ctx: RequestContext, project_id: str, flavor: flavors.FlavorView, count: int
-) -> None:
-    """Refuse a boot that would take the project past its quotas (403, as Nova)."""
+) -> Mapping[str, int]:
+    """Refuse a boot that would take the project past its quotas (403, as Nova); the limits,
+    for the recheck once the boot counted itself in."""
     wanted = {"instances": count, "cores": flavor.vcpus * count, "ram": flavor.memory_mb * count}
-    quotas.check(ctx, project_id, wanted)
+    return quotas.check(ctx, project_id, wanted)
 
 
 def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
@@ -386,7 +387,7 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
         raise errors.Invalid(
             f"The requested availability zone is not available: {request.availability_zone}"
         )
-    _check_quota(ctx, project_id, flavor, request.max_count)
+    limits = _check_quota(ctx, project_id, flavor, request.max_count)
     _check_metadata_quota(ctx, project_id, len(request.metadata))
     if request.group is not None:
         server_groups.for_boot(ctx, request.group, user_id, request.max_count)
@@ -395,8 +396,11 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
     for index in range(request.max_count):
         name = request.name if request.max_count == 1 else f"{request.name}-{index + 1}"
         created.append(
-            _boot_one(ctx, request, name, flavor, image_properties, key_data, project_id, user_id)
-        )
+            _boot_one(
+                ctx, request, name, flavor, image_properties, key_data, project_id, user_id,
+                limits,
+            )
+        )  # fmt: skip
     hosts.wake_agents(ctx.runtime)
     return created
 
@@ -425,6 +429,7 @@ def _boot_one(
     key_data: str | None,
     project_id: str,
     user_id: str,
+    limits: Mapping[str, int],
 ) -> str:
     server_id = str(uuidlib.uuid4())
     fault = None
@@ -475,7 +480,7 @@ def _boot_one(
     try:
         with ctx.db.write() as session:
             session.add(mapping)
-        quotas.recheck(ctx, project_id, ("instances", "cores", "ram"))
+        quotas.recheck(ctx, project_id, ("instances", "cores", "ram"), limits)
         with _cell_db(ctx, cell_uuid).write() as session:
             session.add(row)
             session.flush()
@@ -546,11 +551,14 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     released = False
     if report.fault is not None and _reschedule(runtime, cell, report):
         return
-    if _settled(runtime, cell, report):
-        return
     with cells.database(runtime, cell).write() as session:
         row = session.get(_T, report.uuid, with_for_update=True)
         if row is None or row.generation != report.generation or row.deleted:
+            return
+        if row.observed_generation == report.generation and report.fault is None:
+            # A resync found the guest's power moved (it died, say): only that changes, so
+            # what an admin set (os-resetState) and `updated` (changes-since) stay.
+            row.power_state = report.power_state
             return
         moment = now()
         row.observed_generation = report.generation
@@ -572,23 +580,6 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         _finish_action(session, row.uuid, report.fault)
     if released:
         _forget_deleted(runtime, report.uuid)
-
-
-def _settled(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport) -> bool:
-    """True for a report about a generation already settled (a resync going over every
-    server): the row is left alone unless the guest's power state moved, so vm_state set
-    by an admin and `updated` (changes-since) stay as they are."""
-    with cells.database(runtime, cell).read() as session:
-        row = session.get(_T, report.uuid)
-        if row is None or row.observed_generation != report.generation or report.fault:
-            return False
-        if row.power_state == report.power_state:
-            return True
-    with cells.database(runtime, cell).write() as session:
-        row = session.get(_T, report.uuid, with_for_update=True)
-        if row is not None and row.observed_generation == report.generation:
-            row.power_state = report.power_state
-    return True
 
 
 def _forget_deleted(runtime: Runtime, server_id: str) -> None:
