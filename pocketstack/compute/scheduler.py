@@ -211,13 +211,23 @@ def _select(ctx: RequestContext, request: Request, max_age_s: float) -> Selectio
             None,
         )
         state = states[root_uuid]
-        if group is not None and not server_groups.join(
-            ctx, group.uuid, request.instance_uuid, request.user_id, state.host
-        ):
+        if group is not None and not _joined(ctx, group, request, state.host):
             placement_service.delete_allocations(ctx, request.instance_uuid)
             continue
         return Selection(state.host, state.cell_uuid, root_uuid, allocations, gpu)
     raise NoValidHost("Every candidate host was claimed by other servers; try again.")
+
+
+def _joined(
+    ctx: RequestContext, group: server_groups.Placement, request: Request, host: str
+) -> bool:
+    """Record the server in its group on `host`; False if the policy no longer allows it.
+    A group deleted meanwhile gives the claim back before the 400."""
+    try:
+        return server_groups.join(ctx, group.uuid, request.instance_uuid, request.user_id, host)
+    except errors.NotFound:
+        placement_service.delete_allocations(ctx, request.instance_uuid)
+        raise errors.Invalid(f"Instance group {group.uuid} could not be found.") from None
 
 
 def _host(

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from pocketstack.compute import hosts, server_groups
+from pocketstack.core import errors
 from tests.api.test_compute import Compute, _member
 
 
@@ -415,3 +417,20 @@ def test_quota_class_defaults_keypairs_and_metadata(compute: Compute) -> None:
     assert over.status_code == 403
     limits = compute("GET", "/limits").json()["limits"]["absolute"]
     assert (limits["maxTotalKeypairs"], limits["maxServerMeta"]) == (1, 2)
+
+
+def test_a_group_deleted_during_a_boot_leaves_no_claim(
+    compute: Compute, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = _group(compute, "affinity")
+
+    def deleted_meanwhile(*_args: Any) -> bool:
+        raise errors.NotFound(f"Instance group {group} could not be found.")
+
+    monkeypatch.setattr(server_groups, "join", deleted_meanwhile)
+    refused = _boot_in(compute, group, "late")
+    assert refused.status_code == 400
+    assert refused.json()["badRequest"]["message"] == f"Instance group {group} could not be found."
+    for host in ("fake-host-1", "fake-host-2"):
+        usages = compute.placement("GET", f"/resource_providers/{hosts.provider_uuid(host)}/usages")
+        assert set(usages.json()["usages"].values()) == {0}
