@@ -52,6 +52,8 @@ class ServerSpec:
     # no report (a resync of a quiet host writes nothing).
     observed_generation: int = 0
     recorded_power_state: int = drivers.NOSTATE
+    # A stopped server waiting in VERIFY_RESIZE stays off, as in Nova.
+    resized_while_stopped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,8 @@ def plan(spec: ServerSpec, guest: Guest | None) -> list[Step]:
             if want_rescue
             else ("unrescue", lambda d, s: d.unrescue(s.guest.uuid))
         )
-    return steps + _power_steps(current, POWER_OF[spec.desired_state])
+    target = drivers.SHUTDOWN if spec.resized_while_stopped else POWER_OF[spec.desired_state]
+    return steps + _power_steps(current, target)
 
 
 class HostAgent:

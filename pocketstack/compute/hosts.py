@@ -288,6 +288,8 @@ def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
         host=row.host or "",
         generation=row.generation,
         desired_state=row.desired_state,
+        resized_while_stopped=row.desired_state == "resized"
+        and json.loads(row.devices or "{}").get("resized_from_state") == "stopped",
         reboot_hard=row.reboot_type == "HARD",
         rebuild=row.reboot_type == "REBUILD",
         observed_generation=row.observed_generation,

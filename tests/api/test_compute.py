@@ -527,3 +527,26 @@ def test_parallel_boots_never_pass_the_quota(compute: Compute) -> None:
     assert set(codes) <= {202, 403}
     listed = compute("GET", "/servers", token=tenant).json()["servers"]
     assert 1 <= len(listed) == codes.count(202) <= 3
+
+
+def test_a_stopped_server_stays_off_through_resize(compute: Compute) -> None:
+    server_id = compute.active("cold")["id"]
+
+    def act(body: dict[str, Any]) -> None:
+        answer = compute("POST", f"/servers/{server_id}/action", body, version="2.96")
+        assert answer.status_code in (202, 204), answer.text
+
+    act({"os-stop": None})
+    compute.wait(server_id, "SHUTOFF")
+    act({"resize": {"flavorRef": "2"}})
+    assert compute.wait(server_id, "VERIFY_RESIZE")["OS-EXT-STS:power_state"] == 4
+    act({"confirmResize": None})
+    assert compute.wait(server_id, "SHUTOFF")["OS-EXT-STS:power_state"] == 4
+    act({"resize": {"flavorRef": "3"}})
+    compute.wait(server_id, "VERIFY_RESIZE")
+    act({"revertResize": None})
+    reverted = compute.wait(server_id, "SHUTOFF")
+    assert (reverted["OS-EXT-STS:power_state"], reverted["flavor"]["original_name"]) == (
+        4,
+        "m1.small",
+    )
