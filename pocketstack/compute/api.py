@@ -181,15 +181,17 @@ def _flavor_query(request: Request, ctx: Ctx) -> flavors.FlavorQuery:
     )
 
 
-def _next_links(
-    request: Request, items: list[dict[str, Any]], limit: int | None, kind: str
-) -> list[dict[str, str]]:
-    if not items or limit is None or len(items) < limit:
-        return []
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
-    params.append(("marker", items[-1]["id"]))
-    query = "&".join(f"{k}={v}" for k, v in params)
-    return [{"rel": "next", "href": f"{_base(request)}/{kind}?{query}"}]
+def _paged(request: Request, name: str, path: str, items: list[dict[str, Any]]) -> Response:
+    """`{name: items}`, with Nova's `<name>_links` next link when a `limit` filled the page."""
+    document: dict[str, Any] = {name: items}
+    raw_limit = request.query_params.get("limit")
+    limit = pagination.parse_limit(raw_limit, MAX_LIMIT) if raw_limit is not None else None
+    if items and limit is not None and len(items) >= limit:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
+        params.append(("marker", items[-1]["id"]))
+        query = "&".join(f"{k}={v}" for k, v in params)
+        document[f"{name}_links"] = [{"rel": "next", "href": f"{_base(request)}/{path}?{query}"}]
+    return JSONResponse(document)
 
 
 def _list_flavors(request: Request, ctx: Ctx, brief: bool) -> Response:
@@ -203,16 +205,7 @@ def _list_flavors(request: Request, ctx: Ctx, brief: bool) -> Response:
         schemas.flavor_view(f, version, _base(request), brief=brief, with_extra_specs=with_specs)
         for f in found
     ]
-    document: dict[str, Any] = {"flavors": items}
-    next_links = _next_links(
-        request,
-        items,
-        query.limit if "limit" in request.query_params else None,
-        "flavors" + ("" if brief else "/detail"),
-    )
-    if next_links:
-        document["flavors_links"] = next_links
-    return JSONResponse(document)
+    return _paged(request, "flavors", "flavors" + ("" if brief else "/detail"), items)
 
 
 @router.get("/v2.1/flavors")
@@ -248,15 +241,7 @@ async def update_flavor(flavor_id: str, request: Request, ctx: Ctx) -> Response:
     if version < V(2, 55):
         raise errors.MethodNotAllowed("The method PUT is not allowed for this resource.")
     ctx.authorize("os_compute_api:os-flavor-manage:update")
-    body = await _json(request)
-    flavor_body = schemas._body_object(body, "flavor")
-    if set(flavor_body) != {"description"}:
-        raise errors.Invalid("Only the flavor's description can be changed.")
-    description = flavor_body["description"]
-    if description is not None and (not isinstance(description, str) or len(description) > 65535):
-        raise schemas.invalid(
-            "description", description, "is not a string of at most 65535 characters"
-        )
+    description = schemas.flavor_description(await _json(request))
     flavor = await run_in_threadpool(flavors.update_flavor, ctx, flavor_id, description)
     return JSONResponse({"flavor": schemas.flavor_view(flavor, version, _base(request))})
 
@@ -509,16 +494,7 @@ def _list_servers(request: Request, ctx: Ctx, detail: bool) -> Response:
         ]  # fmt: skip
     else:
         items = [schemas.server_brief(s, base) for s in found]
-    document: dict[str, Any] = {"servers": items}
-    next_links = _next_links(
-        request,
-        items,
-        query.limit if "limit" in request.query_params else None,
-        "servers" + ("/detail" if detail else ""),
-    )
-    if next_links:
-        document["servers_links"] = next_links
-    return JSONResponse(document)
+    return _paged(request, "servers", "servers" + ("/detail" if detail else ""), items)
 
 
 @router.get("/v2.1/servers")

@@ -585,9 +585,7 @@ def new_flavor(body: Any, version: Version) -> flavors.NewFlavor:
     rxtx = flavor.get("rxtx_factor", 1.0)
     if not isinstance(rxtx, (int, float)) or isinstance(rxtx, bool) or rxtx <= 0:
         raise invalid("rxtx_factor", rxtx, f"{rxtx!r} is not a positive number")
-    description = flavor.get("description")
-    if description is not None and (not isinstance(description, str) or len(description) > 65535):
-        raise invalid("description", description, "is not a string of at most 65535 characters")
+    description = _flavor_description(flavor.get("description"))
     return flavors.NewFlavor(
         name=name,
         vcpus=integer("vcpus", 1),
@@ -600,6 +598,20 @@ def new_flavor(body: Any, version: Version) -> flavors.NewFlavor:
         is_public=_boolish(flavor.get("os-flavor-access:is_public", True)),
         description=description,
     )
+
+
+def _flavor_description(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > 65535):
+        raise invalid("description", value, "is not a string of at most 65535 characters")
+    return value
+
+
+def flavor_description(body: Any) -> str | None:
+    """The body of PUT /flavors/{id} (2.55+): only the description can change."""
+    flavor = _body_object(body, "flavor")
+    if set(flavor) != {"description"}:
+        raise errors.Invalid("Only the flavor's description can be changed.")
+    return _flavor_description(flavor["description"])
 
 
 def extra_specs_body(body: Any) -> dict[str, str]:
