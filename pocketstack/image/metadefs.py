@@ -23,7 +23,7 @@ import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -581,31 +581,45 @@ def _object_views(session: Session, ns: models.MetadefNamespace) -> list[ObjectV
     return [_object_view(ns.namespace, r) for r in rows]
 
 
-def _object_row(session: Session, ns: models.MetadefNamespace, name: str) -> models.MetadefObject:
-    row = session.scalar(
-        select(models.MetadefObject).where(
-            models.MetadefObject.namespace_id == ns.id, models.MetadefObject.name == name
-        )
-    )
+_Named = TypeVar("_Named", models.MetadefObject, models.MetadefProperty)
+
+
+def _named(
+    session: Session, model: type[_Named], ns: models.MetadefNamespace, name: str
+) -> _Named | None:
+    return session.scalar(select(model).where(model.namespace_id == ns.id, model.name == name))
+
+
+def _named_row(
+    session: Session, model: type[_Named], kind: str, ns: models.MetadefNamespace, name: str
+) -> _Named:
+    """An object or property of the namespace by name; 404 in Glance's words otherwise."""
+    row = _named(session, model, ns, name)
     if row is None:
         raise errors.NotFound(
-            f"The metadata definition object with name={name} was not found in "
+            f"The metadata definition {kind} with name={name} was not found in "
             f"namespace={ns.namespace}."
         )
     return row
 
 
-def _check_object_free(session: Session, ns: models.MetadefNamespace, name: str) -> None:
-    taken = session.scalar(
-        select(models.MetadefObject.id).where(
-            models.MetadefObject.namespace_id == ns.id, models.MetadefObject.name == name
-        )
-    )
-    if taken is not None:
+def _check_free(
+    session: Session, model: type[_Named], kind: str, ns: models.MetadefNamespace, name: str
+) -> None:
+    """409 in Glance's words when the namespace already has an object or property `name`."""
+    if _named(session, model, ns, name) is not None:
         raise errors.Conflict(
-            f"A metadata definition object with name={name} already exists in "
+            f"A metadata definition {kind} with name={name} already exists in "
             f"namespace={ns.namespace}."
         )
+
+
+def _object_row(session: Session, ns: models.MetadefNamespace, name: str) -> models.MetadefObject:
+    return _named_row(session, models.MetadefObject, "object", ns, name)
+
+
+def _check_object_free(session: Session, ns: models.MetadefNamespace, name: str) -> None:
+    _check_free(session, models.MetadefObject, "object", ns, name)
 
 
 def _add_object(
@@ -691,30 +705,11 @@ def _property_views(session: Session, namespace_id: str) -> list[PropertyView]:
 def _property_row(
     session: Session, ns: models.MetadefNamespace, name: str
 ) -> models.MetadefProperty:
-    row = session.scalar(
-        select(models.MetadefProperty).where(
-            models.MetadefProperty.namespace_id == ns.id, models.MetadefProperty.name == name
-        )
-    )
-    if row is None:
-        raise errors.NotFound(
-            f"The metadata definition property with name={name} was not found in "
-            f"namespace={ns.namespace}."
-        )
-    return row
+    return _named_row(session, models.MetadefProperty, "property", ns, name)
 
 
 def _check_property_free(session: Session, ns: models.MetadefNamespace, name: str) -> None:
-    taken = session.scalar(
-        select(models.MetadefProperty.id).where(
-            models.MetadefProperty.namespace_id == ns.id, models.MetadefProperty.name == name
-        )
-    )
-    if taken is not None:
-        raise errors.Conflict(
-            f"A metadata definition property with name={name} already exists in "
-            f"namespace={ns.namespace}."
-        )
+    _check_free(session, models.MetadefProperty, "property", ns, name)
 
 
 def _add_property(
