@@ -7,8 +7,9 @@ and scale runs); real drivers (namespaces, qemu) implement the same protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 # Nova's power states, as the API shows them in OS-EXT-STS:power_state.
@@ -68,6 +69,26 @@ class Gpu:
     pci_address: str
     model: str
     vgpus: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """An image's bytes on this host, and what the image says about itself: real drivers
+    pick how to run it from these (a root-filesystem tarball, a disk, a kernel)."""
+
+    id: str
+    path: Path
+    disk_format: str | None
+    container_format: str | None
+    properties: Mapping[str, str]
+
+
+class ImageSource(Protocol):
+    """Where a host gets the images its guests run (the image service, in-process)."""
+
+    def image(self, image_ref: str) -> ImageFile:
+        """The image, its bytes readable at `path`; DriverError when it cannot be had."""
+        ...
 
 
 class DriverError(Exception):
