@@ -7,7 +7,7 @@ reaches the user as the command that failed and what it printed.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 class HostCommandError(Exception):
@@ -33,3 +33,27 @@ def run(argv: Sequence[str], stdin: bytes | None = None, timeout_s: float = 120.
         detail = done.stderr.decode(errors="replace") or done.stdout.decode(errors="replace")
         raise HostCommandError(argv, f"exit {done.returncode}: {detail}")
     return done.stdout.decode(errors="replace")
+
+
+def stream(argv: Sequence[str], chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Run `argv` and yield its stdout as it comes; HostCommandError at the end if it
+    failed (a reader stopping early kills it)."""
+    try:
+        child = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise HostCommandError(argv, f"{argv[0]} is not installed") from exc
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        while chunk := child.stdout.read(chunk_size):
+            yield chunk
+        detail = child.stderr.read().decode(errors="replace")
+        if child.wait() != 0:
+            raise HostCommandError(argv, f"exit {child.returncode}: {detail}")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+        child.stderr.close()

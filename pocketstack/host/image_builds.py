@@ -46,7 +46,8 @@ def busybox_applets() -> list[str]:
     """The full paths (bin/sh, usr/sbin/httpd, ...) busybox links its applets at."""
     if not BUSYBOX.exists():
         raise ImageBuildError(
-            f"{BUSYBOX} is missing: install Debian's busybox-static (apt-get install busybox-static)"
+            f"{BUSYBOX} is missing: install Debian's busybox-static "
+            "(apt-get install busybox-static)"
         )
     listed = commands.run([str(BUSYBOX), "--list-full"])
     return sorted({line.strip() for line in listed.splitlines() if line.strip()})
@@ -67,14 +68,18 @@ def userland_entries() -> list[tuple[tarfile.TarInfo, bytes | None]]:
     for directory in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "usr/share",
                       "usr/share/udhcpc", "etc", "dev", "proc", "sys", "tmp", "run", "var",
                       "var/www", "var/log", "root", "mnt", "pocketstack"):  # fmt: skip
-        entries.append((_entry(directory, tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755), None))
+        entries.append(
+            (_entry(directory, tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755), None)
+        )
     binary = BUSYBOX.read_bytes()
     entries.append((_entry("bin/busybox", tarfile.REGTYPE, 0o755, len(binary)), binary))
     for applet in busybox_applets():
         path = applet.lstrip("/")
         if path != "bin/busybox":
             depth = path.count("/")
-            entries.append((_entry(path, tarfile.SYMTYPE, 0o777, link="../" * depth + "bin/busybox"), None))
+            entries.append(
+                (_entry(path, tarfile.SYMTYPE, 0o777, link="../" * depth + "bin/busybox"), None)
+            )
     files = {
         "sbin/init": (GUEST_FILES / "init.sh").read_bytes(),
         "usr/share/udhcpc/default.script": (GUEST_FILES / "udhcpc.sh").read_bytes(),

@@ -1,0 +1,337 @@
+"""The namespace driver: each server a real process tree in its own namespaces.
+
+Runs root-filesystem images (tar archives, such as the `busybox` image that
+`pocketstack up` builds). What exists on the host for server U:
+- `<workdir>/U/`: guest.json (the record), holder.json (the process that holds
+  the namespaces), console.log, and the overlay (upper/, work/, root/);
+- network namespace `ps-U` (host/namespaces.py), cgroup `pocketstack/U`;
+- the image's tree, unpacked once under `<workdir>/../images/<image id>`.
+Every name derives from the server id, so a restarted agent finds its guests
+again, and anything carrying an id no server has is removed (`guests()`
+reports it and the agent destroys it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pocketstack.compute import drivers
+from pocketstack.compute.drivers import (
+    DriverError,
+    Guest,
+    GuestSpec,
+    HostResources,
+    ImageSource,
+    Size,
+)
+from pocketstack.compute.drivers.records import GuestRecords
+from pocketstack.host import cgroups, commands, namespaces, processes
+from pocketstack.host.cgroups import GuestCgroup
+from pocketstack.host.commands import HostCommandError
+from pocketstack.host.namespaces import Layout
+
+SOFT_STOP_TIMEOUT_S = 10.0  # as Nova's shutdown_timeout, shorter: these guests stop at once
+BOOT_TIMEOUT_S = 5.0
+HOLDER_FILE = "holder.json"
+CONSOLE_FILE = "console.log"
+CONSOLE_TAIL_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceGuest:
+    """What the driver made for one server, kept in guest.json."""
+
+    name: str
+    image_ref: str
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    boot_serial: int
+    running: bool = True  # should PID 1 run (False after power_off)
+    paused: bool = False
+    suspended: bool = False
+    rescued: bool = False
+
+    @property
+    def size(self) -> Size:
+        return Size(self.vcpus, self.memory_mb, self.disk_gb)
+
+
+def _hostname(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")
+    return cleaned[:63] or "server"
+
+
+def is_rootfs(image: drivers.ImageFile) -> bool:
+    """Does this image hold a root filesystem tree this driver can run?"""
+    return namespaces.is_tarball(image.path)
+
+
+class NamespaceDriver:
+    def __init__(
+        self, host: str, workdir: Path, images: ImageSource,
+        resources: Callable[[], HostResources],
+    ) -> None:  # fmt: skip
+        self.host = host
+        self.records = GuestRecords(workdir / "guests", NamespaceGuest)
+        self.image_trees = workdir / "images"
+        self.images = images
+        self._resources = resources
+        self._lock = threading.RLock()
+        self._cache: dict[str, NamespaceGuest] = {
+            uuid: record for uuid in self.records.uuids() if (record := self.records.load(uuid))
+        }
+
+    def resources(self) -> HostResources:
+        return self._resources()
+
+    # What exists -------------------------------------------------------------------------
+
+    def _holder(self, uuid: str) -> processes.ProcessId | None:
+        return processes.ProcessId.load(self.records.dir(uuid) / HOLDER_FILE)
+
+    def _running(self, uuid: str) -> bool:
+        holder = self._holder(uuid)
+        return holder is not None and processes.alive(holder)
+
+    def _power(self, uuid: str, record: NamespaceGuest) -> int:
+        if not self._running(uuid):
+            return drivers.SHUTDOWN
+        if record.suspended:
+            return drivers.SUSPENDED
+        return drivers.PAUSED if record.paused else drivers.RUNNING
+
+    def guests(self) -> dict[str, Guest]:
+        """Every guest this driver has, and anything of a guest left on the host (a
+        namespace, a cgroup, a directory without a record) as a SHUTDOWN guest, so the
+        agent's orphan check can remove it."""
+        with self._lock:
+            found = {
+                uuid: Guest(
+                    uuid, self._power(uuid, record), record.image_ref, record.size,
+                    record.boot_serial, record.rescued,
+                )
+                for uuid, record in self._cache.items()
+            }  # fmt: skip
+            traces = set(self.records.uuids()) | namespaces.guest_netns() | cgroups.guest_groups()
+            for uuid in traces - found.keys():
+                found[uuid] = Guest(uuid, drivers.SHUTDOWN, "", Size(0, 0, 0), 0, False)
+            return found
+
+    def _record(self, uuid: str) -> NamespaceGuest:
+        record = self._cache.get(uuid)
+        if record is None:
+            raise DriverError(f"server {uuid} has no guest on host {self.host}")
+        return record
+
+    def _save(self, uuid: str, record: NamespaceGuest) -> None:
+        self.records.save(uuid, record)
+        self._cache[uuid] = record
+
+    def _update(self, uuid: str, **changes: object) -> NamespaceGuest:
+        record = dataclasses.replace(self._record(uuid), **changes)  # type: ignore[arg-type]
+        self._save(uuid, record)
+        return record
+
+    # Building blocks ---------------------------------------------------------------------
+
+    def _layout(self, uuid: str, rescue: bool = False) -> Layout:
+        directory = self.records.dir(uuid)
+        return Layout(directory / "rescue" if rescue else directory)
+
+    def _image_tree(self, image_ref: str) -> Path:
+        image = self.images.image(image_ref)
+        if not is_rootfs(image):
+            raise DriverError(
+                f"Image {image_ref} is not a root filesystem archive; the namespace driver "
+                "runs tar images such as `busybox` (see `pocketstack image build`)."
+            )
+        try:
+            return namespaces.unpack_image(image.path, self.image_trees / image.id)
+        except HostCommandError as exc:
+            raise DriverError(f"Image {image_ref} could not be unpacked: {exc}") from exc
+
+    def _prepare_root(self, uuid: str, spec: GuestSpec, fresh: bool) -> None:
+        """Mount the guest's overlay (a new one when `fresh`) and give it its hostname and
+        user data, as a config drive would."""
+        layout = self._layout(uuid)
+        if fresh:
+            namespaces.unmount(layout.root)
+            shutil.rmtree(layout.upper, ignore_errors=True)
+            shutil.rmtree(layout.work, ignore_errors=True)
+        namespaces.mount_overlay(layout, self._image_tree(spec.image_ref))
+        config = layout.root / "pocketstack"
+        config.mkdir(exist_ok=True)
+        (config / "hostname").write_text(_hostname(spec.name) + "\n")
+        user_data = config / "user-data"
+        user_data.unlink(missing_ok=True)
+        if spec.user_data:
+            try:
+                user_data.write_bytes(base64.b64decode(spec.user_data))
+            except binascii.Error as exc:
+                raise DriverError(f"user_data of {spec.name} is not base64: {exc}") from exc
+
+    def _boot(self, uuid: str) -> None:
+        """Start PID 1 of the guest as its record says (normal or rescue root)."""
+        record = self._record(uuid)
+        if self._running(uuid):
+            return
+        cgroup = GuestCgroup(uuid)
+        cgroup.remove()
+        cgroup.create()
+        cgroup.limit(record.vcpus, record.memory_mb)
+        namespaces.create_netns(uuid)
+        normal = self._layout(uuid)
+        root, mnt = (self._layout(uuid, rescue=True).root, normal.root) if record.rescued else (
+            normal.root, None
+        )  # fmt: skip
+        console = self.records.dir(uuid) / CONSOLE_FILE
+        try:
+            holder = namespaces.launch(uuid, root, _hostname(record.name), console, cgroup, mnt)
+        except HostCommandError as exc:
+            raise DriverError(str(exc)) from exc
+        holder.save(self.records.dir(uuid) / HOLDER_FILE)
+        if not namespaces.wait_booting(holder, BOOT_TIMEOUT_S):
+            raise DriverError(f"{record.name} did not boot: {self._console_tail(uuid, 400)}")
+        self._update(uuid, running=True, paused=False, suspended=False)
+
+    def _halt(self, uuid: str, hard: bool) -> None:
+        GuestCgroup(uuid).set_frozen(False)  # a frozen guest would not see its signals
+        holder = self._holder(uuid)
+        if holder is not None:
+            namespaces.stop(holder, SOFT_STOP_TIMEOUT_S, hard)
+        GuestCgroup(uuid).kill()
+
+    def _console_tail(self, uuid: str, limit: int) -> str:
+        console = self.records.dir(uuid) / CONSOLE_FILE
+        try:
+            with console.open("rb") as log:
+                size = log.seek(0, 2)
+                log.seek(max(0, size - limit))
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # The driver protocol ------------------------------------------------------------------
+
+    def spawn(self, spec: GuestSpec) -> None:
+        with self._lock:
+            self._save(spec.uuid, NamespaceGuest(
+                spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb,
+                spec.size.disk_gb, spec.boot_serial,
+            ))  # fmt: skip
+            self._prepare_root(spec.uuid, spec, fresh=False)
+            self._boot(spec.uuid)
+
+    def destroy(self, uuid: str) -> None:
+        """Nothing of the guest stays: processes, mounts, namespace, cgroup, files."""
+        with self._lock:
+            self._halt(uuid, hard=True)
+            for layout in (self._layout(uuid, rescue=True), self._layout(uuid)):
+                namespaces.unmount(layout.root)
+            namespaces.delete_netns(uuid)
+            GuestCgroup(uuid).remove()
+            self.records.remove(uuid)
+            self._cache.pop(uuid, None)
+
+    def rebuild(self, spec: GuestSpec) -> None:
+        """A new root from the (maybe new) image; the console log and namespace stay."""
+        with self._lock:
+            self._halt(spec.uuid, hard=False)
+            self._unrescue_root(spec.uuid)
+            self._save(spec.uuid, NamespaceGuest(
+                spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb,
+                spec.size.disk_gb, spec.boot_serial,
+            ))  # fmt: skip
+            self._prepare_root(spec.uuid, spec, fresh=True)
+            self._boot(spec.uuid)
+
+    def resize(self, spec: GuestSpec) -> None:
+        """New limits apply to the running guest at once (cgroups), no reboot needed."""
+        with self._lock:
+            self._update(
+                spec.uuid, vcpus=spec.size.vcpus, memory_mb=spec.size.memory_mb,
+                disk_gb=spec.size.disk_gb,
+            )  # fmt: skip
+            GuestCgroup(spec.uuid).limit(spec.size.vcpus, spec.size.memory_mb)
+
+    def reboot(self, spec: GuestSpec, hard: bool) -> None:
+        with self._lock:
+            self._halt(spec.uuid, hard)
+            self._update(spec.uuid, boot_serial=spec.boot_serial, running=True)
+            self._boot(spec.uuid)
+
+    def power_off(self, uuid: str) -> None:
+        with self._lock:
+            self._halt(uuid, hard=False)
+            self._update(uuid, running=False, paused=False, suspended=False)
+
+    def power_on(self, uuid: str) -> None:
+        with self._lock:
+            self._boot(uuid)
+
+    def _freeze(self, uuid: str, frozen: bool, **flags: bool) -> None:
+        with self._lock:
+            if not self._running(uuid):
+                raise DriverError(f"server {uuid} is not running on host {self.host}")
+            GuestCgroup(uuid).set_frozen(frozen)
+            self._update(uuid, **flags)
+
+    def pause(self, uuid: str) -> None:
+        self._freeze(uuid, True, paused=True)
+
+    def unpause(self, uuid: str) -> None:
+        self._freeze(uuid, False, paused=False)
+
+    def suspend(self, uuid: str) -> None:
+        """Frozen, as pause: a namespace guest's memory stays where it is."""
+        self._freeze(uuid, True, suspended=True)
+
+    def resume(self, uuid: str) -> None:
+        self._freeze(uuid, False, suspended=False)
+
+    def rescue(self, uuid: str) -> None:
+        """Boot a fresh root of the server's image with the server's own root at /mnt."""
+        with self._lock:
+            record = self._record(uuid)
+            self._halt(uuid, hard=False)
+            rescue = self._layout(uuid, rescue=True)
+            shutil.rmtree(rescue.directory, ignore_errors=True)
+            namespaces.mount_overlay(rescue, self._image_tree(record.image_ref))
+            config = rescue.root / "pocketstack"
+            config.mkdir(exist_ok=True)
+            (config / "hostname").write_text(_hostname(record.name) + "\n")
+            self._update(uuid, rescued=True)
+            self._boot(uuid)
+
+    def _unrescue_root(self, uuid: str) -> None:
+        rescue = self._layout(uuid, rescue=True)
+        namespaces.unmount(rescue.root)
+        shutil.rmtree(rescue.directory, ignore_errors=True)
+        if uuid in self._cache:
+            self._update(uuid, rescued=False)
+
+    def unrescue(self, uuid: str) -> None:
+        with self._lock:
+            self._halt(uuid, hard=False)
+            self._unrescue_root(uuid)
+            self._boot(uuid)
+
+    def console_output(self, uuid: str) -> str:
+        return self._console_tail(uuid, CONSOLE_TAIL_BYTES)
+
+    def snapshot(self, uuid: str) -> Iterator[bytes] | None:
+        """The guest's root tree (image below, its writes above) as a tar archive."""
+        root = self._layout(uuid).root
+        if not namespaces.mounted(root):
+            raise DriverError(f"server {uuid} has no root filesystem on host {self.host}")
+        return commands.stream(
+            ["tar", "--create", "--numeric-owner", "--exclude=./pocketstack", "-C", str(root), "."]
+        )
