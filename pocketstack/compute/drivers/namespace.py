@@ -7,8 +7,8 @@ Runs root-filesystem images (tar archives, such as the `busybox` image that
 - network namespace `ps-U` (host/namespaces.py), cgroup `pocketstack/U`;
 - the image's tree, unpacked once under `<workdir>/../images/<image id>`.
 Every name derives from the server id, so a restarted agent finds its guests
-again, and anything carrying an id no server has is removed (`guests()`
-reports it and the agent destroys it).
+again. The directory is made first and removed last, so whatever a crash
+leaves of a guest is found through it, and removed when no server owns it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pocketstack.compute.drivers import (
     Size,
 )
 from pocketstack.compute.drivers.records import GuestRecords
-from pocketstack.host import cgroups, commands, namespaces, processes
+from pocketstack.host import commands, namespaces, processes
 from pocketstack.host.cgroups import GuestCgroup
 from pocketstack.host.commands import HostCommandError
 from pocketstack.host.namespaces import Layout
@@ -109,9 +109,10 @@ class NamespaceDriver:
         return drivers.PAUSED if record.paused else drivers.RUNNING
 
     def guests(self) -> dict[str, Guest]:
-        """Every guest this driver has, and anything of a guest left on the host (a
-        namespace, a cgroup, a directory without a record) as a SHUTDOWN guest, so the
-        agent's orphan check can remove it."""
+        """Every guest this driver has. A guest directory without a record (a crash cut a
+        spawn or a delete short) shows as a SHUTDOWN guest, so the agent's orphan check
+        removes what is left of it. Names on the host (network namespaces, cgroups) are
+        shared with other clouds on the machine: only a directory here makes one ours."""
         with self._lock:
             found = {
                 uuid: Guest(
@@ -120,8 +121,7 @@ class NamespaceDriver:
                 )
                 for uuid, record in self._cache.items()
             }  # fmt: skip
-            traces = set(self.records.uuids()) | namespaces.guest_netns() | cgroups.guest_groups()
-            for uuid in traces - found.keys():
+            for uuid in set(self.records.uuids()) - found.keys():
                 found[uuid] = Guest(uuid, drivers.SHUTDOWN, "", Size(0, 0, 0), 0, False)
             return found
 

@@ -27,8 +27,11 @@ mkdir -p /var/www
 hostname > /var/www/index.html
 httpd -p 80 -h /var/www
 
-if [ -s /pocketstack/user-data ]; then
+# Once per root filesystem, as cloud-init runs user scripts once per instance.
+if [ -s /pocketstack/user-data ] && [ ! -e /var/lib/pocketstack/user-data.done ]; then
     echo "pocketstack guest $(hostname): running user data"
+    mkdir -p /var/lib/pocketstack
+    : > /var/lib/pocketstack/user-data.done
     chmod +x /pocketstack/user-data
     if head -c 2 /pocketstack/user-data | grep -q '#!'; then
         /pocketstack/user-data &
