@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketstack.host import commands
+from pocketstack.host import commands, vm_image
 
 BUSYBOX = Path("/bin/busybox")
 GUEST_FILES = Path(__file__).parent / "guest"
@@ -114,7 +114,10 @@ def build_busybox(out_dir: Path) -> list[BuiltImage]:
     return [BuiltImage("busybox", target, "raw", "bare", properties)]
 
 
-BUILDERS: dict[str, Callable[[Path], list[BuiltImage]]] = {"busybox": build_busybox}
+BUILDERS: dict[str, Callable[[Path], list[BuiltImage]]] = {
+    "busybox": build_busybox,
+    "tiny-vm": vm_image.build_tiny_vm,
+}
 
 
 def build(name: str, out_dir: Path) -> list[BuiltImage]:
