@@ -245,12 +245,14 @@ def render(boot: dict[str, Any], listing: dict[str, Any], command: str) -> str:
 
 
 def write_section(doc: Path, section: str) -> None:
+    """Replace the section whose heading is `section`'s first line (or append it)."""
+    heading = section.splitlines()[0]
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
+    start = text.find(heading)
     if start < 0:
         text = text.rstrip() + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     doc.write_text(text)
 

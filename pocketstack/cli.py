@@ -117,6 +117,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="give each fake host one fake GPU offering K VGPUs",
     )
+    up.add_argument(
+        "--compute-driver",
+        choices=["auto", "real", "fake"],
+        default="auto",
+        help="real: namespace guests for root-filesystem images and qemu VMs for disk "
+        "images (needs root); fake: run nothing; auto: real when this machine can",
+    )
+    up.add_argument(
+        "--resume-guests-on-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start again the servers that should run when the cloud comes back "
+        "(off: they are marked SHUTOFF)",
+    )
+    for resource, default in (("cpu", 4.0), ("ram", 1.0), ("disk", 1.0)):
+        up.add_argument(
+            f"--{resource}-allocation-ratio",
+            type=float,
+            default=default,
+            metavar="RATIO",
+            help=f"placement {resource} allocation ratio of this host (default {default})",
+        )
+    up.add_argument(
+        "--no-builtin-images",
+        action="store_true",
+        help="do not build and register the busybox and tiny-vm images",
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
     manage = commands.add_parser("manage", help="operator tasks (cells)")
@@ -140,6 +167,16 @@ def _parser() -> argparse.ArgumentParser:
         sub = cell_commands.add_parser(verb, help=text)
         _common_args(sub)
         sub.add_argument("name")
+
+    image = commands.add_parser("image", help="guest images built from Debian packages")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    image_build = image_commands.add_parser(
+        "build", help="build busybox (namespace guests) or tiny-vm (qemu) into a directory"
+    )
+    image_build.add_argument("name", choices=["busybox", "tiny-vm"])
+    image_build.add_argument(
+        "--output", type=Path, default=Path("."), help="where the files go (default: here)"
+    )
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -242,12 +279,27 @@ def cmd_up(args: argparse.Namespace) -> int:
         serve_at_root=args.serve_at_root,
         fake_hosts=args.fake_hosts,
         fake_vgpus=args.fake_vgpus,
+        compute_driver=args.compute_driver,
+        resume_guests_on_start=args.resume_guests_on_start,
+        cpu_allocation_ratio=args.cpu_allocation_ratio,
+        ram_allocation_ratio=args.ram_allocation_ratio,
+        disk_allocation_ratio=args.disk_allocation_ratio,
+        builtin_images=not args.no_builtin_images,
     )
     if settings.serve_at_root not in (None, *settings.services):
         raise UsageError(
             f"--serve-at-root {settings.serve_at_root}: that service is not in "
             f"--services ({', '.join(settings.services)})"
         )
+    if "compute" in settings.services:
+        from pocketstack.compute import hosts
+
+        try:
+            hosts.choose_driver(settings)
+        except hosts.DriverUnavailable as exc:
+            raise UsageError(
+                f"--compute-driver real: {exc}; or start with --compute-driver fake"
+            ) from None
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bound_socket(host, port)
     password, source = _admin_password(args, settings.state_dir)
@@ -265,7 +317,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         services.upgrade_schema(runtime)
         services.prepare(runtime)
         enabled = services.enabled(settings)
-        identity_bootstrap.bootstrap(
+        admin_project = identity_bootstrap.bootstrap(
             runtime,
             password_hash.result(),
             source != "stored",
@@ -276,6 +328,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 for s in enabled
             ],
         )
+        if settings.builtin_images and "image" in settings.services:
+            from pocketstack.image import builtin as builtin_images
+
+            builtin_images.register_missing(
+                runtime, admin_project, progress=lambda line: print(line, flush=True)
+            )
     auth_url = f"{settings.base_url}/identity/v3"
     written = clouds.write(
         settings.state_dir,
@@ -359,13 +417,9 @@ def _print_banner(
 def _compute_line(settings: config.Settings, service_names: Sequence[str]) -> list[str]:
     if "compute" not in service_names:
         return []
-    if settings.fake_hosts:
-        gpus = f", {settings.fake_vgpus} VGPUs each" if settings.fake_vgpus else ""
-        return [f"  compute: {settings.fake_hosts} fake hosts{gpus} (driver: fake)"]
-    return [
-        "  compute: this machine as one host (driver: fake; the namespace and qemu drivers "
-        "are not built yet)"
-    ]
+    from pocketstack.compute import hosts
+
+    return [f"  compute: {hosts.choose_driver(settings).description}"]
 
 
 def _redact(url: str) -> str:
@@ -430,6 +484,27 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_build(args: argparse.Namespace) -> int:
+    """`pocketstack image build NAME`: the files, and the upload that registers them (`up`
+    does both by itself for a new cloud)."""
+    from pocketstack.host import image_builds
+    from pocketstack.host.commands import HostCommandError
+
+    print(f"building {args.name} into {args.output.resolve()} ...", flush=True)
+    try:
+        built = image_builds.build(args.name, args.output)
+    except (image_builds.ImageBuildError, HostCommandError) as exc:
+        raise UsageError(f"image {args.name} could not be built: {exc}") from None
+    for image in built:
+        options = [f"--disk-format {image.disk_format}",
+                   f"--container-format {image.container_format}"]  # fmt: skip
+        options += [f"--property {key}={value}" for key, value in image.properties.items()]
+        options += [f"--property {key}=<id of {ref}>" for key, ref in image.references.items()]
+        print(f"{image.path}\n  openstack image create --public --file {image.path} "
+              f"{' '.join(options)} {image.name}")  # fmt: skip
+    return 0
+
+
 def cmd_manage(args: argparse.Namespace) -> int:
     """`pocketstack manage cell ...`: cells are mapped in the API database; the schema of a
     new cell's database is created on the spot."""
@@ -474,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "token": cmd_rotate_keys,
         "manage": cmd_manage,
+        "image": cmd_image_build,
     }
     try:
         return handlers[args.command](args)

@@ -41,6 +41,18 @@ class Settings:
     # VGPUs of the one fake GPU each fake host has (0: none).
     fake_hosts: int = 0
     fake_vgpus: int = 0
+    # "auto": this machine's real drivers (namespaces, qemu) when it can run them, else
+    # the fake one; "real" insists on them, "fake" never runs anything.
+    compute_driver: str = "auto"
+    # Start the servers that should run when this host comes back (Nova's
+    # resume_guests_state_on_host_boot); off, they are marked SHUTOFF instead.
+    resume_guests_on_start: bool = True
+    # Placement inventory of a real host: what may be promised per physical unit.
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    # Build and register the `busybox` and `tiny-vm` images when they are missing.
+    builtin_images: bool = True
 
     @property
     def database_url(self) -> str:

@@ -26,6 +26,7 @@ LOG = logging.getLogger(__name__)
 RESYNC_EVERY_S = 60.0  # resources to placement, and every server looked at again
 ALIVE_EVERY_S = 10.0  # "this host is up" (Nova's report_interval)
 POLL_EVERY_S = 1.0
+WATCH_EVERY_S = 2.0  # guests that died on their own (Nova's power-state sync)
 
 # The power state each wished-for state runs at.
 POWER_OF = {
@@ -66,6 +67,9 @@ class ServerReport:
     power_state: int
     vm_state: str
     fault: str | None = None
+    # The guest stopped without being asked (its PID 1 or qemu died): the server becomes
+    # SHUTOFF, as Nova's power-state sync stops it.
+    power_lost: bool = False
 
 
 class ControlPlane(Protocol):
@@ -148,6 +152,8 @@ class HostAgent:
         self.host = host
         self.driver = driver
         self.control = control
+        # The guests this agent made match their spec, with the power each should have.
+        self.expected: dict[str, tuple[ServerSpec, int]] = {}
 
     def reconcile(self, spec: ServerSpec) -> None:
         guest = self.driver.guests().get(spec.guest.uuid)
@@ -160,6 +166,9 @@ class HostAgent:
             fault = str(exc)
         guest = self.driver.guests().get(spec.guest.uuid)
         power = guest.power_state if guest else drivers.NOSTATE
+        self.expected.pop(spec.guest.uuid, None)
+        if fault is None and guest is not None and spec.desired_state != "deleted":
+            self.expected[spec.guest.uuid] = (spec, power)
         settled = spec.observed_generation == spec.generation
         if settled and not steps and fault is None and power == spec.recorded_power_state:
             return
@@ -167,6 +176,25 @@ class HostAgent:
         self.control.report(
             ServerReport(spec.guest.uuid, self.host, spec.generation, power, vm_state, fault)
         )
+
+    def lost(self) -> list[ServerReport]:
+        """Guests that were up and are down now, nobody having asked: each is reported
+        once, and the server is then stopped by the control plane."""
+        if not self.expected:
+            return []
+        guests = self.driver.guests()
+        reports = []
+        for uuid, (spec, power) in list(self.expected.items()):
+            guest = guests.get(uuid)
+            if guest is None or power == drivers.SHUTDOWN:
+                continue
+            if guest.power_state == drivers.SHUTDOWN:
+                del self.expected[uuid]
+                reports.append(ServerReport(
+                    uuid, self.host, spec.generation, drivers.SHUTDOWN, "stopped",
+                    power_lost=True,
+                ))  # fmt: skip
+        return reports
 
     def orphans(self, known: set[str]) -> list[str]:
         """Guests on this host that no server of this host owns."""
@@ -177,19 +205,38 @@ class AgentRunner:
     """Runs the agents of this process on one thread: woken when a spec changes here,
     polling for changes made by other API workers, resyncing everything now and then."""
 
-    def __init__(self, agents: Sequence[HostAgent], control: ControlPlane) -> None:
+    def __init__(
+        self, agents: Sequence[HostAgent], control: ControlPlane, resume_guests: bool = True
+    ) -> None:
         self.agents = {agent.host: agent for agent in agents}
         self.control = control
+        self.resume_guests = resume_guests
         self.wake = threading.Event()
         self.started_at = datetime.now(UTC).replace(tzinfo=None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="compute-agent", daemon=True)
 
     def start(self) -> None:
+        """Report the hosts, then bring their guests to their specs: guests that went down
+        while this process was away are started again, or with `resume_guests` off,
+        their servers are marked SHUTOFF (Nova's resume_guests_state_on_host_boot)."""
         for agent in self.agents.values():
             self.control.heartbeat(agent.host, agent.driver.resources())
+        if not self.resume_guests:
+            for spec in self.control.assigned(list(self.agents)):
+                owner = self.agents.get(spec.host)
+                if owner is not None and spec.observed_generation == spec.generation:
+                    owner.expected[spec.guest.uuid] = (spec, spec.recorded_power_state)
+            self.watch()
         self.resync()
         self._thread.start()
+
+    def watch(self) -> None:
+        """Report guests that died on their own."""
+        for agent in self.agents.values():
+            for report in agent.lost():
+                LOG.warning("server %s stopped on %s without being asked", report.uuid, agent.host)
+                self.control.report(report)
 
     def stop(self) -> None:
         self._stop.set()
@@ -224,7 +271,7 @@ class AgentRunner:
             LOG.exception("reconciling server %s on %s failed", spec.guest.uuid, spec.host)
 
     def _run(self) -> None:
-        last_resync = last_alive = time.monotonic()
+        last_resync = last_alive = last_watch = time.monotonic()
         while not self._stop.is_set():
             self.wake.wait(POLL_EVERY_S)
             self.wake.clear()
@@ -233,6 +280,9 @@ class AgentRunner:
             try:
                 self.run_pending()
                 moment = time.monotonic()
+                if moment - last_watch >= WATCH_EVERY_S:
+                    last_watch = moment
+                    self.watch()
                 if moment - last_alive >= ALIVE_EVERY_S:
                     last_alive = moment
                     self.control.alive(list(self.agents))

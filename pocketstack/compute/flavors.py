@@ -32,6 +32,8 @@ STANDARD = (
     ("3", "m1.medium", 2, 4096, 40),
     ("4", "m1.large", 4, 8192, 80),
     ("5", "m1.xlarge", 8, 16384, 160),
+    # Sized for the built-in busybox and tiny-vm images: a hundred fit on a small host.
+    ("6", "tiny", 1, 128, 1),
 )
 
 

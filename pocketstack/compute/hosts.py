@@ -22,16 +22,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 
 from pocketstack.compute import agent as agent_mod
-from pocketstack.compute import cell_models, cells, drivers, models
-from pocketstack.compute.drivers import fake
+from pocketstack.compute import cell_models, cells, drivers, images, models
+from pocketstack.compute.drivers import fake, local, namespace, qemu
+from pocketstack.config import Settings
 from pocketstack.core import errors
 from pocketstack.core.runtime import Runtime
 from pocketstack.host import gpus as host_gpus
+from pocketstack.host import machine
+from pocketstack.host import namespaces as host_namespaces
 from pocketstack.placement import service as placement_service
 
-CPU_ALLOCATION_RATIO = 4.0
-RAM_ALLOCATION_RATIO = 1.0
-DISK_ALLOCATION_RATIO = 1.0
 COMPUTE_BINARY = "nova-compute"
 _PROVIDER_NAMESPACE = uuidlib.UUID("6f1c2b8e-7d1a-4f0e-9a51-0c2d3e4f5a6b")
 _RUNNER_KEY = "compute.runner"
@@ -218,14 +218,15 @@ def heartbeat(runtime: Runtime, host: str, resources: drivers.HostResources) -> 
     """Record that `host` is up and what it has, in its cell and in placement."""
     cell = cell_of_host(runtime, host)
     moment = now()
+    settings = runtime.settings
     root = _sync_provider(
         runtime,
         host,
         None,
         {
-            "VCPU": _inventory(resources.vcpus, CPU_ALLOCATION_RATIO),
-            "MEMORY_MB": _inventory(resources.memory_mb, RAM_ALLOCATION_RATIO),
-            "DISK_GB": _inventory(resources.disk_gb, DISK_ALLOCATION_RATIO),
+            "VCPU": _inventory(resources.vcpus, settings.cpu_allocation_ratio),
+            "MEMORY_MB": _inventory(resources.memory_mb, settings.ram_allocation_ratio),
+            "DISK_GB": _inventory(resources.disk_gb, settings.disk_allocation_ratio),
         },
         resources.traits,
     )
@@ -382,25 +383,93 @@ def fake_host_names(count: int) -> list[str]:
     return [f"fake-host-{i}" for i in range(1, count + 1)]
 
 
+@dataclass(frozen=True, slots=True)
+class DriverChoice:
+    """Which driver this process's hosts run, and why (`pocketstack up` shows it)."""
+
+    real: bool
+    description: str
+
+
+class DriverUnavailable(Exception):
+    """`--compute-driver real` on a machine that cannot run it; says what is missing."""
+
+
+def choose_driver(settings: Settings) -> DriverChoice:
+    if settings.fake_hosts:
+        gpus = f", {settings.fake_vgpus} VGPUs each" if settings.fake_vgpus else ""
+        return DriverChoice(False, f"{settings.fake_hosts} fake hosts{gpus} (driver: fake)")
+    if settings.compute_driver == "fake":
+        return DriverChoice(False, "this machine as one fake host (--compute-driver fake)")
+    missing = host_namespaces.missing()
+    if missing:
+        if settings.compute_driver == "real":
+            raise DriverUnavailable(f"the namespace driver cannot run here: {missing}")
+        return DriverChoice(False, f"this machine as one fake host ({missing})")
+    vms = qemu_state()
+    return DriverChoice(
+        True, f"this machine as host {socket.gethostname()} (namespace guests; {vms})"
+    )
+
+
+def qemu_state() -> str:
+    """What the qemu driver will do here, in words: TCG, KVM, or why it is off."""
+    missing = machine.qemu_missing()
+    if missing:
+        return f"no qemu VMs: {missing}"
+    usable, reason = machine.kvm_usable()
+    return "qemu VMs with KVM" if usable else f"qemu VMs: {reason}"
+
+
+def _machine_resources(runtime: Runtime) -> drivers.HostResources:
+    return drivers.HostResources(
+        vcpus=machine.vcpus(),
+        memory_mb=machine.memory_mb(),
+        disk_gb=machine.disk_gb(runtime.settings.state_dir),
+        hypervisor_type="QEMU",
+        traits=frozenset({"COMPUTE_NODE", *machine.cpu_traits()}),
+        gpus=_machine_gpus(),
+    )
+
+
+def _local_driver(runtime: Runtime, host: str) -> local.LocalDriver:
+    """The namespace driver, and qemu beside it when this machine has it."""
+    workdir = runtime.settings.state_dir / "compute" / host
+    source = images.LocalImages(runtime)
+
+    def resources() -> drivers.HostResources:
+        return _machine_resources(runtime)
+
+    guests = namespace.NamespaceDriver(host, workdir / "namespace", source, resources)
+    no_vms = machine.qemu_missing()
+    vms = None
+    if not no_vms:
+        accel = "kvm" if machine.kvm_usable()[0] else "tcg"
+        vms = qemu.QemuDriver(host, workdir / "qemu", source, accel, resources)
+    return local.LocalDriver(source, guests, vms, resources, no_vms or "")
+
+
 def start(
-    runtime: Runtime,
-    on_report: Callable[[Runtime, agent_mod.ServerReport], None],
-    fake_hosts: int,
-    fake_vgpus: int,
+    runtime: Runtime, on_report: Callable[[Runtime, agent_mod.ServerReport], None]
 ) -> Callable[[], None]:
-    """Run this process's hosts: N fake ones, or (until the real drivers land) one fake
-    host named after this machine. Returns the function that stops them."""
-    names = fake_host_names(fake_hosts) if fake_hosts else [socket.gethostname()]
-    machine_gpus = () if fake_hosts else _machine_gpus()
+    """Run this process's hosts: N fake ones, or this machine on its real drivers (or as
+    one fake host when it cannot run them). Returns the function that stops them."""
+    settings = runtime.settings
+    choice = choose_driver(settings)
+    names = fake_host_names(settings.fake_hosts) if settings.fake_hosts else [socket.gethostname()]
+    machine_gpus = () if settings.fake_hosts else _machine_gpus()
     enabled = [c for c in cells.list_cells(runtime) if not c.is_cell0]
     control = InProcessControlPlane(runtime, on_report)
     agents = []
     for index, name in enumerate(names):
         spread_over = [c for c in enabled if not c.disabled] or enabled
         map_host(runtime, name, spread_over[index % len(spread_over)].name)
-        driver = fake.FakeDriver(name, vgpus=fake_vgpus, gpus=machine_gpus)
+        driver: drivers.Driver = (
+            _local_driver(runtime, name) if choice.real
+            else fake.FakeDriver(name, vgpus=settings.fake_vgpus, gpus=machine_gpus)
+        )  # fmt: skip
         agents.append(agent_mod.HostAgent(name, driver, control))
-    runner = agent_mod.AgentRunner(agents, control)
+    runner = agent_mod.AgentRunner(agents, control, settings.resume_guests_on_start)
     runtime.state[_RUNNER_KEY] = runner
     runner.start()
     stop_lock = threading.Lock()

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from pocketstack.compute import quotas
+from pocketstack.compute import drivers, quotas
 from pocketstack.core import errors, pagination
 from pocketstack.core.context import RequestContext
+from pocketstack.core.runtime import Runtime
 from pocketstack.image import service as image_service
 
 MAX_LIMIT = 1000
@@ -124,3 +125,23 @@ def delete_metadata_item(ctx: RequestContext, image_id: str, key: str) -> None:
         raise errors.NotFound("Invalid metadata key")
     del current[key]
     _replace(ctx, image_id, current)
+
+
+class LocalImages:
+    """The image source of the hosts this process runs: the image service's own store,
+    read in place (no copy), with the image's formats and properties."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def image(self, image_ref: str) -> drivers.ImageFile:
+        try:
+            view = image_service.get_image(self.runtime.service_context(), image_ref)
+        except errors.NotFound as exc:
+            raise drivers.DriverError(f"Image {image_ref} could not be found.") from exc
+        path = image_service.store_of(self.runtime).path(image_ref)
+        if view.row.status != "active" or not path.exists():
+            raise drivers.DriverError(f"Image {image_ref} is {view.row.status}, not active.")
+        return drivers.ImageFile(
+            image_ref, path, view.row.disk_format, view.row.container_format, view.properties
+        )

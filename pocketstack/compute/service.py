@@ -549,6 +549,9 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     failed goes to another host of the cell (MAX_BUILD_ATTEMPTS hosts in all)."""
     cell = hosts.cell_of_host(runtime, report.host)
     released = False
+    if report.power_lost:
+        _stopped_by_itself(runtime, cell, report)
+        return
     if report.fault is not None and _reschedule(runtime, cell, report):
         return
     with cells.database(runtime, cell).write() as session:
@@ -580,6 +583,20 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         _finish_action(session, row.uuid, report.fault)
     if released:
         _forget_deleted(runtime, report.uuid)
+
+
+def _stopped_by_itself(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerReport) -> None:
+    """A guest went down on its own: the server is stopped, as Nova's power-state sync
+    stops it, with a `stop` action to show when. Its host already matches the new spec."""
+    with cells.database(runtime, cell).write() as session:
+        row = session.get(_T, report.uuid, with_for_update=True)
+        if row is None or row.deleted or row.generation != report.generation:
+            return
+        row.generation = row.observed_generation = row.generation + 1
+        row.desired_state = row.vm_state = "stopped"
+        row.power_state, row.task_state, row.updated_at = report.power_state, None, now()
+        _record_action(session, runtime.context(), row.uuid, "stop", "compute_stop_instance")
+        _finish_action(session, row.uuid, None)
 
 
 def _forget_deleted(runtime: Runtime, server_id: str) -> None:
@@ -1436,8 +1453,7 @@ def start(runtime: Runtime) -> Callable[[], None]:
             "removed %d server mappings and %d placement claims left by an earlier crash",
             mappings, claims,
         )  # fmt: skip
-    settings = runtime.settings
-    stop_hosts = hosts.start(runtime, on_report, settings.fake_hosts, settings.fake_vgpus)
+    stop_hosts = hosts.start(runtime, on_report)
     stopping = threading.Event()
 
     def heal_now_and_then() -> None:

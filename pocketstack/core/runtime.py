@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pocketstack import config
@@ -37,3 +38,17 @@ class Runtime:
             auth=auth,
             runtime=self,
         )
+
+    def service_context(self, project_id: str | None = None) -> context_mod.RequestContext:
+        """The control plane acting as itself with admin rights: a host agent reading the
+        image a server boots from, whoever owns it (system scope), or `up` registering
+        the built-in images as the admin project's (project scope)."""
+        moment = datetime.now(UTC).replace(tzinfo=None)
+        auth = context_mod.AuthInfo(
+            user_id="pocketstack", user_name="pocketstack", user_domain_id="default",
+            user_domain_name="Default", methods=("internal",), audit_ids=("internal",),
+            expires_at=moment + timedelta(hours=1), issued_at=moment,
+            roles=(("admin", "admin"), ("service", "service")), project_id=project_id,
+            system=project_id is None,
+        )  # fmt: skip
+        return self.context(auth)

@@ -10,6 +10,7 @@ Allocation ratios are applied by the compute side, not here.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import os_traits
@@ -159,3 +160,14 @@ def kvm_usable(
         return False, f"{dev_kvm} cannot be opened read-write ({exc.strerror}); {_TCG}"
     os.close(fd)
     return True, f"{vendor} is loaded and {dev_kvm} opens read-write"
+
+
+QEMU_COMMANDS = ("qemu-system-x86_64", "qemu-img")
+
+
+def qemu_missing() -> str | None:
+    """Why this machine cannot run qemu VMs, or None when it can."""
+    absent = [name for name in QEMU_COMMANDS if shutil.which(name) is None]
+    if absent:
+        return f"{', '.join(absent)} not installed (apt-get install qemu-system-x86 qemu-utils)"
+    return None

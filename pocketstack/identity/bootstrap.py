@@ -69,8 +69,8 @@ def bootstrap(
     admin_password_hash: str,
     reset_password: bool,
     catalog: Sequence[CatalogService],
-) -> None:
-    """Make the cloud usable by the admin.
+) -> str:
+    """Make the cloud usable by the admin; the admin project's id.
 
     The caller hashes the admin password (`up` does it on another core while it
     imports); `reset_password` sets it even when the admin user already exists.
@@ -138,6 +138,7 @@ def bootstrap(
         for entry in catalog:
             _ensure_catalog_entry(session, entry, settings.region)
         identity_service.bump_revision(session)
+        return project.id
 
 
 def _ensure_catalog_entry(session: Session, entry: CatalogService, region: str) -> None:

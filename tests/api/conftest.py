@@ -30,7 +30,11 @@ CATALOG = [
 
 def _settings(state_dir: Path) -> config.Settings:
     return config.Settings(
-        state_dir=state_dir, password_hash_rounds=4, services=config.KNOWN_SERVICES
+        state_dir=state_dir,
+        password_hash_rounds=4,
+        services=config.KNOWN_SERVICES,
+        compute_driver="fake",
+        builtin_images=False,
     )
 
 

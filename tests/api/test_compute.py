@@ -333,6 +333,23 @@ def test_a_restarted_agent_rebuilds_what_its_host_lost(cloud_factory: Any) -> No
         assert "fake boot 0" in output.json()["output"], "the fake host booted it again"
 
 
+def test_a_guest_that_goes_down_by_itself_makes_its_server_shutoff(cloud_factory: Any) -> None:
+    with cloud_factory(background=True, fake_hosts=1) as cloud:
+        compute = Compute(cloud, cloud.admin)
+        server = compute.active()
+        driver = hosts.driver_of(cloud.runtime, server["OS-EXT-SRV-ATTR:host"])
+        driver.crash(server["id"])  # type: ignore[attr-defined]
+        stopped = compute.wait(server["id"], "SHUTOFF")
+        assert stopped["OS-EXT-STS:power_state"] == 4
+        actions = compute("GET", f"/servers/{server['id']}/os-instance-actions").json()
+        assert actions["instanceActions"][0]["action"] == "stop"
+        # It stays off (nothing restarts it), and starts again when asked.
+        time.sleep(0.1)
+        assert driver.guests()[server["id"]].power_state == 4
+        compute("POST", f"/servers/{server['id']}/action", {"os-start": None})
+        compute.wait(server["id"], "ACTIVE")
+
+
 SORTS = sorted(compute_service.SORT_KEYS)
 
 

@@ -189,6 +189,8 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_args: tuple[str, ...] = ()
+    # The real compute drivers and built-in images (tests/real); else fake hosts, no builds.
+    real_compute: bool = False
 
     @property
     def base_url(self) -> str:
@@ -228,6 +230,8 @@ class Server:
             f"127.0.0.1:{self.port}",
             "--no-clouds-yaml",
         ]
+        if not self.real_compute:
+            command += ["--compute-driver", "fake", "--no-builtin-images"]
         if admin_password is not None:
             command += ["--admin-password", admin_password]
         command += self.extra_args

@@ -120,6 +120,10 @@ class FakeDriver:
     def unrescue(self, uuid: str) -> None:
         self._set(uuid, rescued=False, power_state=RUNNING)
 
+    def crash(self, uuid: str) -> None:
+        """The guest goes down by itself, as a real one whose PID 1 or qemu dies."""
+        self._set(uuid, power_state=SHUTDOWN)
+
     def snapshot(self, uuid: str) -> Iterator[bytes] | None:
         """A fake guest has no disk of its own: it runs its image unchanged."""
         self._get(uuid)

@@ -1,0 +1,277 @@
+"""Real servers through the real `openstack` CLI: `pocketstack up` on this machine's
+drivers, `busybox` and `tiny-vm` built and registered by `up` itself.
+
+Each action is checked on the host, where a user would look: the processes in
+the server's cgroup, its PID 1, its frozen state, its console. Everything a
+test creates is deleted at the end; a sweep after the cloud stops makes sure
+no guest, namespace, mount or cgroup of this cloud is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pocketstack.host import cgroups, image_builds, namespaces
+from pocketstack.host.cgroups import GuestCgroup
+from tests.clients.conftest import OpenStackCli, Server
+
+pytestmark = pytest.mark.skipif(
+    namespaces.missing() is not None, reason=f"real compute: {namespaces.missing()}"
+)
+
+
+@pytest.fixture(scope="module")
+def real_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("real-compute")
+    (base / "home").mkdir()
+    server = Server(state_dir=base / "state", home=base / "home", real_compute=True)
+    server.start(admin_password=f"Adm-{uuid.uuid4().hex[:12]}")
+    try:
+        yield server
+    finally:
+        cli = OpenStackCli(server)
+        if server.process is not None:
+            listed = cli("server", "list", "--all-projects", "-f", "json", check=False)
+            ids = [s["ID"] for s in json.loads(listed.stdout or "[]")]
+            if ids:
+                cli("server", "delete", "--wait", *ids, check=False)
+        server.stop(check=True)
+        left = _guest_ids(server)
+        for server_id in left:
+            _sweep(server_id)
+        assert not left, f"guests left on the host after their servers were deleted: {left}"
+
+
+def _guest_ids(server: Server) -> set[str]:
+    found: set[str] = set()
+    for kind in ("namespace", "qemu"):
+        for guests in (server.state_dir / "compute").glob(f"*/{kind}/guests"):
+            found |= {entry.name for entry in guests.iterdir()}
+    return found
+
+
+def _sweep(server_id: str) -> None:
+    """Remove what a failed test left of a guest (its cloud is stopped already)."""
+    GuestCgroup(server_id).remove()
+    namespaces.delete_netns(server_id)
+    for line in Path("/proc/mounts").read_text().splitlines():
+        if server_id in line.split()[1]:
+            namespaces.unmount(Path(line.split()[1]))
+
+
+@pytest.fixture(scope="module")
+def cli(real_cloud: Server) -> OpenStackCli:
+    return OpenStackCli(real_cloud)
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 10.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
+        time.sleep(0.1)
+
+
+def boot(cli: OpenStackCli, name: str, image: str = "busybox", *extra: str) -> dict[str, Any]:
+    created = cli("server", "create", "--flavor", "tiny", "--image", image, "--nic", "none",
+                  "--wait", *extra, name, "-f", "json").json()  # fmt: skip
+    assert created["status"] == "ACTIVE", created
+    return dict(created)
+
+
+def status(cli: OpenStackCli, server_id: str) -> str:
+    return str(cli("server", "show", server_id, "-f", "json").json()["status"])
+
+
+def wait_status(cli: OpenStackCli, server_id: str, wanted: str, timeout_s: float = 15.0) -> None:
+    wait_for(lambda: status(cli, server_id) == wanted, timeout_s, f"{server_id} {wanted}")
+
+
+def console(cli: OpenStackCli, server_id: str) -> str:
+    return cli("console", "log", "show", server_id).stdout
+
+
+def init_pid(server_id: str) -> int | None:
+    """The host pid of the server's PID 1 (the image's /sbin/init), if it runs."""
+    return next((pid for pid in GuestCgroup(server_id).pids() if _is_pid1(pid)), None)
+
+
+def _is_pid1(pid: int) -> bool:
+    """Is this host pid the PID 1 of its own pid namespace?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    nspids = next(
+        (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), []
+    )
+    return len(nspids) > 1 and nspids[-1] == "1"
+
+
+def guest_file(server_id: str, path: str) -> str:
+    pid = init_pid(server_id)
+    assert pid is not None
+    root = Path(f"/proc/{pid}/root")
+    try:
+        return (root / path.lstrip("/")).read_text()
+    except OSError:
+        return ""
+
+
+def test_a_busybox_server_lives_its_whole_life_on_real_processes(cli: OpenStackCli) -> None:
+    server = boot(cli, "s1", "busybox", "--user-data", str(_user_data()))
+    server_id = server["id"]
+    wait_for(lambda: image_builds.BOOT_MARKER in console(cli, server_id), what="boot marker")
+    first = init_pid(server_id)
+    assert first is not None
+    wait_for(lambda: guest_file(server_id, "/root/from-user-data") == "written\n")
+
+    cli("server", "stop", server_id)
+    wait_status(cli, server_id, "SHUTOFF")
+    assert GuestCgroup(server_id).pids() == set()
+    cli("server", "start", server_id)
+    wait_status(cli, server_id, "ACTIVE")
+    second = wait_for(lambda: init_pid(server_id), what="PID 1 after start")
+    assert second != first
+
+    cli("server", "reboot", "--wait", server_id)
+    third = wait_for(lambda: init_pid(server_id), what="PID 1 after reboot")
+    assert third != second
+    assert "s1 stopping" in console(cli, server_id)
+
+    cli("server", "pause", server_id)
+    wait_status(cli, server_id, "PAUSED")
+    assert GuestCgroup(server_id).frozen() is True
+    cli("server", "unpause", server_id)
+    wait_status(cli, server_id, "ACTIVE")
+    assert GuestCgroup(server_id).frozen() is False
+    assert init_pid(server_id) == third
+
+    cli("server", "rescue", server_id)
+    wait_status(cli, server_id, "RESCUE")
+    wait_for(lambda: guest_file(server_id, "/mnt/root/from-user-data") == "written\n")
+    cli("server", "unrescue", server_id)
+    wait_status(cli, server_id, "ACTIVE")
+
+    cli("server", "resize", "--flavor", "m1.tiny", "--wait", server_id)
+    assert status(cli, server_id) == "VERIFY_RESIZE"
+    assert GuestCgroup(server_id).limits()[1] == 512 * 1024 * 1024
+    cli("server", "resize", "confirm", server_id)
+    wait_status(cli, server_id, "ACTIVE")
+
+    # A snapshot is the server's root tree; rebuilt from it, the server has its files.
+    snapshot = cli("server", "image", "create", "--name", "s1-snap", "--wait", server_id,
+                   "-f", "json").json()  # fmt: skip
+    boots = console(cli, server_id).count(image_builds.BOOT_MARKER)
+    cli("server", "rebuild", "--image", snapshot["id"], "--wait", server_id)
+    wait_for(lambda: console(cli, server_id).count(image_builds.BOOT_MARKER) == boots + 1)
+    assert guest_file(server_id, "/root/from-user-data") == "written\n"
+
+    processes = GuestCgroup(server_id).pids()
+    cli("server", "delete", "--wait", server_id)
+    assert not [p for p in processes if _running(p)]
+    assert server_id not in namespaces.guest_netns()
+    assert server_id not in cgroups.guest_groups()
+    assert server_id not in Path("/proc/mounts").read_text()
+
+
+def _user_data() -> Path:
+    path = Path(f"/tmp/user-data-{uuid.uuid4().hex}")
+    path.write_text("#!/bin/sh\necho written > /root/from-user-data\n")
+    return path
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_server_whose_init_dies_is_shut_off_with_an_action(cli: OpenStackCli) -> None:
+    server_id = boot(cli, "dies")["id"]
+    pid = wait_for(lambda: init_pid(server_id))
+    os.kill(pid, signal.SIGKILL)
+    wait_status(cli, server_id, "SHUTOFF")
+    actions = cli("server", "event", "list", server_id, "-f", "json").json()
+    assert actions[0]["Action"] == "stop"
+    cli("server", "start", server_id)
+    wait_status(cli, server_id, "ACTIVE")
+    cli("server", "delete", "--wait", server_id)
+
+
+def test_servers_survive_a_kill_9_of_the_cloud(cli: OpenStackCli, real_cloud: Server) -> None:
+    cli("server", "create", "--flavor", "tiny", "--image", "busybox", "--nic", "none",
+        "--min", "5", "--max", "5", "--wait", "keep")  # fmt: skip
+    listed = cli("server", "list", "--name", "^keep", "-f", "json").json()
+    ids = [s["ID"] for s in listed if s["Status"] == "ACTIVE"]
+    assert len(ids) == 5, listed
+    before = {server_id: wait_for(lambda s=server_id: init_pid(s)) for server_id in ids}
+    assert real_cloud.process is not None
+    real_cloud.process.kill()
+    real_cloud.process.wait()
+    real_cloud.process = None
+    # While the cloud is away, one guest goes down (its host "rebooted", say).
+    down = ids[0]
+    os.kill(before.pop(down), signal.SIGKILL)
+    wait_for(lambda: init_pid(down) is None)
+    real_cloud.start()
+    listed = cli("server", "list", "--name", "^keep", "-f", "json").json()
+    assert sorted(s["Status"] for s in listed) == ["ACTIVE"] * 5
+    # The others' very same PID 1s run: adopted, neither restarted nor started twice; the
+    # one that went down was started again (--resume-guests-on-start, the default).
+    assert {server_id: init_pid(server_id) for server_id in ids[1:]} == before
+    assert init_pid(down) is not None
+    for server_id in ids:
+        assert len([p for p in GuestCgroup(server_id).pids() if _is_pid1(p)]) == 1
+    cli("server", "delete", "--wait", *ids)
+
+
+def qemu_pids(server_id: str) -> list[int]:
+    """The qemu processes running this server (named `ps-<server id>`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"qemu-system-x86_64") and f"ps-{server_id}".encode() in argv:
+                found.append(int(entry.name))
+    return [pid for pid in found if _running(pid)]
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu is not installed")
+def test_a_tiny_vm_server_is_a_qemu_vm(cli: OpenStackCli) -> None:
+    server_id = boot(cli, "vm1", "tiny-vm")["id"]
+    assert len(qemu_pids(server_id)) == 1
+    wait_for(lambda: image_builds.BOOT_MARKER in console(cli, server_id), 60, "VM boot marker")
+    first = qemu_pids(server_id)
+
+    cli("server", "stop", server_id)
+    wait_status(cli, server_id, "SHUTOFF", 30)
+    assert qemu_pids(server_id) == []
+    cli("server", "start", server_id)
+    wait_status(cli, server_id, "ACTIVE", 30)
+    assert qemu_pids(server_id) not in ([], first)
+
+    cli("server", "rescue", server_id)
+    wait_status(cli, server_id, "RESCUE", 30)
+    cli("server", "unrescue", server_id)
+    wait_status(cli, server_id, "ACTIVE", 30)
+    assert len(qemu_pids(server_id)) == 1
+
+    cli("server", "delete", "--wait", server_id)
+    assert qemu_pids(server_id) == []
