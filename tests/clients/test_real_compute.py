@@ -9,6 +9,7 @@ no guest, namespace, mount or cgroup of this cloud is left behind.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import pytest
 from pocketstack.host import cgroups, image_builds, namespaces
 from pocketstack.host.cgroups import GuestCgroup
 from tests.clients.conftest import OpenStackCli, Server
+from tests.real import host_checks
 
 pytestmark = pytest.mark.skipif(
     namespaces.missing() is not None, reason=f"real compute: {namespaces.missing()}"
@@ -105,19 +107,7 @@ def console(cli: OpenStackCli, server_id: str) -> str:
 
 def init_pid(server_id: str) -> int | None:
     """The host pid of the server's PID 1 (the image's /sbin/init), if it runs."""
-    return next((pid for pid in GuestCgroup(server_id).pids() if _is_pid1(pid)), None)
-
-
-def _is_pid1(pid: int) -> bool:
-    """Is this host pid the PID 1 of its own pid namespace?"""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    nspids = next(
-        (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), []
-    )
-    return len(nspids) > 1 and nspids[-1] == "1"
+    return next(iter(host_checks.pid1s(server_id)), None)
 
 
 def guest_file(server_id: str, path: str) -> str:
@@ -181,7 +171,7 @@ def test_a_busybox_server_lives_its_whole_life_on_real_processes(cli: OpenStackC
 
     processes = GuestCgroup(server_id).pids()
     cli("server", "delete", "--wait", server_id)
-    assert not [p for p in processes if _running(p)]
+    assert not [p for p in processes if host_checks.running(p)]
     assert server_id not in namespaces.guest_netns()
     assert server_id not in cgroups.guest_groups()
     assert server_id not in Path("/proc/mounts").read_text()
@@ -191,13 +181,6 @@ def _user_data() -> Path:
     path = Path(f"/tmp/user-data-{uuid.uuid4().hex}")
     path.write_text("#!/bin/sh\necho written > /root/from-user-data\n")
     return path
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_server_whose_init_dies_is_shut_off_with_an_action(cli: OpenStackCli) -> None:
@@ -218,7 +201,7 @@ def test_servers_survive_a_kill_9_of_the_cloud(cli: OpenStackCli, real_cloud: Se
     listed = cli("server", "list", "--name", "^keep", "-f", "json").json()
     ids = [s["ID"] for s in listed if s["Status"] == "ACTIVE"]
     assert len(ids) == 5, listed
-    before = {server_id: wait_for(lambda s=server_id: init_pid(s)) for server_id in ids}
+    before: dict[str, int] = {s: wait_for(functools.partial(init_pid, s)) for s in ids}
     assert real_cloud.process is not None
     real_cloud.process.kill()
     real_cloud.process.wait()
@@ -235,7 +218,7 @@ def test_servers_survive_a_kill_9_of_the_cloud(cli: OpenStackCli, real_cloud: Se
     assert {server_id: init_pid(server_id) for server_id in ids[1:]} == before
     assert init_pid(down) is not None
     for server_id in ids:
-        assert len([p for p in GuestCgroup(server_id).pids() if _is_pid1(p)]) == 1
+        assert len(host_checks.pid1s(server_id)) == 1
     cli("server", "delete", "--wait", *ids)
 
 
@@ -250,7 +233,7 @@ def qemu_pids(server_id: str) -> list[int]:
                 continue
             if argv[0].endswith(b"qemu-system-x86_64") and f"ps-{server_id}".encode() in argv:
                 found.append(int(entry.name))
-    return [pid for pid in found if _running(pid)]
+    return [pid for pid in found if host_checks.running(pid)]
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu is not installed")

@@ -23,6 +23,7 @@ from pocketstack.compute import drivers
 from pocketstack.compute.drivers import namespace
 from pocketstack.host import cgroups, image_builds, namespaces
 from pocketstack.host.cgroups import GuestCgroup
+from tests.real import host_checks
 
 pytestmark = pytest.mark.skipif(
     namespaces.missing() is not None, reason=f"namespace guests: {namespaces.missing()}"
@@ -113,30 +114,9 @@ def guest_files(server_id: str, path: str) -> str:
 
 
 def pid1_of(server_id: str) -> int:
-    pids = GuestCgroup(server_id).pids()
-    inits = [p for p in pids if is_init(p)]
-    assert len(inits) == 1, (pids, inits)
+    inits = host_checks.pid1s(server_id)
+    assert len(inits) == 1, inits
     return inits[0]
-
-
-def is_init(pid: int) -> bool:
-    """Is this host pid the PID 1 of its own pid namespace?"""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    nspids = next(
-        (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), []
-    )
-    return len(nspids) > 1 and nspids[-1] == "1"
-
-
-def running(pid: int) -> bool:
-    """A process that exists and has not exited (a zombie waits only for its reaping)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def left_on_host(server_id: str, workdir: Path) -> list[str]:
@@ -174,7 +154,7 @@ def test_a_guest_boots_serves_http_and_goes_away_without_a_trace(
 
     driver.destroy(server_id)
     assert server_id not in driver.guests()
-    assert not [p for p in processes if running(p)]
+    assert not [p for p in processes if host_checks.running(p)]
     assert left_on_host(server_id, tmp_path / "work") == []
 
 

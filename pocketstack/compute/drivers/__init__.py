@@ -7,6 +7,8 @@ and scale runs); real drivers (namespaces, qemu) implement the same protocol.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,3 +134,19 @@ class Driver(Protocol):
         """The guest's root disk as image bytes; None when the guest never wrote to its
         image (the image's own bytes are then the snapshot)."""
         ...
+
+
+def hostname(name: str) -> str:
+    """A server's name as a host name a guest can set (letters, digits, dashes)."""
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")
+    return cleaned[:63] or "server"
+
+
+def user_data(spec: GuestSpec) -> bytes | None:
+    """The user data the guest runs: the API keeps it base64-encoded."""
+    if not spec.user_data:
+        return None
+    try:
+        return base64.b64decode(spec.user_data)
+    except binascii.Error as exc:
+        raise DriverError(f"user_data of {spec.name} is not base64: {exc}") from exc

@@ -13,9 +13,6 @@ leaves of a guest is found through it, and removed when no server owns it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -63,10 +60,12 @@ class NamespaceGuest:
     def size(self) -> Size:
         return Size(self.vcpus, self.memory_mb, self.disk_gb)
 
-
-def _hostname(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")
-    return cleaned[:63] or "server"
+    @classmethod
+    def of(cls, spec: GuestSpec) -> NamespaceGuest:
+        """A new guest of `spec`, running, on its image's root."""
+        size = spec.size
+        return cls(spec.name, spec.image_ref, size.vcpus, size.memory_mb, size.disk_gb,
+                   spec.boot_serial)  # fmt: skip
 
 
 def is_rootfs(image: drivers.ImageFile) -> bool:
@@ -85,9 +84,6 @@ class NamespaceDriver:
         self.images = images
         self._resources = resources
         self._lock = threading.RLock()
-        self._cache: dict[str, NamespaceGuest] = {
-            uuid: record for uuid in self.records.uuids() if (record := self.records.load(uuid))
-        }
 
     def resources(self) -> HostResources:
         return self._resources()
@@ -109,36 +105,16 @@ class NamespaceDriver:
         return drivers.PAUSED if record.paused else drivers.RUNNING
 
     def guests(self) -> dict[str, Guest]:
-        """Every guest this driver has. A guest directory without a record (a crash cut a
-        spawn or a delete short) shows as a SHUTDOWN guest, so the agent's orphan check
-        removes what is left of it. Names on the host (network namespaces, cgroups) are
+        """Every guest of this cloud. Names on the host (network namespaces, cgroups) are
         shared with other clouds on the machine: only a directory here makes one ours."""
         with self._lock:
-            found = {
-                uuid: Guest(
-                    uuid, self._power(uuid, record), record.image_ref, record.size,
-                    record.boot_serial, record.rescued,
-                )
-                for uuid, record in self._cache.items()
-            }  # fmt: skip
-            for uuid in set(self.records.uuids()) - found.keys():
-                found[uuid] = Guest(uuid, drivers.SHUTDOWN, "", Size(0, 0, 0), 0, False)
-            return found
+            return self.records.guests(self._power)
 
     def _record(self, uuid: str) -> NamespaceGuest:
-        record = self._cache.get(uuid)
-        if record is None:
-            raise DriverError(f"server {uuid} has no guest on host {self.host}")
-        return record
-
-    def _save(self, uuid: str, record: NamespaceGuest) -> None:
-        self.records.save(uuid, record)
-        self._cache[uuid] = record
+        return self.records.require(uuid, self.host)
 
     def _update(self, uuid: str, **changes: object) -> NamespaceGuest:
-        record = dataclasses.replace(self._record(uuid), **changes)  # type: ignore[arg-type]
-        self._save(uuid, record)
-        return record
+        return self.records.update(uuid, self.host, **changes)
 
     # Building blocks ---------------------------------------------------------------------
 
@@ -169,14 +145,12 @@ class NamespaceDriver:
         namespaces.mount_overlay(layout, self._image_tree(spec.image_ref))
         config = layout.root / "pocketstack"
         config.mkdir(exist_ok=True)
-        (config / "hostname").write_text(_hostname(spec.name) + "\n")
-        user_data = config / "user-data"
-        user_data.unlink(missing_ok=True)
-        if spec.user_data:
-            try:
-                user_data.write_bytes(base64.b64decode(spec.user_data))
-            except binascii.Error as exc:
-                raise DriverError(f"user_data of {spec.name} is not base64: {exc}") from exc
+        (config / "hostname").write_text(drivers.hostname(spec.name) + "\n")
+        script = config / "user-data"
+        script.unlink(missing_ok=True)
+        user_data = drivers.user_data(spec)
+        if user_data is not None:
+            script.write_bytes(user_data)
 
     def _boot(self, uuid: str) -> None:
         """Start PID 1 of the guest as its record says (normal or rescue root)."""
@@ -194,7 +168,8 @@ class NamespaceDriver:
         )  # fmt: skip
         console = self.records.dir(uuid) / CONSOLE_FILE
         try:
-            holder = namespaces.launch(uuid, root, _hostname(record.name), console, cgroup, mnt)
+            name = drivers.hostname(record.name)
+            holder = namespaces.launch(uuid, root, name, console, cgroup, mnt)
         except HostCommandError as exc:
             raise DriverError(str(exc)) from exc
         holder.save(self.records.dir(uuid) / HOLDER_FILE)
@@ -223,10 +198,7 @@ class NamespaceDriver:
 
     def spawn(self, spec: GuestSpec) -> None:
         with self._lock:
-            self._save(spec.uuid, NamespaceGuest(
-                spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb,
-                spec.size.disk_gb, spec.boot_serial,
-            ))  # fmt: skip
+            self.records.save(spec.uuid, NamespaceGuest.of(spec))
             self._prepare_root(spec.uuid, spec, fresh=False)
             self._boot(spec.uuid)
 
@@ -239,17 +211,13 @@ class NamespaceDriver:
             namespaces.delete_netns(uuid)
             GuestCgroup(uuid).remove()
             self.records.remove(uuid)
-            self._cache.pop(uuid, None)
 
     def rebuild(self, spec: GuestSpec) -> None:
         """A new root from the (maybe new) image; the console log and namespace stay."""
         with self._lock:
             self._halt(spec.uuid, hard=False)
             self._unrescue_root(spec.uuid)
-            self._save(spec.uuid, NamespaceGuest(
-                spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb,
-                spec.size.disk_gb, spec.boot_serial,
-            ))  # fmt: skip
+            self.records.save(spec.uuid, NamespaceGuest.of(spec))
             self._prepare_root(spec.uuid, spec, fresh=True)
             self._boot(spec.uuid)
 
@@ -307,7 +275,7 @@ class NamespaceDriver:
             namespaces.mount_overlay(rescue, self._image_tree(record.image_ref))
             config = rescue.root / "pocketstack"
             config.mkdir(exist_ok=True)
-            (config / "hostname").write_text(_hostname(record.name) + "\n")
+            (config / "hostname").write_text(drivers.hostname(record.name) + "\n")
             self._update(uuid, rescued=True)
             self._boot(uuid)
 
@@ -315,7 +283,7 @@ class NamespaceDriver:
         rescue = self._layout(uuid, rescue=True)
         namespaces.unmount(rescue.root)
         shutil.rmtree(rescue.directory, ignore_errors=True)
-        if uuid in self._cache:
+        if self.records.get(uuid) is not None:
             self._update(uuid, rescued=False)
 
     def unrescue(self, uuid: str) -> None:

@@ -19,10 +19,7 @@ the network service will plug a tap per port.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import dataclasses
 import os
 import shutil
 import threading
@@ -85,20 +82,6 @@ class QemuGuest:
         return Size(self.vcpus, self.memory_mb, self.disk_gb)
 
 
-def _hostname(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name).strip("-")
-    return cleaned[:63] or "server"
-
-
-def _user_data(spec: GuestSpec) -> bytes | None:
-    if not spec.user_data:
-        return None
-    try:
-        return base64.b64decode(spec.user_data)
-    except binascii.Error as exc:
-        raise DriverError(f"user_data of {spec.name} is not base64: {exc}") from exc
-
-
 def _place(source: Path, target: Path) -> None:
     """`target` holds `source`'s bytes: a hard link, or a copy across file systems."""
     partial = target.with_name(target.name + ".part")
@@ -120,14 +103,11 @@ class QemuDriver:
             raise ValueError(f"accel must be one of {qemu.ACCELERATORS}, not {accel!r}")
         self.host = host
         self.workdir = workdir
-        self.records = GuestRecords(workdir, QemuGuest)
+        self.records = GuestRecords(workdir, QemuGuest, "VM")
         self.images = images
         self.accel = accel
         self._resources = resources
         self._lock = threading.RLock()
-        self._cache: dict[str, QemuGuest] = {
-            uuid: record for uuid in self.records.uuids() if (record := self.records.load(uuid))
-        }
 
     def resources(self) -> HostResources:
         return self._resources() if callable(self._resources) else self._resources
@@ -151,34 +131,14 @@ class QemuDriver:
         return drivers.SHUTDOWN if state == "shutdown" else drivers.RUNNING
 
     def guests(self) -> dict[str, Guest]:
-        """Every guest this driver has; a directory without a record (a spawn cut short)
-        shows as a SHUTDOWN guest, so the agent's orphan check removes it."""
         with self._lock:
-            found = {
-                uuid: Guest(
-                    uuid, self._power(uuid, record), record.image_ref, record.size,
-                    record.boot_serial, record.rescued,
-                )
-                for uuid, record in self._cache.items()
-            }  # fmt: skip
-            for uuid in set(self.records.uuids()) - found.keys():
-                found[uuid] = Guest(uuid, drivers.SHUTDOWN, "", Size(0, 0, 0), 0, False)
-            return found
+            return self.records.guests(self._power)
 
     def _record(self, uuid: str) -> QemuGuest:
-        record = self._cache.get(uuid)
-        if record is None:
-            raise DriverError(f"server {uuid} has no VM on host {self.host}")
-        return record
-
-    def _save(self, uuid: str, record: QemuGuest) -> None:
-        self.records.save(uuid, record)
-        self._cache[uuid] = record
+        return self.records.require(uuid, self.host)
 
     def _update(self, uuid: str, **changes: object) -> QemuGuest:
-        record = dataclasses.replace(self._record(uuid), **changes)  # type: ignore[arg-type]
-        self._save(uuid, record)
-        return record
+        return self.records.update(uuid, self.host, **changes)
 
     # Building blocks ---------------------------------------------------------------------
 
@@ -204,7 +164,7 @@ class QemuDriver:
         ramdisk_id = image.properties.get("ramdisk_id")
         kernel = self.images.image(kernel_id) if kernel_id else None
         ramdisk = self.images.image(ramdisk_id) if kernel and ramdisk_id else None
-        user_data = _user_data(spec)
+        user_data = drivers.user_data(spec)
         disk_format = qemu.disk_format(image.disk_format) or "raw"
         command_line = None
         if kernel is not None:
@@ -219,7 +179,7 @@ class QemuDriver:
             spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb, spec.size.disk_gb,
             spec.boot_serial, disk_format, command_line, ramdisk is not None,
         )  # fmt: skip
-        self._save(spec.uuid, record)
+        self.records.save(spec.uuid, record)
         base = directory / f"base.{disk_format}"
         try:
             _place(image.path, base)
@@ -227,7 +187,7 @@ class QemuDriver:
                 _place(kernel.path, directory / KERNEL)
             if ramdisk is not None:
                 _place(ramdisk.path, directory / RAMDISK)
-                hostname = _hostname(spec.name)
+                hostname = drivers.hostname(spec.name)
                 vm_image.append_config(directory / RAMDISK, directory / INITRD, hostname, user_data)
             self._make_disk(directory / DISK, base, disk_format, spec.size.disk_gb)
         except (OSError, HostCommandError) as exc:
@@ -286,7 +246,7 @@ class QemuDriver:
         """Make the VM and boot it; a VM that already exists is only started if it is down
         (its disk kept)."""
         with self._lock:
-            record = self._cache.get(spec.uuid)
+            record = self.records.get(spec.uuid)
             if record is None or not (self._dir(spec.uuid) / DISK).exists():
                 self._prepare(spec)
             self._boot(spec.uuid)
@@ -296,7 +256,6 @@ class QemuDriver:
         with self._lock:
             self._halt(uuid, hard=True)
             self.records.remove(uuid)
-            self._cache.pop(uuid, None)
 
     def rebuild(self, spec: GuestSpec) -> None:
         """A fresh root disk from the (maybe new) image, booted; the console log stays."""
