@@ -212,6 +212,10 @@ class AgentRunner:
         self.control = control
         self.resume_guests = resume_guests
         self.wake = threading.Event()
+        # Requests waiting for their servers' specs to be done (see `wait_done`).
+        self._done = threading.Condition()
+        self._passes_started = self._passes_done = 0
+        self._just_done: set[str] = set()
         self.started_at = datetime.now(UTC).replace(tzinfo=None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="compute-agent", daemon=True)
@@ -245,10 +249,40 @@ class AgentRunner:
 
     def run_pending(self) -> int:
         """Reconcile every spec that moved; the number handled."""
+        with self._done:
+            self._passes_started += 1
+            this_pass = self._passes_started
         specs = self.control.pending(list(self.agents))
         for spec in specs:
             self._reconcile(spec)
+            with self._done:
+                self._just_done.add(spec.guest.uuid)
+                self._done.notify_all()
+        with self._done:
+            self._passes_done = this_pass
+            self._just_done.clear()
+            self._done.notify_all()
         return len(specs)
+
+    def wait_done(self, uuids: Sequence[str], timeout_s: float) -> None:
+        """Wake the agents and wait (at most `timeout_s`) until a pass that started after
+        this call has handled these servers' specs: a request that changed them answers
+        once its host has acted, so a client looking right after sees the result (the
+        `openstack ... --wait` commands look again only every 5 s). Servers of hosts this
+        process does not run end the wait with that pass."""
+        waiting = set(uuids)
+        deadline = time.monotonic() + timeout_s
+        with self._done:
+            target = self._passes_started + 1
+            self.wake.set()
+            while self._passes_done < target:
+                # `_just_done` holds what the pass under way handled so far.
+                if self._passes_started >= target and waiting <= self._just_done:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._done.wait(left)
 
     def resync(self) -> None:
         """Look at every server of every host, not only the ones that changed."""

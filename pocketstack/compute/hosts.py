@@ -358,10 +358,19 @@ def agents_started_at(runtime: Runtime, host: str) -> datetime | None:
     return runner.started_at
 
 
-def wake_agents(runtime: Runtime) -> None:
-    """Tell this process's agents that a spec changed (other processes poll)."""
+# How long a request that changed servers waits for this process's hosts to act on them.
+SETTLE_WAIT_S = 2.0
+
+
+def wake_agents(runtime: Runtime, settle: Sequence[str] = ()) -> None:
+    """Tell this process's agents that a spec changed (other processes poll); with `settle`,
+    return once they have acted on those servers, or after SETTLE_WAIT_S."""
     runner: agent_mod.AgentRunner | None = runtime.state.get(_RUNNER_KEY)
-    if runner is not None:
+    if runner is None:
+        return
+    if settle:
+        runner.wait_done(settle, SETTLE_WAIT_S)
+    else:
         runner.wake.set()
 
 

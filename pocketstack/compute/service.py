@@ -401,7 +401,7 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
                 limits,
             )
         )  # fmt: skip
-    hosts.wake_agents(ctx.runtime)
+    hosts.wake_agents(ctx.runtime, settle=created)
     return created
 
 
@@ -917,7 +917,7 @@ def delete_server(ctx: RequestContext, server_id: str) -> None:
         )
     server_groups.leave(ctx, server_id)
     if not gone_now:
-        hosts.wake_agents(ctx.runtime)
+        hosts.wake_agents(ctx.runtime, settle=[server_id])
 
 
 def _refuse_if_locked(ctx: RequestContext, row: cell_models.Instance) -> None:
@@ -993,7 +993,7 @@ def change_state(ctx: RequestContext, server_id: str, transition_name: str) -> N
         _record_action(
             session, ctx, server_id, transition.action, f"compute_{transition.action}_instance"
         )
-    hosts.wake_agents(ctx.runtime)
+    hosts.wake_agents(ctx.runtime, settle=[server_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -1049,8 +1049,9 @@ def rebuild_server(ctx: RequestContext, server_id: str, request: RebuildRequest)
         row.generation += 1
         row.updated_at = now()
         _record_action(session, ctx, server_id, "rebuild", "compute_rebuild_instance")
-    hosts.wake_agents(ctx.runtime)
-    return get_server(ctx, server_id)
+    rebuilding = get_server(ctx, server_id)
+    hosts.wake_agents(ctx.runtime, settle=[server_id])
+    return rebuilding
 
 
 def _flavor_fields(copy: Mapping[str, Any]) -> dict[str, Any]:
@@ -1114,7 +1115,7 @@ def resize_server(ctx: RequestContext, server_id: str, flavor_ref: str) -> None:
         row.generation += 1
         row.updated_at = now()
         _record_action(session, ctx, server_id, "resize", "compute_resize_instance")
-    hosts.wake_agents(ctx.runtime)
+    hosts.wake_agents(ctx.runtime, settle=[server_id])
 
 
 def confirm_resize(ctx: RequestContext, server_id: str) -> None:
@@ -1151,7 +1152,7 @@ def revert_resize(ctx: RequestContext, server_id: str) -> None:
         row.generation += 1
         row.updated_at = now()
         _record_action(session, ctx, server_id, "revertResize", "compute_revert_resize")
-    hosts.wake_agents(ctx.runtime)
+    hosts.wake_agents(ctx.runtime, settle=[server_id])
 
 
 def set_locked(ctx: RequestContext, server_id: str, locked: bool, reason: str | None) -> None:
