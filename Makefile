@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE_DIR ?=
 
-.PHONY: install up test lint unit conformance conformance-image conformance-compute conformance-placement bench bench-placement \
+.PHONY: install up test lint unit conformance conformance-image conformance-compute conformance-network conformance-placement bench bench-placement \
 	debian-packages
 
 install: debian-packages $(STAMP)
@@ -44,6 +44,9 @@ conformance-image: install
 
 conformance-compute: install
 	tests/peer/run-tempest.sh compute
+
+conformance-network: install
+	tests/peer/run-tempest.sh network
 
 conformance-placement: install
 	tests/peer/run-placement-gabbi.sh

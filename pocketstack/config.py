@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 8780
-KNOWN_SERVICES = ("identity", "placement", "image", "compute")
+KNOWN_SERVICES = ("identity", "placement", "image", "compute", "network")
 DEFAULT_SERVICES = KNOWN_SERVICES
 DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
 _DRIVERS = {

@@ -27,6 +27,8 @@ from pocketstack.identity import policies as identity_policies
 from pocketstack.image import api as image_api
 from pocketstack.image import policies as image_policies
 from pocketstack.image import service as image_service
+from pocketstack.network import api as network_api
+from pocketstack.network import policies as network_policies
 from pocketstack.placement import api as placement_api
 from pocketstack.placement import policies as placement_policies
 from pocketstack.placement import service as placement_service
@@ -107,6 +109,18 @@ SERVICES: dict[str, ServiceSpec] = {
         prepare=compute_service.prepare,
         start=compute_service.start,
         close=compute_cells.dispose,
+    ),
+    "network": ServiceSpec(
+        name="network",
+        catalog_type="network",
+        catalog_name="neutron",
+        prefix="/networking",
+        catalog_suffix="",
+        migrations=_PACKAGE / "network" / "migrations",
+        policies=network_policies.RULES,
+        create_app=network_api.create_app,
+        install=lambda _runtime: None,
+        prepare=lambda _runtime: None,
     ),
 }
 

@@ -2,7 +2,7 @@
 # Run one service's Tempest API tests against a fresh `pocketstack up` and
 # record the results in that service's section of docs/conformance.md.
 #
-#   usage: tests/peer/run-tempest.sh SERVICE      SERVICE: identity | image | compute
+#   usage: tests/peer/run-tempest.sh SERVICE      SERVICE: identity | image | compute | network
 #          (make conformance = identity, make conformance-image = image)
 #
 # Steps: start `pocketstack up` in a temporary state dir on a free loopback
@@ -37,7 +37,8 @@ case "$SERVICE" in
     identity) SECTION_TITLE='## Identity (Tempest `tempest.api.identity`)' ;;
     image) SECTION_TITLE='## Image (Tempest `tempest.api.image`)' ;;
     compute) SECTION_TITLE='## Compute (Tempest `tempest.api.compute`)' ;;
-    *) echo "usage: $0 identity|image|compute" >&2; exit 2 ;;
+    network) SECTION_TITLE='## Networking (Tempest `tempest.api.network`)' ;;
+    *) echo "usage: $0 identity|image|compute|network" >&2; exit 2 ;;
 esac
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SHARED="${SHARED_DIR:-$REPO/../shared}"
@@ -47,6 +48,8 @@ REGEX="${REGEX:-^tempest\.api\.$SERVICE\.}"
 DOC="${CONFORMANCE_DOC:-$REPO/docs/conformance.md}"
 export POCKETSTACK_PASSWORD_HASH_ROUNDS="${POCKETSTACK_PASSWORD_HASH_ROUNDS:-4}"
 export IDENTITY_EXTENSIONS="${IDENTITY_EXTENSIONS-OS-INHERIT}"
+# Networking serves IPv6 subnets (SLAAC and DHCPv6 modes): let Tempest's IPv6 classes run.
+[ "$SERVICE" = network ] && export NETWORK_IPV6="${NETWORK_IPV6:-true}"
 
 die() { echo "run-tempest $SERVICE: $*" >&2; exit 2; }
 
@@ -100,8 +103,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo ">> pocketstack up on $BASE (state $STATE)"
+# The API is what is measured: fake compute hosts, no built-in images to count.
 "$POCKETSTACK" up --state-dir "$STATE" --bind "127.0.0.1:$PORT" \
-    --admin-password "$PASSWORD" --no-clouds-yaml >"$SERVER_LOG" 2>&1 &
+    --admin-password "$PASSWORD" --no-clouds-yaml --compute-driver fake --no-builtin-images \
+    >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 ready=0
 for _ in $(seq 1 300); do

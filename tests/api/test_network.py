@@ -1,0 +1,280 @@
+"""The networking API as Neutron clients use it: networks, subnets, ports with IPAM,
+security groups, tags, revisions, filters, quotas and who sees what."""
+
+from __future__ import annotations
+
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Cloud
+
+
+class Network:
+    def __init__(self, cloud: Cloud, token: str) -> None:
+        self.cloud, self.token = cloud, token
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        return self.cloud.client.request(
+            method,
+            f"/networking/v2.0{path}",
+            json=body,
+            headers={"X-Auth-Token": token or self.token, **(headers or {})},
+        )
+
+    def make(self, kind: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
+        member = kind.rstrip("s").replace("-", "_")
+        answer = self("POST", f"/{kind}", {member: fields}, token=token)
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json()[member])
+
+
+@pytest.fixture
+def net(cloud: Cloud) -> Network:
+    return Network(cloud, cloud.admin)
+
+
+def _member(cloud: Cloud, name: str) -> tuple[str, str]:
+    project = cloud.create(cloud.admin, "project", name=name, domain_id="default")
+    cloud.user_with_role(cloud.admin, f"{name}-user", project["id"], "member")
+    return cloud.token(f"{name}-user", f"{name}-user-pw", project=name), project["id"]
+
+
+def test_a_network_with_subnets_hands_out_addresses_ports_can_use(net: Network) -> None:
+    network = net.make("networks", name="private")
+    assert network["mtu"] == 1450 and network["provider:network_type"] == "vxlan"
+    assert network["status"] == "ACTIVE" and network["revision_number"] == 1
+    v4 = net.make("subnets", network_id=network["id"], ip_version=4, cidr="100.64.20.0/24")
+    assert v4["gateway_ip"] == "100.64.20.1"
+    assert v4["allocation_pools"] == [{"start": "100.64.20.2", "end": "100.64.20.254"}]
+    v6 = net.make(
+        "subnets",
+        network_id=network["id"],
+        ip_version=6,
+        cidr="fd00:20::/64",
+        ipv6_ra_mode="slaac",
+        ipv6_address_mode="slaac",
+    )
+    port = net.make("ports", network_id=network["id"], name="p1", dns_name="web")
+    addresses = {f["subnet_id"]: f["ip_address"] for f in port["fixed_ips"]}
+    assert addresses[v4["id"]] == "100.64.20.2"
+    assert ipaddress.ip_address(addresses[v6["id"]]) in ipaddress.ip_network("fd00:20::/64")
+    assert port["dns_assignment"][0]["hostname"] == "web"
+    assert len(port["security_groups"]) == 1
+    fixed = net.make(
+        "ports",
+        network_id=network["id"],
+        fixed_ips=[{"subnet_id": v4["id"], "ip_address": "100.64.20.50"}],
+    )
+    assert fixed["fixed_ips"] == [{"subnet_id": v4["id"], "ip_address": "100.64.20.50"}]
+    taken = net(
+        "POST",
+        "/ports",
+        {"port": {"network_id": network["id"], "fixed_ips": [{"ip_address": "100.64.20.50"}]}},
+    )
+    assert taken.status_code == 409
+    assert taken.json()["NeutronError"]["type"] == "IpAddressAlreadyAllocated"
+    shown = net("GET", f"/networks/{network['id']}").json()["network"]
+    assert sorted(shown["subnets"]) == sorted([v4["id"], v6["id"]])
+    in_use = net("DELETE", f"/networks/{network['id']}")
+    assert in_use.status_code == 409 and in_use.json()["NeutronError"]["type"] == "NetworkInUse"
+    for made in (port, fixed):
+        assert net("DELETE", f"/ports/{made['id']}").status_code == 204
+    assert net("DELETE", f"/networks/{network['id']}").status_code == 204
+    assert net("GET", f"/subnets/{v4['id']}").status_code == 404
+
+
+def test_concurrent_ports_never_share_an_address(net: Network) -> None:
+    network = net.make("networks", name="small")
+    subnet = net.make("subnets", network_id=network["id"], ip_version=4, cidr="100.64.30.0/27")
+    free = 32 - 3  # network, broadcast and gateway addresses are not handed out
+
+    def create(index: int) -> Any:
+        return net("POST", "/ports", {"port": {"network_id": network["id"], "name": f"c{index}"}})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(create, range(32)))
+    made = [a.json()["port"] for a in answers if a.status_code == 201]
+    refused = [a for a in answers if a.status_code != 201]
+    assert len(made) == free
+    assert {a.status_code for a in refused} == {409}
+    addresses = [p["fixed_ips"][0]["ip_address"] for p in made]
+    assert len(set(addresses)) == free
+    assert all(p["fixed_ips"][0]["subnet_id"] == subnet["id"] for p in made)
+
+
+def test_segmentation_ids_never_collide_and_provider_fields_are_admin_only(
+    net: Network, cloud: Cloud
+) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        made = list(pool.map(lambda i: net.make("networks", name=f"n{i}"), range(8)))
+    ids = [n["provider:segmentation_id"] for n in made]
+    assert len(set(ids)) == 8
+    clash = net(
+        "POST",
+        "/networks",
+        {"network": {"provider:network_type": "vxlan", "provider:segmentation_id": ids[0]}},
+    )
+    assert clash.status_code == 409
+    token, _ = _member(cloud, "prov")
+    own = net.make("networks", token=token, name="mine")
+    assert "provider:network_type" not in own
+    denied = net("POST", "/networks", {"network": {"shared": True}}, token=token)
+    assert denied.status_code == 403
+
+
+def test_who_sees_what(net: Network, cloud: Cloud) -> None:
+    alice, _ = _member(cloud, "alice")
+    bob, _ = _member(cloud, "bob")
+    private = net.make("networks", token=alice, name="alice-net")
+    shared = net.make("networks", name="shared-net", shared=True)
+    seen = {n["id"] for n in net("GET", "/networks", token=bob).json()["networks"]}
+    assert shared["id"] in seen and private["id"] not in seen
+    assert net("GET", f"/networks/{private['id']}", token=bob).status_code == 404
+    assert net("DELETE", f"/networks/{private['id']}", token=bob).status_code == 404
+    net.make("subnets", network_id=shared["id"], ip_version=4, cidr="100.64.40.0/24")
+    port = net.make("ports", token=bob, network_id=shared["id"])
+    assert port["project_id"] != shared["project_id"]
+    refused = net(
+        "POST",
+        "/subnets",
+        {"subnet": {"network_id": shared["id"], "ip_version": 4, "cidr": "100.64.41.0/24"}},
+        token=bob,
+    )
+    assert refused.status_code == 403
+
+
+def test_revisions_if_match_tags_filters_fields_and_paging(net: Network) -> None:
+    network = net.make("networks", name="rev", tags=["blue"])
+    path = f"/networks/{network['id']}"
+    stale = net("PUT", path, {"network": {"name": "x"}}, headers={"If-Match": "revision_number=0"})
+    assert stale.status_code == 412
+    updated = net(
+        "PUT",
+        path,
+        {"network": {"name": "rev2"}},
+        headers={"If-Match": f"revision_number={network['revision_number']}"},
+    )
+    assert updated.json()["network"]["revision_number"] == network["revision_number"] + 1
+    assert net("PUT", f"{path}/tags/red").status_code == 201
+    assert net("GET", f"{path}/tags").json()["tags"] == ["blue", "red"]
+    assert net("GET", f"{path}/tags/green").status_code == 404
+    both = net("GET", "/networks?tags=blue,red").json()["networks"]
+    assert [n["id"] for n in both] == [network["id"]]
+    assert net("GET", "/networks?not-tags-any=red").json()["networks"] == []
+    for index in range(3):
+        net.make("networks", name=f"page{index}")
+    only = net("GET", "/networks?name=rev2&fields=id&fields=name").json()["networks"]
+    assert only == [{"id": network["id"], "name": "rev2"}]
+    page = net("GET", "/networks?limit=2&sort_key=name&sort_dir=asc").json()
+    assert [n["name"] for n in page["networks"]] == ["page0", "page1"]
+    assert page["networks_links"][0]["rel"] == "next"
+    bad = net("GET", "/networks?admin_state_up=maybe")
+    assert bad.status_code == 400
+
+
+def test_bad_input_is_a_400_naming_the_problem(net: Network) -> None:
+    cases = [
+        ("/networks", {"network": {"mtu": "big"}}, "mtu"),
+        ("/networks", {"network": {"flavor": "x"}}, "Unrecognized attribute"),
+        ("/subnets", {"subnet": {"ip_version": 4, "cidr": "100.64.0.0/24"}}, "network_id"),
+        ("/ports", {"port": {"network_id": "x", "mac_address": "zz"}}, "mac_address"),
+        (
+            "/security-group-rules",
+            {"security_group_rule": {"direction": "sideways", "security_group_id": "x"}},
+            "direction",
+        ),
+    ]
+    for path, body, word in cases:
+        answer = net("POST", path, body)
+        assert answer.status_code == 400, (path, answer.text)
+        assert word in answer.json()["NeutronError"]["message"]
+    network = net.make("networks")
+    overlap = {"network_id": network["id"], "ip_version": 4, "cidr": "100.64.50.0/24"}
+    net.make("subnets", **overlap)
+    assert (
+        net("POST", "/subnets", {"subnet": {**overlap, "cidr": "100.64.50.128/25"}}).status_code
+        == 400
+    )
+
+
+def test_security_groups_start_with_neutron_defaults(net: Network, cloud: Cloud) -> None:
+    token, project_id = _member(cloud, "sg")
+    groups = net("GET", "/security-groups", token=token).json()["security_groups"]
+    default = next(g for g in groups if g["name"] == "default")
+    rules = {
+        (r["direction"], r["ethertype"], r["remote_group_id"])
+        for r in default["security_group_rules"]
+    }
+    assert rules == {
+        ("egress", "IPv4", None),
+        ("egress", "IPv6", None),
+        ("ingress", "IPv4", default["id"]),
+        ("ingress", "IPv6", default["id"]),
+    }
+    web = net.make("security-groups", token=token, name="web")
+    rule = net.make(
+        "security-group-rules",
+        token=token,
+        security_group_id=web["id"],
+        direction="ingress",
+        protocol="tcp",
+        port_range_min=80,
+        port_range_max=80,
+    )
+    again = net(
+        "POST",
+        "/security-group-rules",
+        {
+            "security_group_rule": {
+                "security_group_id": web["id"],
+                "direction": "ingress",
+                "protocol": "tcp",
+                "port_range_min": 80,
+                "port_range_max": 80,
+            }
+        },
+        token=token,
+    )
+    assert again.status_code == 409
+    wrong = net(
+        "POST",
+        "/security-group-rules",
+        {
+            "security_group_rule": {
+                "security_group_id": web["id"],
+                "direction": "ingress",
+                "protocol": "tcp",
+                "port_range_min": 90,
+                "port_range_max": 80,
+            }
+        },
+        token=token,
+    )
+    assert wrong.status_code == 400
+    assert net("DELETE", f"/security-group-rules/{rule['id']}", token=token).status_code == 204
+    assert net("DELETE", f"/security-groups/{default['id']}", token=token).status_code == 409
+    assert project_id == web["project_id"]
+
+
+def test_quotas_refuse_creates_beyond_the_limit(net: Network, cloud: Cloud) -> None:
+    token, project_id = _member(cloud, "quota")
+    assert net("PUT", f"/quotas/{project_id}", {"quota": {"network": 1}}).status_code == 200
+    net.make("networks", token=token)
+    over = net("POST", "/networks", {"network": {}}, token=token)
+    assert over.status_code == 409 and over.json()["NeutronError"]["type"] == "OverQuota"
+    details = net("GET", f"/quotas/{project_id}/details.json").json()["quota"]
+    assert details["network"] == {"limit": 1, "used": 1, "reserved": 0}
+    assert (
+        net("PUT", f"/quotas/{project_id}", {"quota": {"network": 5}}, token=token).status_code
+        == 403
+    )
