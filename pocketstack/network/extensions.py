@@ -54,6 +54,7 @@ _IMPLEMENTED = (
         "Tag support for resources with standard attribute: subnet, port, network, security_group",
         "Enables to set tag on resources with standard attribute.",
     ),
+    ("tag", "Tag support", "Enables to set tag on resources."),
     (
         "project-id",
         "project_id field enabled",

@@ -82,7 +82,10 @@ def listed(ctx: RequestContext) -> list[dict[str, Any]]:
 
 
 def update(ctx: RequestContext, project_id: str, changes: Mapping[str, Any]) -> dict[str, int]:
+    """New limits; with `check_limit` (quota-check-limit), none below what is in use."""
     ctx.authorize("update_quota", {"project_id": project_id})
+    changes = dict(changes)
+    check_limit = changes.pop("check_limit", False)
     for resource, value in changes.items():
         if resource not in DEFAULTS:
             raise errors.Invalid(f"Unrecognized attribute(s) '{resource}'", code="HTTPBadRequest")
@@ -93,6 +96,13 @@ def update(ctx: RequestContext, project_id: str, changes: Mapping[str, Any]) -> 
             )
     with ctx.db.write() as session:
         for resource, value in changes.items():
+            if check_limit is True and 0 <= value < used(session, project_id, resource):
+                raise errors.Invalid(
+                    f"Quota limit {value} for {resource} must be greater than or equal to "
+                    "already used and reserved "
+                    f"{used(session, project_id, resource)}.",
+                    code="InvalidQuotaValue",
+                )
             row = session.get(models.Quota, (project_id, resource))
             if row is None:
                 session.add(models.Quota(project_id=project_id, resource=resource, limit=value))

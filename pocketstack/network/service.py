@@ -738,6 +738,11 @@ def _addresses(
                     code="IpAddressAlreadyAllocated",
                 )
         chosen.append((subnet.id, wanted))
+    # SLAAC subnets address every port of the network, asked for or not, as in Neutron.
+    asked = {subnet_id for subnet_id, _ in chosen}
+    for each in subnets.values():
+        if each.id not in asked and each.ipv6_address_mode in ipam.SLAAC_MODES:
+            chosen.append((each.id, ipam.slaac_address(ipam.network(each.cidr), mac)))
     return chosen
 
 
