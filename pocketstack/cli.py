@@ -140,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"placement {resource} allocation ratio of this host (default {default})",
         )
     up.add_argument(
+        "--external-cidr",
+        default="198.18.0.0/24",
+        metavar="CIDR",
+        help="the subnet of the external network `public` (floating IPs, router gateways)",
+    )
+    up.add_argument(
         "--no-builtin-images",
         action="store_true",
         help="do not build and register the busybox and tiny-vm images",
@@ -285,6 +291,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ram_allocation_ratio=args.ram_allocation_ratio,
         disk_allocation_ratio=args.disk_allocation_ratio,
         builtin_images=not args.no_builtin_images,
+        external_cidr=args.external_cidr,
     )
     if settings.serve_at_root not in (None, *settings.services):
         raise UsageError(
@@ -328,6 +335,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                 for s in enabled
             ],
         )
+        if "network" in settings.services:
+            from pocketstack.network import builtin as builtin_network
+
+            builtin_network.ensure_public_network(runtime, admin_project, settings.external_cidr)
         if settings.builtin_images and "image" in settings.services:
             from pocketstack.image import builtin as builtin_images
 

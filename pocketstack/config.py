@@ -53,6 +53,8 @@ class Settings:
     disk_allocation_ratio: float = 1.0
     # Build and register the `busybox` and `tiny-vm` images when they are missing.
     builtin_images: bool = True
+    # The external network `up` makes (`public`): floating IPs and router gateways.
+    external_cidr: str = "198.18.0.0/24"
 
     @property
     def database_url(self) -> str:

@@ -24,7 +24,7 @@ from pocketstack.core import app as app_mod
 from pocketstack.core import errors, pagination, routing
 from pocketstack.core.auth import Ctx
 from pocketstack.core.context import RequestContext
-from pocketstack.network import common, extensions, quotas, schemas, security_groups
+from pocketstack.network import common, extensions, quotas, routers, schemas, security_groups
 from pocketstack.network import service as network_service
 from pocketstack.network.query import ListQuery
 
@@ -297,6 +297,28 @@ for _resource in (
         security_groups.delete_group,
     ),
     Resource(
+        "routers",
+        "router",
+        "routers",
+        schemas.router_body,
+        routers.create_router,
+        routers.list_routers,
+        routers.get_router,
+        routers.update_router,
+        routers.delete_router,
+    ),
+    Resource(
+        "floatingips",
+        "floatingip",
+        "floatingips",
+        schemas.floating_ip_body,
+        routers.create_floating_ip,
+        routers.list_floating_ips,
+        routers.get_floating_ip,
+        routers.update_floating_ip,
+        routers.delete_floating_ip,
+    ),
+    Resource(
         "security-group-rules",
         "security_group_rule",
         None,
@@ -309,6 +331,58 @@ for _resource in (
     ),
 ):
     _serve(_resource)
+
+
+@router.put("/v2.0/routers/{router_id}/add_router_interface")
+async def add_router_interface(request: Request, ctx: Ctx, router_id: str) -> Response:
+    info = await run_in_threadpool(routers.add_interface, ctx, router_id, await _json(request))
+    return JSONResponse(info)
+
+
+@router.put("/v2.0/routers/{router_id}/remove_router_interface")
+async def remove_router_interface(request: Request, ctx: Ctx, router_id: str) -> Response:
+    info = await run_in_threadpool(routers.remove_interface, ctx, router_id, await _json(request))
+    return JSONResponse(info)
+
+
+_FORWARDINGS = "/v2.0/floatingips/{floating_id}/port_forwardings"
+
+
+@router.get(_FORWARDINGS)
+async def list_port_forwardings(request: Request, ctx: Ctx, floating_id: str) -> Response:
+    _, fields = _list_query(request)
+    items = await run_in_threadpool(routers.list_port_forwardings, ctx, floating_id)
+    return JSONResponse({"port_forwardings": [_narrowed(i, fields) for i in items]})
+
+
+@router.post(_FORWARDINGS)
+async def create_port_forwarding(request: Request, ctx: Ctx, floating_id: str) -> Response:
+    values = schemas.port_forwarding_body(await _json(request), True)
+    made = await run_in_threadpool(routers.create_port_forwarding, ctx, floating_id, values)
+    return JSONResponse({"port_forwarding": made}, status_code=201)
+
+
+@router.get(_FORWARDINGS + "/{forwarding_id}")
+async def show_port_forwarding(ctx: Ctx, floating_id: str, forwarding_id: str) -> Response:
+    view = await run_in_threadpool(routers.get_port_forwarding, ctx, floating_id, forwarding_id)
+    return JSONResponse({"port_forwarding": view})
+
+
+@router.put(_FORWARDINGS + "/{forwarding_id}")
+async def update_port_forwarding(
+    request: Request, ctx: Ctx, floating_id: str, forwarding_id: str
+) -> Response:
+    values = schemas.port_forwarding_body(await _json(request), False)
+    view = await run_in_threadpool(
+        routers.update_port_forwarding, ctx, floating_id, forwarding_id, values
+    )
+    return JSONResponse({"port_forwarding": view})
+
+
+@router.delete(_FORWARDINGS + "/{forwarding_id}")
+async def delete_port_forwarding(ctx: Ctx, floating_id: str, forwarding_id: str) -> Response:
+    await run_in_threadpool(routers.delete_port_forwarding, ctx, floating_id, forwarding_id)
+    return Response(status_code=204)
 
 
 # Versions, extensions, quotas ----------------------------------------------------------
@@ -336,6 +410,8 @@ def list_resources(request: Request) -> Response:
         ("port", "ports"),
         ("security_group", "security-groups"),
         ("security_group_rule", "security-group-rules"),
+        ("router", "routers"),
+        ("floatingip", "floatingips"),
     ]
     return JSONResponse(
         {

@@ -171,3 +171,57 @@ class Quota(Base):
     project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     limit: Mapped[int] = mapped_column(Integer)
+
+
+class Router(StandardAttrs, Base):
+    """A router; its interfaces and gateway are ports whose device_id is the router's id."""
+
+    __tablename__ = "network_router"
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    gateway_port_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_port.id", ondelete="SET NULL")
+    )
+    enable_snat: Mapped[bool] = mapped_column(Boolean, default=True)
+    routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+
+
+class FloatingIp(StandardAttrs, Base):
+    __tablename__ = "network_floating_ip"
+    floating_network_id: Mapped[str] = mapped_column(ForeignKey("network_network.id"), index=True)
+    floating_port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_port.id", ondelete="CASCADE"), unique=True
+    )
+    floating_ip_address: Mapped[str] = mapped_column(String(64))
+    port_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_port.id", ondelete="SET NULL"), index=True
+    )
+    fixed_ip_address: Mapped[str | None] = mapped_column(String(64))
+    router_id: Mapped[str | None] = mapped_column(
+        ForeignKey("network_router.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    qos_policy_id: Mapped[str | None] = mapped_column(String(36))
+    dns_name: Mapped[str] = mapped_column(String(255), default="")
+    dns_domain: Mapped[str] = mapped_column(String(255), default="")
+
+
+class PortForwarding(Base):
+    """FIP:external port(s) -> internal address:port(s); one per (FIP, protocol, port)."""
+
+    __tablename__ = "network_port_forwarding"
+    __table_args__ = (UniqueConstraint("floatingip_id", "protocol", "external_port_start"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    floatingip_id: Mapped[str] = mapped_column(
+        ForeignKey("network_floating_ip.id", ondelete="CASCADE"), index=True
+    )
+    internal_port_id: Mapped[str] = mapped_column(
+        ForeignKey("network_port.id", ondelete="CASCADE"), index=True
+    )
+    internal_ip_address: Mapped[str] = mapped_column(String(64))
+    internal_port_start: Mapped[int] = mapped_column(Integer)
+    internal_port_end: Mapped[int] = mapped_column(Integer)
+    external_port_start: Mapped[int] = mapped_column(Integer)
+    external_port_end: Mapped[int] = mapped_column(Integer)
+    protocol: Mapped[str] = mapped_column(String(8))
+    description: Mapped[str] = mapped_column(String(255), default="")

@@ -31,6 +31,11 @@ RULES = [
     *_crud("port"),
     *_crud("security_group"),
     *_crud("security_group_rule"),
+    *_crud("router"),
+    *_crud("floatingip"),
+    *_crud("floatingip_port_forwarding"),
+    Rule("add_router_interface", MEMBER, scope_types=PROJECT),
+    Rule("remove_router_interface", MEMBER, scope_types=PROJECT),
     *(
         Rule(name, ADMIN, scope_types=PROJECT)
         for name in (
@@ -47,6 +52,9 @@ RULES = [
             "update_port:binding:profile",
             "update_port:mac_address",
             "update_quota",
+            "update_router:external_gateway_info:enable_snat",
+            "update_router:external_gateway_info:external_fixed_ips",
+            "create_floatingip:floating_ip_address",
             "delete_quota",
         )
     ),

@@ -106,6 +106,45 @@ SECURITY_GROUP_RULE = {
     "project_id": (_STR, True, False),
     "tenant_id": (_STR, True, False),
 }
+ROUTER = {
+    "name": (_STR, True, True),
+    "description": (_STR, True, True),
+    "admin_state_up": (_BOOL, True, True),
+    "external_gateway_info": (_ANY, True, True),
+    "routes": (_ANY, False, True),
+    "project_id": (_STR, True, False),
+    "tenant_id": (_STR, True, False),
+    "tags": (_LIST, True, False),
+    "distributed": (_BOOL, True, True),
+    "ha": (_BOOL, True, True),
+    "availability_zone_hints": (_LIST, True, False),
+}
+FLOATING_IP = {
+    "floating_network_id": (_STR, True, False),
+    "floating_ip_address": (_STR, True, False),
+    "subnet_id": (_STR, True, False),
+    "port_id": (_ANY, True, True),
+    "fixed_ip_address": (_ANY, True, True),
+    "description": (_STR, True, True),
+    "qos_policy_id": (_ANY, True, True),
+    "dns_name": (_STR, True, False),
+    "dns_domain": (_STR, True, False),
+    "project_id": (_STR, True, False),
+    "tenant_id": (_STR, True, False),
+    "tags": (_LIST, True, False),
+}
+PORT_FORWARDING = {
+    "internal_port_id": (_STR, True, True),
+    "internal_ip_address": (_STR, True, True),
+    "internal_port": (_ANY, True, True),
+    "external_port": (_ANY, True, True),
+    "internal_port_range": (_ANY, True, True),
+    "external_port_range": (_ANY, True, True),
+    "protocol": (_STR, True, True),
+    "description": (_STR, True, True),
+    "project_id": (_STR, True, False),
+    "tenant_id": (_STR, True, False),
+}
 VNIC_TYPES = (
     "normal",
     "direct",
@@ -178,6 +217,25 @@ def bodies(body: Any, member: str, collection: str) -> tuple[list[Any], bool]:
     if isinstance(body, dict) and isinstance(body.get(collection), list):
         return [{member: item} for item in body[collection]], True
     return [body], False
+
+
+def router_body(body: Any, creating: bool) -> dict[str, Any]:
+    values = checked(body, "router", ROUTER, creating)
+    for flag in ("distributed", "ha"):
+        if values.get(flag):
+            raise errors.Invalid(
+                f"Invalid input for {flag}: this cloud's routers are centralized and not HA.",
+                code="HTTPBadRequest",
+            )
+    return values
+
+
+def floating_ip_body(body: Any, creating: bool) -> dict[str, Any]:
+    return checked(body, "floatingip", FLOATING_IP, creating)
+
+
+def port_forwarding_body(body: Any, creating: bool) -> dict[str, Any]:
+    return checked(body, "port_forwarding", PORT_FORWARDING, creating)
 
 
 def network_body(body: Any, creating: bool) -> dict[str, Any]:

@@ -28,6 +28,8 @@ VXLAN_IDS = range(1, 16_000_000)
 BASE_MTU = 1500
 VXLAN_OVERHEAD = 50
 NETWORK_OWNED_PREFIX = "network:"
+# Ports the network removes with itself; any other port keeps a network or subnet in use.
+DHCP_OWNER = "network:dhcp"
 ALLOCATE_RETRIES = 20
 Result = TypeVar("Result")
 
@@ -294,10 +296,7 @@ def delete_network(ctx: RequestContext, network_id: str) -> None:
         in_use = session.scalar(
             select(func.count())
             .select_from(models.Port)
-            .where(
-                models.Port.network_id == network_id,
-                ~models.Port.device_owner.startswith(NETWORK_OWNED_PREFIX),
-            )
+            .where(models.Port.network_id == network_id, models.Port.device_owner != DHCP_OWNER)
         )
         if in_use:
             raise errors.Conflict(
@@ -346,7 +345,7 @@ SUBNET_SORTS = (
 )
 
 
-def _subnet(session: Session, ctx: RequestContext, subnet_id: str) -> models.Subnet:
+def subnet_row(session: Session, ctx: RequestContext, subnet_id: str) -> models.Subnet:
     row = session.get(models.Subnet, subnet_id)
     if row is not None and not ctx.is_admin and row.project_id != ctx.project_id:
         network = session.get(models.Network, row.network_id)
@@ -479,7 +478,7 @@ def list_subnets(ctx: RequestContext, query: ListQuery) -> list[dict[str, Any]]:
 
 def get_subnet(ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
     with ctx.db.read() as session:
-        row = _subnet(session, ctx, subnet_id)
+        row = subnet_row(session, ctx, subnet_id)
         return schemas.subnet_view(row, common.tags(session, "subnets", row.id))
 
 
@@ -492,7 +491,7 @@ def update_subnet(
                 f"Cannot update read-only attribute {fixed}", code="HTTPBadRequest"
             )
     with ctx.db.write() as session:
-        row = _subnet(session, ctx, subnet_id)
+        row = subnet_row(session, ctx, subnet_id)
         if not ctx.is_admin and row.project_id != ctx.project_id:
             raise errors.Forbidden("You are not authorized to update this subnet")
         common.check_revision(row, if_match)
@@ -521,7 +520,7 @@ def update_subnet(
 
 def delete_subnet(ctx: RequestContext, subnet_id: str) -> None:
     with ctx.db.write() as session:
-        row = _subnet(session, ctx, subnet_id)
+        row = subnet_row(session, ctx, subnet_id)
         if not ctx.is_admin and row.project_id != ctx.project_id:
             raise errors.Forbidden("You are not authorized to delete this subnet")
         users = session.scalar(
@@ -529,8 +528,7 @@ def delete_subnet(ctx: RequestContext, subnet_id: str) -> None:
             .select_from(models.IpAllocation)
             .join(models.Port, models.Port.id == models.IpAllocation.port_id)
             .where(
-                models.IpAllocation.subnet_id == subnet_id,
-                ~models.Port.device_owner.startswith(NETWORK_OWNED_PREFIX),
+                models.IpAllocation.subnet_id == subnet_id, models.Port.device_owner != DHCP_OWNER
             )
         )
         if users:
@@ -779,6 +777,57 @@ def _bind(port: models.Port) -> None:
         port.binding_vif_type = "unbound"
         port.binding_vif_details = {}
         port.status = "DOWN"
+
+
+def make_port(
+    session: Session,
+    network_id: str,
+    project_id: str,
+    device_owner: str,
+    device_id: str,
+    fixed_ips: list[dict[str, Any]] | None,
+) -> models.Port:
+    """A port the cloud makes for itself (router interfaces and gateways, floating IPs):
+    no policy, no quota, no security groups; addresses as `fixed_ips` asks."""
+    moment = common.now()
+    mac = _mac()
+    row = models.Port(
+        id=common.new_id(),
+        project_id=project_id,
+        name="",
+        description="",
+        revision_number=1,
+        created_at=moment,
+        updated_at=moment,
+        network_id=network_id,
+        mac_address=mac,
+        admin_state_up=True,
+        device_id=device_id,
+        device_owner=device_owner,
+        binding_host_id="",
+        binding_vnic_type="normal",
+        binding_profile={},
+        port_security_enabled=False,
+        dns_name="",
+        allowed_address_pairs=[],
+        extra_dhcp_opts=[],
+        status="ACTIVE",
+    )
+    session.add(row)
+    session.flush()
+    _bind_addresses(session, row, _addresses(session, network_id, mac, fixed_ips))
+    session.flush()
+    return row
+
+
+def addresses_of(session: Session, port_id: str) -> list[tuple[str, str]]:
+    """(subnet id, address) of a port."""
+    return [
+        (a.subnet_id, a.ip_address)
+        for a in session.scalars(
+            select(models.IpAllocation).where(models.IpAllocation.port_id == port_id)
+        )
+    ]
 
 
 def create_port(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:

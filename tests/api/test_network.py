@@ -75,7 +75,7 @@ def test_a_network_with_subnets_hands_out_addresses_ports_can_use(net: Network) 
         network_id=network["id"],
         fixed_ips=[{"subnet_id": v4["id"], "ip_address": "100.64.20.50"}],
     )
-    assert fixed["fixed_ips"] == [{"subnet_id": v4["id"], "ip_address": "100.64.20.50"}]
+    assert {"subnet_id": v4["id"], "ip_address": "100.64.20.50"} in fixed["fixed_ips"]
     taken = net(
         "POST",
         "/ports",
@@ -278,3 +278,99 @@ def test_quotas_refuse_creates_beyond_the_limit(net: Network, cloud: Cloud) -> N
         net("PUT", f"/quotas/{project_id}", {"quota": {"network": 5}}, token=token).status_code
         == 403
     )
+
+
+def test_routers_floating_ips_and_port_forwardings(net: Network, cloud: Cloud) -> None:
+    public = net.make("networks", name="public", **{"router:external": True})
+    net.make(
+        "subnets", network_id=public["id"], ip_version=4, cidr="198.18.0.0/24", enable_dhcp=False
+    )
+    token, _ = _member(cloud, "l3")
+    private = net.make("networks", token=token, name="private")
+    subnet = net.make(
+        "subnets", token=token, network_id=private["id"], ip_version=4, cidr="100.64.70.0/24"
+    )
+    server_port = net.make("ports", token=token, network_id=private["id"])
+    router = net.make(
+        "routers", token=token, name="r1", external_gateway_info={"network_id": public["id"]}
+    )
+    gateway = router["external_gateway_info"]
+    assert gateway["enable_snat"] is True
+    assert gateway["external_fixed_ips"][0]["ip_address"].startswith("198.18.0.")
+    floating = net.make("floatingips", token=token, floating_network_id=public["id"])
+    unreachable = net(
+        "PUT",
+        f"/floatingips/{floating['id']}",
+        {"floatingip": {"port_id": server_port["id"]}},
+        token=token,
+    )
+    assert unreachable.status_code == 404
+    added = net(
+        "PUT",
+        f"/routers/{router['id']}/add_router_interface",
+        {"subnet_id": subnet["id"]},
+        token=token,
+    ).json()
+    interface = net("GET", f"/ports/{added['port_id']}", token=token).json()["port"]
+    assert interface["fixed_ips"][0]["ip_address"] == "100.64.70.1"
+    assert interface["device_owner"] == "network:router_interface"
+    associated = net(
+        "PUT",
+        f"/floatingips/{floating['id']}",
+        {"floatingip": {"port_id": server_port["id"]}},
+        token=token,
+    ).json()
+    assert associated["floatingip"]["fixed_ip_address"] == server_port["fixed_ips"][0]["ip_address"]
+    assert associated["floatingip"]["router_id"] == router["id"]
+    busy = net(
+        "PUT",
+        f"/routers/{router['id']}/remove_router_interface",
+        {"subnet_id": subnet["id"]},
+        token=token,
+    )
+    assert busy.status_code == 409
+    second = net.make("floatingips", token=token, floating_network_id=public["id"])
+    forward = {
+        "port_forwarding": {
+            "internal_port_id": server_port["id"],
+            "protocol": "tcp",
+            "internal_port": 80,
+            "external_port": 8080,
+        }
+    }
+    made = net("POST", f"/floatingips/{second['id']}/port_forwardings", forward, token=token)
+    assert made.status_code == 201, made.text
+    assert (
+        made.json()["port_forwarding"]["internal_ip_address"]
+        == server_port["fixed_ips"][0]["ip_address"]
+    )
+    again = net("POST", f"/floatingips/{second['id']}/port_forwardings", forward, token=token)
+    assert again.status_code == 409
+    ranged = {
+        "port_forwarding": {
+            "internal_port_id": server_port["id"],
+            "protocol": "udp",
+            "internal_port_range": "5000:5009",
+            "external_port_range": "6000:6009",
+        }
+    }
+    assert (
+        net(
+            "POST", f"/floatingips/{second['id']}/port_forwardings", ranged, token=token
+        ).status_code
+        == 201
+    )
+    assert net("DELETE", f"/routers/{router['id']}", token=token).status_code == 409
+    for made_fip in (floating, second):
+        assert net("DELETE", f"/floatingips/{made_fip['id']}", token=token).status_code == 204
+    removed = net(
+        "PUT",
+        f"/routers/{router['id']}/remove_router_interface",
+        {"subnet_id": subnet["id"]},
+        token=token,
+    )
+    assert removed.status_code == 200
+    assert net("GET", f"/ports/{added['port_id']}", token=token).status_code == 404
+    assert net("DELETE", f"/routers/{router['id']}", token=token).status_code == 204
+    gateway_ports = net("GET", f"/ports?network_id={public['id']}").json()["ports"]
+    assert gateway_ports == []
