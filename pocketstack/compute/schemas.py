@@ -14,9 +14,9 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from pocketstack.compute import flavors, keypairs
+from pocketstack.compute import flavors, keypairs, networking
 from pocketstack.compute import service as compute_service
 from pocketstack.core import errors
 from pocketstack.core.microversion import Version
@@ -141,7 +141,7 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
         raise invalid("server", server, "'flavorRef' is a required property")
     if version >= V(2, 37) and "networks" not in server:
         raise invalid("server", server, "'networks' is a required property")
-    _check_networks(server.get("networks"), version)
+    networks = _networks(server.get("networks"), version)
     image_ref = server.get("imageRef")
     if not image_ref:
         image_ref = _image_of_boot_mapping(server.get("block_device_mapping_v2") or [])
@@ -188,6 +188,7 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
         config_drive=_boolish(server.get("config_drive", False)),
         hostname=server.get("hostname"),
         group=_group_hint(body),
+        networks=networks,
     )
     return request, _boolish(server.get("return_reservation_id", False))
 
@@ -230,26 +231,37 @@ def _user_data(value: Any) -> None:
         raise errors.Invalid("User data needs to be valid base 64.") from None
 
 
-def _check_networks(networks: Any, version: Version) -> None:
-    """`auto`/`none`, or a list of networks: without a networking service only the first two
-    can be honoured."""
+def _networks(networks: Any, version: Version) -> str | list[networking.NetworkRequest] | None:
+    """`auto`/`none` (2.37+), or a list of networks and ports, each checked for shape."""
     if networks is None or (networks in ("auto", "none") and version >= V(2, 37)):
-        return
-    if isinstance(networks, str):
-        raise invalid("networks", networks, f"{networks!r} is not of type 'array'")
+        return cast(str | None, networks)
     if not isinstance(networks, list):
         raise invalid("networks", networks, f"{networks!r} is not of type 'array'")
+    requests = []
     for item in networks:
         if not isinstance(item, dict):
             raise invalid("networks", item, f"{item!r} is not of type 'object'")
         if "uuid" not in item and "port" not in item:
             raise errors.Invalid("Bad network format: missing 'uuid'")
-        network = item.get("uuid")
+        network, port = item.get("uuid"), item.get("port")
         if network is not None and not _UUID.match(str(network)):
             raise errors.Invalid(
                 f"Bad networks format: network uuid is not in proper format ({network})"
             )
-        raise errors.Invalid(f"Network {network or item.get('port')} could not be found.")
+        fixed_ip = item.get("fixed_ip")
+        if fixed_ip is not None:
+            try:
+                fixed_ip = str(ipaddress.ip_address(str(fixed_ip)))
+            except ValueError:
+                raise errors.Invalid(f"Invalid fixed IP address ({fixed_ip})") from None
+        requests.append(
+            networking.NetworkRequest(
+                network_id=None if port else str(network),
+                port_id=str(port) if port else None,
+                fixed_ip=fixed_ip,
+            )
+        )
+    return requests
 
 
 def _tag(tag: Any) -> str:
@@ -430,7 +442,7 @@ def server_view(
         "flavor": _embedded_flavor(server.flavor, base, version),
         "created": isotime(server.created_at),
         "updated": isotime(server.updated_at),
-        "addresses": {},
+        "addresses": server.addresses,
         "accessIPv4": server.access_ip_v4 or "",
         "accessIPv6": server.access_ip_v6 or "",
         "links": links(base, "servers", server.uuid),

@@ -12,6 +12,7 @@ the scheduler's reason as its fault.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import json
 import logging
@@ -35,6 +36,7 @@ from pocketstack.compute import (
     hosts,
     keypairs,
     models,
+    networking,
     quotas,
     scheduler,
     server_groups,
@@ -123,6 +125,7 @@ class ServerView:
     tags: list[str] = field(default_factory=list)
     fault: Fault | None = None
     devices: dict[str, Any] = field(default_factory=dict)
+    addresses: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -192,9 +195,13 @@ def _view(
 
 
 def _views(
-    session: Session, rows: Sequence[cell_models.Instance], cell_uuid: str
+    session: Session, rows: Sequence[cell_models.Instance], cell_uuid: str, runtime: Runtime
 ) -> list[ServerView]:
     uuids = [r.uuid for r in rows]
+    with_ports = [r for r in rows if r.devices and '"ports"' in r.devices]
+    addresses = networking.addresses(
+        runtime, with_ports[0].project_id if with_ports else "", [r.uuid for r in with_ports]
+    )
     metadata: dict[str, dict[str, str]] = {u: {} for u in uuids}
     tags: dict[str, list[str]] = {u: [] for u in uuids}
     faults: dict[str, Fault] = {}
@@ -219,7 +226,13 @@ def _views(
                 .order_by(cell_models.InstanceFault.id)
             ):
                 faults[f.instance_uuid] = Fault(f.code, f.message, f.details, f.created_at)
-    return [_view(r, cell_uuid, metadata[r.uuid], tags[r.uuid], faults.get(r.uuid)) for r in rows]
+    return [
+        dataclasses.replace(
+            _view(r, cell_uuid, metadata[r.uuid], tags[r.uuid], faults.get(r.uuid)),
+            addresses=addresses.get(r.uuid, {}),
+        )
+        for r in rows
+    ]
 
 
 # Finding a server ----------------------------------------------------------------------
@@ -243,7 +256,7 @@ def get_server(ctx: RequestContext, server_id: str, *, deleted_ok: bool = False)
         row = session.get(_T, server_id)
         if row is None or (row.deleted and not deleted_ok):
             raise errors.NotFound(f"Instance {server_id} could not be found.")
-        return _views(session, [row], mapping.cell_uuid)[0]
+        return _views(session, [row], mapping.cell_uuid, ctx.runtime)[0]
 
 
 @contextlib.contextmanager
@@ -323,6 +336,8 @@ class BootRequest:
     config_drive: bool = False
     hostname: str | None = None
     group: str | None = None  # the `group` scheduler hint: a server group's uuid
+    # "auto", "none", the networks/ports asked for, or None (not given, before 2.37)
+    networks: str | Sequence[networking.NetworkRequest] | None = None
 
 
 def _flavor_copy(flavor: flavors.FlavorView) -> str:
@@ -392,13 +407,19 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
     if request.group is not None:
         server_groups.for_boot(ctx, request.group, user_id, request.max_count)
     image_properties = dict(image.properties)
+    wanted_networks = networking.resolve(ctx, request.networks)
+    if request.max_count > 1 and any(n.port_id or n.fixed_ip for n in wanted_networks):
+        raise errors.Invalid(
+            "Unable to launch multiple instances with a single configured port ID or fixed IP. "
+            "Please launch your instance one by one with different ports or IPs."
+        )
     created = []
     for index in range(request.max_count):
         name = request.name if request.max_count == 1 else f"{request.name}-{index + 1}"
         created.append(
             _boot_one(
                 ctx, request, name, flavor, image_properties, key_data, project_id, user_id,
-                limits,
+                limits, wanted_networks,
             )
         )  # fmt: skip
     hosts.wake_agents(ctx.runtime, settle=created)
@@ -430,9 +451,12 @@ def _boot_one(
     project_id: str,
     user_id: str,
     limits: Mapping[str, int],
+    wanted_networks: Sequence[networking.NetworkRequest] = (),
 ) -> str:
     server_id = str(uuidlib.uuid4())
     fault = None
+    # Ports first: a missing network or a full subnet answers this request, not the server.
+    ports = networking.allocate(ctx, server_id, project_id, wanted_networks)
     try:
         selection: scheduler.Selection | None = scheduler.select_destination(
             ctx,
@@ -447,6 +471,14 @@ def _boot_one(
         if request.group is not None:  # a member all the same, as in Nova
             server_groups.join(ctx, request.group, server_id, user_id, None)
     cell_uuid = selection.cell_uuid if selection else cells.CELL0_UUID
+    if selection is not None:
+        networking.bind(ctx.runtime, project_id, ports, selection.host)
+    else:
+        networking.release(ctx.runtime, project_id, ports)
+        ports = []
+    devices = _devices(selection, image_properties)
+    if ports:
+        devices["ports"] = ports
     moment = now()
     row = _T(
         uuid=server_id, name=name, hostname=request.hostname or _hostname(name),
@@ -467,7 +499,7 @@ def _boot_one(
         vm_state="building" if selection else "error",
         task_state="spawning" if selection else None, power_state=NOSTATE, progress=0,
         desired_state="active", boot_serial=0,
-        devices=json.dumps(_devices(selection, image_properties)),
+        devices=json.dumps(devices),
         generation=1, observed_generation=0 if selection else 1, deleted=False,
         created_at=moment, updated_at=moment,
     )  # fmt: skip
@@ -503,6 +535,7 @@ def _boot_one(
             )
         if selection is not None:
             _release(ctx.runtime, server_id)
+        networking.release(ctx.runtime, project_id, ports)
         if request.group is not None:
             server_groups.leave(ctx, server_id)
         raise
@@ -549,6 +582,8 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     failed goes to another host of the cell (MAX_BUILD_ATTEMPTS hosts in all)."""
     cell = hosts.cell_of_host(runtime, report.host)
     released = False
+    ports: list[dict[str, Any]] = []
+    owner = ""
     if report.power_lost:
         _stopped_by_itself(runtime, cell, report)
         return
@@ -575,6 +610,8 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
             row.vm_state, row.deleted = "deleted", True
             row.deleted_at = row.terminated_at = moment
             released = True
+            ports = json.loads(row.devices or "{}").get("ports", [])
+            owner = row.project_id
         else:
             row.vm_state = report.vm_state
             row.progress = 100
@@ -582,6 +619,7 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         row.reboot_type = None
         _finish_action(session, row.uuid, report.fault)
     if released:
+        networking.release(runtime, owner, ports)
         _forget_deleted(runtime, report.uuid)
 
 
@@ -833,7 +871,9 @@ def list_servers(ctx: RequestContext, query: ServerQuery) -> list[ServerView]:
     for cell_uuid, uuids in _grouped_by_cell(merged).items():
         with databases[cell_uuid].read() as session:
             whole = session.scalars(select(_T).where(_T.uuid.in_(uuids))).all()
-            found.update((view.uuid, view) for view in _views(session, whole, cell_uuid))
+            found.update(
+                (view.uuid, view) for view in _views(session, whole, cell_uuid, ctx.runtime)
+            )
     return [found[uuid] for _key, _cell, uuid in merged]
 
 

@@ -1046,3 +1046,16 @@ def delete_port(ctx: RequestContext, port_id: str) -> None:
         ctx.authorize("delete_port", {"project_id": row.project_id})
         common.forget_tags(session, "ports", port_id)
         session.delete(row)
+
+
+def network_names(ctx: RequestContext, network_ids: set[str]) -> dict[str, str]:
+    """id -> name of these networks (compute's `addresses` are keyed by network name)."""
+    if not network_ids:
+        return {}
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(models.Network.id, models.Network.name).where(
+                models.Network.id.in_(list(network_ids))
+            )
+        )
+        return {network_id: name for network_id, name in rows}

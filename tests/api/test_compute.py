@@ -567,3 +567,42 @@ def test_a_stopped_server_stays_off_through_resize(compute: Compute) -> None:
         4,
         "m1.small",
     )
+
+
+def test_servers_get_ports_on_the_networks_they_ask_for(cloud_factory: Any) -> None:
+    with cloud_factory(background=True, fake_hosts=1) as cloud:
+        compute = Compute(cloud, cloud.admin)
+        headers = {"X-Auth-Token": cloud.admin}
+
+        def neutron(method: str, path: str, body: Any = None) -> Any:
+            return cloud.client.request(method, f"/networking/v2.0{path}", json=body,
+                                        headers=headers)  # fmt: skip
+
+        network = neutron("POST", "/networks", {"network": {"name": "private"}}).json()["network"]
+        neutron("POST", "/subnets", {"subnet": {"network_id": network["id"], "ip_version": 4,
+                                                "cidr": "100.64.80.0/24"}})  # fmt: skip
+        server = compute.active(networks=[{"uuid": network["id"]}])
+        assert server["addresses"]["private"][0]["addr"] == "100.64.80.2"
+        assert server["addresses"]["private"][0]["OS-EXT-IPS:type"] == "fixed"
+        port = neutron("GET", f"/ports?device_id={server['id']}").json()["ports"][0]
+        assert port["binding:host_id"] == server["OS-EXT-SRV-ATTR:host"]
+        assert port["device_owner"] == "compute:nova" and port["status"] == "ACTIVE"
+        # A port the user made is bound to the server, and only unbound when it goes.
+        own = neutron("POST", "/ports", {"port": {"network_id": network["id"]}}).json()["port"]
+        second = compute.active("second", networks=[{"port": own["id"]}])
+        in_use = compute.boot("third", networks=[{"port": own["id"]}])
+        assert in_use.status_code == 409
+        missing = compute.boot(
+            "fourth", networks=[{"uuid": "8f1c6f3e-0000-4000-8000-000000000000"}]
+        )
+        assert missing.status_code == 400
+        auto = compute.active("fifth", networks="auto")
+        assert list(auto["addresses"]) == ["private"]
+        for made in (server, second, auto):
+            assert compute("DELETE", f"/servers/{made['id']}").status_code == 204
+        deadline = time.monotonic() + 10
+        while neutron("GET", f"/ports?device_id={server['id']}").json()["ports"]:
+            assert time.monotonic() < deadline, "the server's port outlived it"
+            time.sleep(0.05)
+        kept = neutron("GET", f"/ports/{own['id']}").json()["port"]
+        assert kept["device_id"] == "" and kept["binding:host_id"] == ""
