@@ -45,6 +45,7 @@ Ethertype = Literal["IPv4", "IPv6"]
 SG_CHAIN = "ps-sg"
 DNAT_CHAIN = "ps-dnat"
 SNAT_CHAIN = "ps-snat"
+SPOOF_TABLE = "pocketstack-spoof"
 
 # Protocols whose rules may name ports.
 _PORT_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "dccp"})
@@ -273,12 +274,40 @@ def render_port_filters(ports: Sequence[PortFilter], ethertype: Ethertype) -> st
     return "\n".join(["*filter", *declare, *body, "COMMIT", ""])
 
 
+def render_link_spoofing(ports: Sequence[PortFilter]) -> str:
+    """An nft bridge-family table (as `nft -f` input, replacing any earlier one in one
+    transaction) that drops frames a filtered port sends from another MAC, and ARP
+    claiming another MAC or IPv4 address: what iptables never sees."""
+    lines = [f"table bridge {SPOOF_TABLE}", f"delete table bridge {SPOOF_TABLE}"]
+    filtered = sorted((p for p in ports if p.port_security), key=lambda p: p.tap)
+    if not filtered:
+        return "\n".join([*lines, ""])
+    lines += [
+        f"table bridge {SPOOF_TABLE} {{",
+        "  chain ports {",
+        "    type filter hook prerouting priority -300; policy accept;",
+    ]
+    for port in filtered:
+        macs = sorted({port.mac.lower(), *(p.mac.lower() for p in port.allowed_pairs if p.mac)})
+        # 0.0.0.0: the sender address of ARP probes (address conflict detection).
+        ips = ["0.0.0.0", *(cidr for _mac, cidr in _sources(port, 4))]
+        device = f'iifname "{port.tap}"'
+        lines += [
+            f"    {device} ether saddr != {{ {', '.join(macs)} }} drop",
+            f"    {device} ether type arp arp saddr ether != {{ {', '.join(macs)} }} drop",
+            f"    {device} ether type arp arp saddr ip != {{ {', '.join(ips)} }} drop",
+        ]
+    return "\n".join([*lines, "  }", "}", ""])
+
+
 def apply_port_filters(netns: str, ports: Sequence[PortFilter]) -> None:
-    """Filter the bridge namespace's ports exactly as given (IPv4 and IPv6, each family
-    in one atomic transaction); an empty list lets everything pass."""
+    """Filter the bridge namespace's ports exactly as given (IPv4, IPv6 and link-layer
+    spoofing, each in one atomic transaction); an empty list lets everything pass."""
     netdev.enable_bridge_netfilter(netns)
     _restore(netns, "iptables-restore", render_port_filters(ports, "IPv4"))
     _restore(netns, "ip6tables-restore", render_port_filters(ports, "IPv6"))
+    commands.run([*netdev.in_netns(netns), "nft", "-f", "-"],
+                 stdin=render_link_spoofing(ports).encode())  # fmt: skip
 
 
 # --- router NAT ------------------------------------------------------------------

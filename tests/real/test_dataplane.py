@@ -127,6 +127,13 @@ def ping(netns: str, address: str, source: str | None = None) -> bool:
     return run(netns, "busybox", "ping", "-c", "1", "-W", "1", *extra, address).returncode == 0
 
 
+def arping(netns: str, address: str, source: str) -> bool:
+    """Does `address` answer an ARP request that says it comes from `source`?"""
+    done = run(netns, "busybox", "arping", "-f", "-c", "1", "-w", "1", "-I", "eth0", "-s",
+               source, address)  # fmt: skip
+    return done.returncode == 0
+
+
 @dataclass
 class Server:
     name: str
@@ -632,16 +639,26 @@ def test_security_groups_filter_a_port(s: Scenario) -> None:
         spoofed = str(INTERNAL.network_address + 99)
         netdev.set_addresses(vm_b.netns, "eth0", [f"{vm_b.ip}/24", f"{spoofed}/24"])
         assert ping(vm_b.netns, vm_a.ip, source=vm_b.ip)
+        assert arping(vm_b.netns, vm_a.ip, source=vm_b.ip)
         assert not ping(vm_b.netns, vm_a.ip, source=spoofed)
+        assert not arping(vm_b.netns, vm_a.ip, source=spoofed)  # nft bridge table
         pair = (AddressPair(spoofed),)
         firewall.apply_port_filters(s.bridge_ns, [vm_b_filter(s, icmp, web, pairs=pair)])
         assert ping(vm_b.netns, vm_a.ip, source=spoofed)
+        assert arping(vm_b.netns, vm_a.ip, source=spoofed)
+        # Another MAC gets nothing through at all.
+        netdev.set_link(vm_b.netns, "eth0", mac=mac(98))
+        assert not arping(vm_b.netns, vm_a.ip, source=vm_b.ip)
+        netdev.set_link(vm_b.netns, "eth0", mac=vm_b.mac)
+        assert arping(vm_b.netns, vm_a.ip, source=vm_b.ip)
     finally:
         firewall.apply_port_filters(s.bridge_ns, [])
         netdev.set_addresses(vm_b.netns, "eth0", [f"{vm_b.ip}/24"])
+        netdev.set_link(vm_b.netns, "eth0", mac=vm_b.mac)
     assert http(None, f"http://{s.forward_ip}:9081/") == "vm-b:81"
     saved = run(s.bridge_ns, "iptables-save", "-t", "filter").stdout
     assert "ps-i-" not in saved
+    assert "pocketstack" not in run(s.bridge_ns, "nft", "list", "tables").stdout
 
 
 def test_iptables_takes_every_kind_of_rule_and_nat(s: Scenario) -> None:

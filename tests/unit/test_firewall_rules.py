@@ -184,6 +184,24 @@ def test_bad_filters_are_refused(bad: list[PortFilter]) -> None:
         firewall.render_port_filters(bad, "IPv4")
 
 
+def test_link_spoofing_table_names_each_filtered_ports_macs_and_ipv4_sources() -> None:
+    pairs = (AddressPair("100.64.9.0/28", "fa:16:3e:00:00:02"), AddressPair("fd00::9"))
+    unfiltered = port(tap="tapbbbbbbbb-bb", port_security=False)
+    text = firewall.render_link_spoofing([port(allowed_pairs=pairs), unfiltered])
+    lines = text.splitlines()
+    # Made sure to exist, then deleted and made again: one transaction, any start state.
+    assert lines[:2] == ["table bridge pocketstack-spoof", "delete table bridge pocketstack-spoof"]
+    rules = [line.strip() for line in lines if line.strip().startswith("iifname")]
+    macs = "{ fa:16:3e:00:00:01, fa:16:3e:00:00:02 }"
+    assert rules == [
+        f'iifname "{TAP}" ether saddr != {macs} drop',
+        f'iifname "{TAP}" ether type arp arp saddr ether != {macs} drop',
+        f'iifname "{TAP}" ether type arp arp saddr ip != '
+        "{ 0.0.0.0, 100.64.0.5/32, 100.64.9.0/28 } drop",
+    ]
+    assert firewall.render_link_spoofing([unfiltered]).splitlines() == lines[:2]
+
+
 # --- router NAT -------------------------------------------------------------------------
 
 
