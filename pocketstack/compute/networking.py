@@ -20,6 +20,7 @@ from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
 from pocketstack.network import query as network_query
+from pocketstack.network import routers as network_routers
 from pocketstack.network import service as network_service
 
 DEVICE_OWNER = "compute:nova"
@@ -132,7 +133,8 @@ def release(runtime: Runtime, project_id: str, ports: Sequence[dict[str, Any]]) 
 def addresses(
     runtime: Runtime, project_id: str, server_ids: Sequence[str]
 ) -> dict[str, dict[str, list[Any]]]:
-    """Each server's `addresses`: network name -> its fixed addresses."""
+    """Each server's `addresses`: network name -> its fixed addresses and the floating IPs
+    that point at them."""
     found: dict[str, dict[str, list[Any]]] = {server_id: {} for server_id in server_ids}
     if not server_ids or not enabled(runtime):
         return found

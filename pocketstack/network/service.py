@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ VXLAN_OVERHEAD = 50
 NETWORK_OWNED_PREFIX = "network:"
 # Ports the network removes with itself; any other port keeps a network or subnet in use.
 DHCP_OWNER = "network:dhcp"
+FLOATING_OWNER = "network:floatingip"
 ALLOCATE_RETRIES = 20
 Result = TypeVar("Result")
 
@@ -293,10 +294,11 @@ def delete_network(ctx: RequestContext, network_id: str) -> None:
             if row.project_id != ctx.project_id:
                 raise common.not_found("network", network_id)
             ctx.authorize("delete_network", target)
+        owned = (DHCP_OWNER, FLOATING_OWNER)
         in_use = session.scalar(
             select(func.count())
             .select_from(models.Port)
-            .where(models.Port.network_id == network_id, models.Port.device_owner != DHCP_OWNER)
+            .where(models.Port.network_id == network_id, models.Port.device_owner.not_in(owned))
         )
         if in_use:
             raise errors.Conflict(
@@ -308,6 +310,11 @@ def delete_network(ctx: RequestContext, network_id: str) -> None:
             select(models.Subnet.id).where(models.Subnet.network_id == network_id)
         ):
             common.forget_tags(session, "subnets", subnet_id)
+        for floating in session.scalars(
+            select(models.FloatingIp).where(models.FloatingIp.floating_network_id == network_id)
+        ):
+            common.forget_tags(session, "floatingips", floating.id)
+            session.delete(floating)
         common.forget_tags(session, "networks", network_id)
         session.delete(row)
 
@@ -359,7 +366,7 @@ def subnet_row(session: Session, ctx: RequestContext, subnet_id: str) -> models.
 def _subnet_visible(ctx: RequestContext) -> Any:
     if ctx.is_admin:
         return True
-    shared = select(models.Network.id).where(models.Network.shared | models.Network.external)
+    shared = select(models.Network.id).where(models.Network.shared)
     return (models.Subnet.project_id == ctx.project_id) | models.Subnet.network_id.in_(shared)
 
 
@@ -768,7 +775,11 @@ def _check_mac(session: Session, network_id: str, mac: str, port_id: str | None 
 
 
 def _bind(port: models.Port) -> None:
-    """What a port's binding says, given its host (the fake data plane plugs at once)."""
+    """What a port's binding says, given its host (the fake data plane plugs at once). The
+    network's own ports (router interfaces and gateways, floating IPs, DHCP) are always up."""
+    if port.device_owner.startswith(NETWORK_OWNED_PREFIX):
+        port.status = "ACTIVE"
+        return
     if port.binding_host_id:
         port.binding_vif_type = "bridge"
         port.binding_vif_details = {"port_filter": True, "connectivity": "l2"}
@@ -1041,9 +1052,15 @@ def _update_port_fields(
 
 
 def delete_port(ctx: RequestContext, port_id: str) -> None:
+    """The port goes, and floating IPs that pointed at it point at nothing (Neutron)."""
     with ctx.db.write() as session:
         row = _port(session, ctx, port_id)
         ctx.authorize("delete_port", {"project_id": row.project_id})
+        session.execute(
+            update(models.FloatingIp)
+            .where(models.FloatingIp.port_id == port_id)
+            .values(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN")
+        )
         common.forget_tags(session, "ports", port_id)
         session.delete(row)
 
