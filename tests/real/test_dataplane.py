@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -456,28 +457,70 @@ def test_dnsmasq_is_found_again_restarted_on_new_arguments_and_stopped(s: Scenar
     assert s.lease(s.servers["vm-a"]) is not None
 
 
-def test_dnsmasq_takes_every_ipv6_address_mode(s: Scenario) -> None:
-    netns = s.namespace(f"pst-{SUFFIX}-d6")
-    netdev.ensure_veth("ns-modes", "peer", netns=netns, peer_netns=netns)
-    prefixes = [ipaddress.ip_network(f"fd64:{n}::/64") for n in (1, 2, 3)]
-    netdev.set_addresses(netns, "ns-modes", [f"{p.network_address + 2}/64" for p in prefixes])
+# A DHCPv6 client in a few lines (busybox has none): SOLICIT with a DUID-LL of the MAC
+# and one IA_NA, print the ADVERTISE's address and DNS servers as JSON.
+DHCP6_CLIENT = r"""
+import ipaddress, json, os, socket, struct, sys
+iface, mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+def opt(code, data):
+    return struct.pack("!HH", code, len(data)) + data
+def options(buf):
+    while len(buf) >= 4:
+        code, size = struct.unpack("!HH", buf[:4])
+        yield code, buf[4 : 4 + size]
+        buf = buf[4 + size :]
+solicit = (b"\x01" + os.urandom(3) + opt(1, struct.pack("!HH", 3, 1) + mac)
+           + opt(3, struct.pack("!III", 1, 0, 0)) + opt(8, b"\0\0") + opt(6, b"\0\x17"))
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+sock.bind(("::", 546))
+sock.settimeout(3)
+sock.sendto(solicit, ("ff02::1:2", 547, 0, socket.if_nametoindex(iface)))
+reply, found = sock.recv(4096), {}
+for code, body in options(reply[4:]):
+    if code == 3:
+        for inner, value in options(body[12:]):
+            if inner == 5:
+                found["address"] = str(ipaddress.IPv6Address(value[:16]))
+    if code == 23:
+        found["dns"] = [str(ipaddress.IPv6Address(body[i:i + 16])) for i in range(0, len(body), 16)]
+print(json.dumps(found))
+"""
+
+
+def test_dnsmasq_takes_every_ipv6_address_mode_and_leases_stateful_ones(s: Scenario) -> None:
+    server, client = s.namespace(f"pst-{SUFFIX}-d6"), s.namespace(f"pst-{SUFFIX}-d6c")
+    for netns in (server, client):  # link-local addresses usable at once
+        netdev.set_sysctls(netns, {"net.ipv6.conf.default.accept_dad": 0})
+    netdev.ensure_veth("ns-modes", "eth0", netns=server, peer_netns=client, peer_mac=mac(50))
+    prefixes = [ipaddress.IPv6Network(f"fd64:{n}::/64") for n in (1, 2, 3)]
+    netdev.set_addresses(server, "ns-modes", [f"{p.network_address + 2}/64" for p in prefixes])
     modes: tuple[dnsmasq.AddressMode, ...] = ("slaac", "dhcpv6-stateless", "dhcpv6-stateful")
     subnets = [
         Subnet(f"m{n}", str(p), dns_servers=(str(p.network_address + 53),), ipv6_address_mode=m)
         for n, (p, m) in enumerate(zip(prefixes, modes, strict=True))
     ]
+    fixed = str(prefixes[2].network_address + 50)
     config = DhcpConfig(
         interface="ns-modes",
         subnets=tuple(subnets),
-        hosts=(Host(mac(50), (str(prefixes[2].network_address + 50),), "v6"),),
+        hosts=(Host(mac(50), (fixed,), "v6"),),
         domain=DOMAIN,
     )
     directory = s.tmp / "dhcp-modes"
     try:
-        process = dnsmasq.ensure(netns, directory, config)
+        process = dnsmasq.ensure(server, directory, config)
         assert processes.alive(process)
-        lease = f"{mac(50)},[{prefixes[2].network_address + 50}],v6"
-        assert lease in (directory / "host").read_text()
+        assert f"{mac(50)},[{fixed}],v6" in (directory / "host").read_text()
+        deadline = time.monotonic() + 5
+        while not any(a.startswith("fe80:") for a in _ipv6(client)):
+            assert time.monotonic() < deadline, "no link-local address"
+            time.sleep(0.02)
+        done = run(client, sys.executable, "-c", DHCP6_CLIENT, "eth0", mac(50))
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["address"] == fixed
+        assert str(prefixes[2].network_address + 53) in answer["dns"]
     finally:
         dnsmasq.stop(directory, purge=True)
 
