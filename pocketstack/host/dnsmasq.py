@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import shutil
 import signal
 import time
@@ -230,7 +231,9 @@ def ensure(netns: str, directory: Path, config: DhcpConfig) -> processes.Process
     current = running(directory)
     if current is not None:
         with contextlib.suppress(OSError, ValueError):
-            if json.loads((directory / "argv.json").read_text()) == argv:
+            saved = json.loads((directory / "argv.json").read_text())
+            # A namespace deleted and made again is a new one: the old dnsmasq serves nobody.
+            if saved == argv and _same_netns(current.pid, netns):
                 if changed:
                     processes.send(current, signal.SIGHUP)
                 return current
@@ -251,6 +254,12 @@ def stop(directory: Path, purge: bool = False) -> None:
         shutil.rmtree(directory, ignore_errors=True)
     else:
         (directory / "pid").unlink(missing_ok=True)
+
+
+def _same_netns(pid: int, netns: str) -> bool:
+    with contextlib.suppress(OSError):
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netdev.netns_path(netns)).st_ino
+    return False
 
 
 def _catches_sighup(pid: int) -> bool:

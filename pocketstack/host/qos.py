@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pocketstack.host import commands, netdev
-from pocketstack.host.commands import HostCommandError
 
 # u32 node ids (the filter handle's last part, and our class minor) are 12 bits.
 _MAX_MINOR = 0xFFF
@@ -198,7 +197,7 @@ def set_floating_ip_limits(
 ) -> None:
     """Limit each floating IP's traffic on the router's gateway leg; exactly these."""
     if len(limits) > _MAX_MINOR - 2:
-        raise HostCommandError(["tc"], f"at most {_MAX_MINOR - 2} floating IPs per router")
+        raise ValueError(f"at most {_MAX_MINOR - 2} floating IPs per router")
     minors = _minors(list(limits))
     egress = [
         _Class(minors[ip], lim.egress, ("ip", "src", f"{ip}/32"))

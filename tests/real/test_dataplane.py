@@ -521,6 +521,19 @@ def test_dnsmasq_takes_every_ipv6_address_mode_and_leases_stateful_ones(s: Scena
         answer = json.loads(done.stdout)
         assert answer["address"] == fixed
         assert str(prefixes[2].network_address + 53) in answer["dns"]
+
+        # The namespace deleted and made again (a resync after drift): dnsmasq, still in
+        # the old one, is replaced by one in the new.
+        netdev.delete_link(client, "eth0")
+        netdev.delete_netns(server)
+        netdev.create_netns(server)
+        netdev.ensure_veth("ns-modes", "eth0", netns=server, peer_netns=client, peer_mac=mac(50))
+        netdev.set_addresses(server, "ns-modes", [f"{p.network_address + 2}/64" for p in prefixes])
+        replaced = dnsmasq.ensure(server, directory, config)
+        assert replaced != process and not processes.alive(process)
+        assert (
+            os.stat(f"/proc/{replaced.pid}/ns/net").st_ino == os.stat(f"/run/netns/{server}").st_ino
+        )
     finally:
         dnsmasq.stop(directory, purge=True)
 
