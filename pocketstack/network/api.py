@@ -24,7 +24,15 @@ from pocketstack.core import app as app_mod
 from pocketstack.core import errors, pagination, routing
 from pocketstack.core.auth import Ctx
 from pocketstack.core.context import RequestContext
-from pocketstack.network import common, extensions, quotas, routers, schemas, security_groups
+from pocketstack.network import (
+    common,
+    extensions,
+    quotas,
+    routers,
+    schemas,
+    security_groups,
+    subnet_pools,
+)
 from pocketstack.network import service as network_service
 from pocketstack.network.query import ListQuery
 
@@ -297,6 +305,17 @@ for _resource in (
         security_groups.delete_group,
     ),
     Resource(
+        "subnetpools",
+        "subnetpool",
+        "subnetpools",
+        schemas.subnet_pool_body,
+        subnet_pools.create_pool,
+        subnet_pools.list_pools,
+        subnet_pools.get_pool,
+        subnet_pools.update_pool,
+        subnet_pools.delete_pool,
+    ),
+    Resource(
         "routers",
         "router",
         "routers",
@@ -412,6 +431,7 @@ def list_resources(request: Request) -> Response:
         ("security_group_rule", "security-group-rules"),
         ("router", "routers"),
         ("floatingip", "floatingips"),
+        ("subnetpool", "subnetpools"),
     ]
     return JSONResponse(
         {

@@ -55,6 +55,7 @@ _IMPLEMENTED = (
         "Enables to set tag on resources with standard attribute.",
     ),
     ("tag", "Tag support", "Enables to set tag on resources."),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
     (
         "router",
         "Neutron L3 Router",

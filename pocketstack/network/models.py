@@ -225,3 +225,18 @@ class PortForwarding(Base):
     external_port_end: Mapped[int] = mapped_column(Integer)
     protocol: Mapped[str] = mapped_column(String(8))
     description: Mapped[str] = mapped_column(String(255), default="")
+
+
+class SubnetPool(StandardAttrs, Base):
+    """Prefixes subnets are carved from (`subnetpool_id` + `prefixlen` on a subnet)."""
+
+    __tablename__ = "network_subnet_pool"
+    ip_version: Mapped[int] = mapped_column(Integer)
+    prefixes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_quota: Mapped[int | None] = mapped_column(Integer)
+    address_scope_id: Mapped[str | None] = mapped_column(String(36))

@@ -32,6 +32,7 @@ RULES = [
     *_crud("security_group"),
     *_crud("security_group_rule"),
     *_crud("router"),
+    *_crud("subnetpool"),
     *_crud("floatingip"),
     *_crud("floatingip_port_forwarding"),
     Rule("add_router_interface", MEMBER, scope_types=PROJECT),
@@ -55,6 +56,7 @@ RULES = [
             "update_router:external_gateway_info:enable_snat",
             "update_router:external_gateway_info:external_fixed_ips",
             "create_floatingip:floating_ip_address",
+            "create_subnetpool:shared",
             "delete_quota",
         )
     ),

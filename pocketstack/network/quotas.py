@@ -34,6 +34,9 @@ COUNTED: Mapping[str, Any] = {
     "port": models.Port,
     "security_group": models.SecurityGroup,
     "security_group_rule": models.SecurityGroupRule,
+    "router": models.Router,
+    "floatingip": models.FloatingIp,
+    "subnetpool": models.SubnetPool,
 }
 
 

@@ -145,6 +145,21 @@ PORT_FORWARDING = {
     "project_id": (_STR, True, False),
     "tenant_id": (_STR, True, False),
 }
+SUBNET_POOL = {
+    "name": (_STR, True, True),
+    "description": (_STR, True, True),
+    "prefixes": (_LIST, True, True),
+    "default_prefixlen": (_INT, True, True),
+    "min_prefixlen": (_INT, True, True),
+    "max_prefixlen": (_INT, True, True),
+    "shared": (_BOOL, True, False),
+    "is_default": (_BOOL, True, True),
+    "default_quota": (_ANY, True, True),
+    "address_scope_id": (_ANY, True, True),
+    "project_id": (_STR, True, False),
+    "tenant_id": (_STR, True, False),
+    "tags": (_LIST, True, False),
+}
 VNIC_TYPES = (
     "normal",
     "direct",
@@ -227,6 +242,16 @@ def router_body(body: Any, creating: bool) -> dict[str, Any]:
                 f"Invalid input for {flag}: this cloud's routers are centralized and not HA.",
                 code="HTTPBadRequest",
             )
+    return values
+
+
+def subnet_pool_body(body: Any, creating: bool) -> dict[str, Any]:
+    values = checked(body, "subnetpool", SUBNET_POOL, creating)
+    if creating and "prefixes" not in values:
+        raise errors.Invalid(
+            "Failed to parse request. Required attribute 'prefixes' not specified",
+            code="HTTPBadRequest",
+        )
     return values
 
 

@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
-from pocketstack.network import common, ipam, models, quotas, schemas, security_groups
+from pocketstack.network import (
+    common,
+    ipam,
+    models,
+    quotas,
+    schemas,
+    security_groups,
+    subnet_pools,
+)
 from pocketstack.network.query import ListQuery, filtered, paged, tags_of
 
 NETWORK_TYPES = ("vxlan", "flat", "local")
@@ -410,6 +418,11 @@ def create_subnet(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
             "Tenant is not allowed to create subnets on this network", code="PolicyNotAuthorized"
         )
     version = body["ip_version"]
+    if body.get("subnetpool_id") and "cidr" not in body:
+        body = {
+            **body,
+            "cidr": subnet_pools.carve(ctx, body["subnetpool_id"], body.get("prefixlen")),
+        }
     if "cidr" not in body:
         raise errors.Invalid(
             "Bad subnets request: a cidr must be specified in the absence of a subnet pool",

@@ -374,3 +374,32 @@ def test_routers_floating_ips_and_port_forwardings(net: Network, cloud: Cloud) -
     assert net("DELETE", f"/routers/{router['id']}", token=token).status_code == 204
     gateway_ports = net("GET", f"/ports?network_id={public['id']}").json()["ports"]
     assert gateway_ports == []
+
+
+def test_subnets_carved_from_a_pool_never_overlap(net: Network) -> None:
+    pool = net.make("subnetpools", name="pool", prefixes=["100.96.0.0/22"], default_prefixlen=24)
+    network = net.make("networks")
+    carved = [
+        net.make("subnets", network_id=network["id"], ip_version=4, subnetpool_id=pool["id"])
+        for _ in range(2)
+    ]
+    assert [s["cidr"] for s in carved] == ["100.96.0.0/24", "100.96.1.0/24"]
+    small = net.make(
+        "subnets", network_id=network["id"], ip_version=4, subnetpool_id=pool["id"], prefixlen=25
+    )
+    assert small["cidr"] == "100.96.2.0/25"
+    bounds = net(
+        "POST",
+        "/subnets",
+        {
+            "subnet": {
+                "network_id": network["id"],
+                "ip_version": 4,
+                "subnetpool_id": pool["id"],
+                "prefixlen": 4,
+            }
+        },
+    )
+    assert bounds.status_code == 400
+    assert net("DELETE", f"/subnetpools/{pool['id']}").status_code == 409
+    assert net("PUT", f"/subnetpools/{pool['id']}/tags/blue").status_code == 201
