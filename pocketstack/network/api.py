@@ -27,6 +27,7 @@ from pocketstack.core.context import RequestContext
 from pocketstack.network import (
     common,
     extensions,
+    qos,
     quotas,
     routers,
     schemas,
@@ -145,7 +146,8 @@ class Resource:
 
     @property
     def key(self) -> str:
-        return self.collection.replace("-", "_")
+        """The list's key: "security_groups" for security-groups, "policies" for qos/policies."""
+        return self.collection.rsplit("/", 1)[-1].replace("-", "_")
 
 
 def _serve(resource: Resource) -> None:
@@ -305,6 +307,17 @@ for _resource in (
         security_groups.delete_group,
     ),
     Resource(
+        "qos/policies",
+        "policy",
+        "policies",
+        schemas.qos_policy_body,
+        qos.create_policy,
+        qos.list_policies,
+        qos.get_policy,
+        qos.update_policy,
+        qos.delete_policy,
+    ),
+    Resource(
         "subnetpools",
         "subnetpool",
         "subnetpools",
@@ -362,6 +375,58 @@ async def add_router_interface(request: Request, ctx: Ctx, router_id: str) -> Re
 async def remove_router_interface(request: Request, ctx: Ctx, router_id: str) -> Response:
     info = await run_in_threadpool(routers.remove_interface, ctx, router_id, await _json(request))
     return JSONResponse(info)
+
+
+_BANDWIDTH = "/v2.0/qos/policies/{policy_id}/bandwidth_limit_rules"
+
+
+@router.get("/v2.0/qos/rule-types")
+def list_qos_rule_types(ctx: Ctx) -> Response:
+    return JSONResponse({"rule_types": qos.RULE_TYPES})
+
+
+@router.get(_BANDWIDTH)
+async def list_bandwidth_rules(ctx: Ctx, policy_id: str) -> Response:
+    rules = await run_in_threadpool(qos.list_rules, ctx, policy_id)
+    return JSONResponse({"bandwidth_limit_rules": rules})
+
+
+async def _bandwidth_rule_body(request: Request) -> dict[str, Any]:
+    body = await _json(request)
+    rule = body.get("bandwidth_limit_rule") if isinstance(body, dict) else None
+    if not isinstance(rule, dict):
+        raise errors.Invalid(
+            "Resource body required with 'bandwidth_limit_rule' as its key", code="HTTPBadRequest"
+        )
+    return rule
+
+
+@router.post(_BANDWIDTH)
+async def create_bandwidth_rule(request: Request, ctx: Ctx, policy_id: str) -> Response:
+    body = await _bandwidth_rule_body(request)
+    made = await run_in_threadpool(qos.create_rule, ctx, policy_id, body)
+    return JSONResponse({"bandwidth_limit_rule": made}, status_code=201)
+
+
+@router.get(_BANDWIDTH + "/{rule_id}")
+async def show_bandwidth_rule(ctx: Ctx, policy_id: str, rule_id: str) -> Response:
+    view = await run_in_threadpool(qos.get_rule, ctx, policy_id, rule_id)
+    return JSONResponse({"bandwidth_limit_rule": view})
+
+
+@router.put(_BANDWIDTH + "/{rule_id}")
+async def update_bandwidth_rule(
+    request: Request, ctx: Ctx, policy_id: str, rule_id: str
+) -> Response:
+    body = await _bandwidth_rule_body(request)
+    view = await run_in_threadpool(qos.update_rule, ctx, policy_id, rule_id, body)
+    return JSONResponse({"bandwidth_limit_rule": view})
+
+
+@router.delete(_BANDWIDTH + "/{rule_id}")
+async def delete_bandwidth_rule(ctx: Ctx, policy_id: str, rule_id: str) -> Response:
+    await run_in_threadpool(qos.delete_rule, ctx, policy_id, rule_id)
+    return Response(status_code=204)
 
 
 _FORWARDINGS = "/v2.0/floatingips/{floating_id}/port_forwardings"

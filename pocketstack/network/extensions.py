@@ -55,6 +55,13 @@ _IMPLEMENTED = (
         "Enables to set tag on resources with standard attribute.",
     ),
     ("tag", "Tag support", "Enables to set tag on resources."),
+    ("qos", "Quality of Service", "The Quality of Service extension."),
+    (
+        "qos-bw-limit-direction",
+        "Direction for QoS bandwidth limit rule",
+        "Allow to configure QoS bandwidth limit rule with specific direction: ingress or egress",
+    ),
+    ("qos-fip", "Floating IP QoS", "The floating IP Quality of Service extension"),
     ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
     (
         "router",

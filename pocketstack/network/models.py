@@ -240,3 +240,23 @@ class SubnetPool(StandardAttrs, Base):
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     default_quota: Mapped[int | None] = mapped_column(Integer)
     address_scope_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class QosPolicy(StandardAttrs, Base):
+    __tablename__ = "network_qos_policy"
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class QosBandwidthLimitRule(Base):
+    """At most one per (policy, direction), as Neutron allows."""
+
+    __tablename__ = "network_qos_bandwidth_limit_rule"
+    __table_args__ = (UniqueConstraint("qos_policy_id", "direction"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    qos_policy_id: Mapped[str] = mapped_column(
+        ForeignKey("network_qos_policy.id", ondelete="CASCADE"), index=True
+    )
+    max_kbps: Mapped[int] = mapped_column(Integer)
+    max_burst_kbps: Mapped[int] = mapped_column(Integer, default=0)
+    direction: Mapped[str] = mapped_column(String(8), default="egress")

@@ -33,6 +33,8 @@ RULES = [
     *_crud("security_group_rule"),
     *_crud("router"),
     *_crud("subnetpool"),
+    *_crud("policy"),
+    *_crud("policy_bandwidth_limit_rule"),
     *_crud("floatingip"),
     *_crud("floatingip_port_forwarding"),
     Rule("add_router_interface", MEMBER, scope_types=PROJECT),

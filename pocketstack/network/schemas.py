@@ -160,6 +160,15 @@ SUBNET_POOL = {
     "tenant_id": (_STR, True, False),
     "tags": (_LIST, True, False),
 }
+QOS_POLICY = {
+    "name": (_STR, True, True),
+    "description": (_STR, True, True),
+    "shared": (_BOOL, True, True),
+    "is_default": (_BOOL, True, True),
+    "project_id": (_STR, True, False),
+    "tenant_id": (_STR, True, False),
+    "tags": (_LIST, True, False),
+}
 VNIC_TYPES = (
     "normal",
     "direct",
@@ -253,6 +262,10 @@ def subnet_pool_body(body: Any, creating: bool) -> dict[str, Any]:
             code="HTTPBadRequest",
         )
     return values
+
+
+def qos_policy_body(body: Any, creating: bool) -> dict[str, Any]:
+    return checked(body, "policy", QOS_POLICY, creating)
 
 
 def floating_ip_body(body: Any, creating: bool) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class Network:
         )
 
     def make(self, kind: str, token: str | None = None, **fields: Any) -> dict[str, Any]:
-        member = kind.rstrip("s").replace("-", "_")
+        member = "policy" if kind == "qos/policies" else kind.rstrip("s").replace("-", "_")
         answer = self("POST", f"/{kind}", {member: fields}, token=token)
         assert answer.status_code == 201, answer.text
         return dict(answer.json()[member])
@@ -403,3 +403,24 @@ def test_subnets_carved_from_a_pool_never_overlap(net: Network) -> None:
     assert bounds.status_code == 400
     assert net("DELETE", f"/subnetpools/{pool['id']}").status_code == 409
     assert net("PUT", f"/subnetpools/{pool['id']}/tags/blue").status_code == 201
+
+
+def test_qos_policies_with_bandwidth_limits_apply_to_ports(net: Network) -> None:
+    policy = net.make("qos/policies", name="10mbit")
+    rules = f"/qos/policies/{policy['id']}/bandwidth_limit_rules"
+    egress = net("POST", rules, {"bandwidth_limit_rule": {"max_kbps": 10000}})
+    assert (
+        egress.status_code == 201 and egress.json()["bandwidth_limit_rule"]["direction"] == "egress"
+    )
+    assert net("POST", rules, {"bandwidth_limit_rule": {"max_kbps": 5}}).status_code == 409
+    ingress = net(
+        "POST", rules, {"bandwidth_limit_rule": {"max_kbps": 2000, "direction": "ingress"}}
+    )
+    assert ingress.status_code == 201
+    shown = net("GET", f"/qos/policies/{policy['id']}").json()["policy"]
+    assert sorted(r["direction"] for r in shown["rules"]) == ["egress", "ingress"]
+    network = net.make("networks")
+    port = net.make("ports", network_id=network["id"], qos_policy_id=policy["id"])
+    assert port["qos_policy_id"] == policy["id"]
+    assert net("DELETE", f"/qos/policies/{policy['id']}").status_code == 409
+    assert net("GET", "/qos/rule-types").json()["rule_types"] == [{"type": "bandwidth_limit"}]
