@@ -146,6 +146,15 @@ def _set_gateway(
         row.enable_snat = True
     wanted_network = info.get("network_id") if info else None
     fixed = info.get("external_fixed_ips") if info else None
+    if fixed is not None and not (
+        isinstance(fixed, list)
+        and all(isinstance(f, dict) and set(f) <= {"subnet_id", "ip_address"} for f in fixed)
+    ):
+        raise errors.Invalid(
+            "Invalid input for external_gateway_info: external_fixed_ips must be a list of "
+            "{subnet_id, ip_address}.",
+            code="HTTPBadRequest",
+        )
     if fixed is not None:
         ctx.authorize(
             "update_router:external_gateway_info:external_fixed_ips", {"project_id": row.project_id}

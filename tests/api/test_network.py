@@ -372,6 +372,9 @@ def test_routers_floating_ips_and_port_forwardings(net: Network, cloud: Cloud) -
     assert removed.status_code == 200
     assert net("GET", f"/ports/{added['port_id']}", token=token).status_code == 404
     assert net("DELETE", f"/routers/{router['id']}", token=token).status_code == 204
+    odd_gateway = {"network_id": public["id"], "external_fixed_ips": [1]}
+    refused = net("POST", "/routers", {"router": {"external_gateway_info": odd_gateway}})
+    assert refused.status_code == 400
     gateway_ports = net("GET", f"/ports?network_id={public['id']}").json()["ports"]
     assert gateway_ports == []
 

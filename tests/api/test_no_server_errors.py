@@ -12,6 +12,7 @@ from pocketstack.compute import admin_api, more_api
 from pocketstack.compute import api as compute_api
 from pocketstack.identity import api as identity_api
 from pocketstack.image import api as image_api
+from pocketstack.network import api as network_api
 from pocketstack.placement import api as placement_api
 from tests.api.conftest import Cloud
 
@@ -31,7 +32,44 @@ ODD_BODIES: list[Any] = [
     {"name": "CUSTOM_X", "resource_provider_generation": "1", "inventories": {"VCPU": {}}},
     {"traits": ["NOPE"], "aggregates": [1], "resource_provider_generation": 0},
 ]
+# Bodies only the networking routes get (valid keys, wrong values inside).
+NETWORK_BODIES: list[Any] = [
+    {"network": {"name": 5, "mtu": "big"}},
+    {
+        "subnet": {
+            "network_id": "x",
+            "ip_version": 4,
+            "cidr": "bad",
+            "allocation_pools": [{"start": 1, "end": None}],
+            "host_routes": [5],
+        }
+    },
+    {"port": {"network_id": None, "fixed_ips": [5], "allowed_address_pairs": [{"x": 1}]}},
+    {
+        "router": {
+            "external_gateway_info": {"network_id": "x", "external_fixed_ips": [1]},
+            "routes": [{"destination": "x"}],
+        }
+    },
+    {"floatingip": {"floating_network_id": 5, "port_id": 7}},
+    {
+        "security_group_rule": {
+            "direction": "ingress",
+            "security_group_id": 5,
+            "port_range_min": "a",
+            "protocol": "tcp",
+        }
+    },
+    {"quota": {"network": "x", "check_limit": "yes"}},
+    {"subnet_id": 5, "port_id": [1]},
+    {"port_forwarding": {"protocol": "tcp", "internal_port": "a", "internal_port_id": 3}},
+    {"bandwidth_limit_rule": {"max_kbps": "x", "direction": 5}},
+    {"subnetpool": {"prefixes": ["nope"], "min_prefixlen": "a"}},
+    {"policy": {"name": []}},
+    {"tags": [1, None]},
+]
 ROUTERS = {
+    "networking": [network_api.router],
     "identity": [identity_api.router],
     "placement": [placement_api.router],
     "image": [image_api.router],
@@ -64,6 +102,8 @@ def _error_message(prefix: str, body: Any) -> str:
     if prefix == "compute":
         (fault,) = body.values()
         return str(fault["message"])
+    if prefix == "networking":
+        return str(body["NeutronError"]["message"])
     return str(body["error"]["message"])
 
 
@@ -78,6 +118,8 @@ def test_route_never_answers_500(
         "OpenStack-API-Version": versions,
     }
     bodies = ODD_BODIES if method in ("POST", "PUT", "PATCH") else [None]
+    if prefix == "networking" and method in ("POST", "PUT"):
+        bodies = [*bodies, *NETWORK_BODIES]
     for path in _paths(template):
         for body in bodies:
             response = cloud.client.request(method, f"/{prefix}{path}", json=body, headers=headers)
