@@ -584,6 +584,10 @@ def test_servers_get_ports_on_the_networks_they_ask_for(cloud_factory: Any) -> N
         server = compute.active(networks=[{"uuid": network["id"]}])
         assert server["addresses"]["private"][0]["addr"] == "100.64.80.2"
         assert server["addresses"]["private"][0]["OS-EXT-IPS:type"] == "fixed"
+        ips = compute("GET", f"/servers/{server['id']}/ips").json()["addresses"]
+        assert ips == {"private": [{"version": 4, "addr": "100.64.80.2"}]}
+        assert compute("GET", f"/servers/{server['id']}/ips/private").json() == ips
+        assert compute("GET", f"/servers/{server['id']}/ips/other").status_code == 404
         port = neutron("GET", f"/ports?device_id={server['id']}").json()["ports"][0]
         assert port["binding:host_id"] == server["OS-EXT-SRV-ATTR:host"]
         assert port["device_owner"] == "compute:nova" and port["status"] == "ACTIVE"
