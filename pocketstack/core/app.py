@@ -36,6 +36,9 @@ class MountedService:
     name: str
     prefix: str
     app: ASGIApp
+    # The service's own name for the request id header besides x-openstack-request-id
+    # (Nova answers with x-compute-request-id too, and clients read it).
+    request_id_header: str | None = None
 
 
 class RootApp:
@@ -63,20 +66,26 @@ class RootApp:
         scope["pocketstack.runtime"] = self.runtime
         scope["pocketstack.request_id"] = request_id
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-openstack-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
+        def sender(extra_header: str | None) -> Send:
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-openstack-request-id", request_id.encode()))
+                    if extra_header is not None:
+                        headers.append((extra_header.encode(), request_id.encode()))
+                    message["headers"] = headers
+                await send(message)
 
+            return send_with_id
+
+        send_with_id = sender(None)
         path: str = scope["path"]
         for service in self.services:
             if path == service.prefix or path.startswith(service.prefix + "/"):
                 child = dict(scope)
                 child["root_path"] = scope.get("root_path", "") + service.prefix
                 child["path"] = path if path != service.prefix else path + "/"
-                await service.app(child, receive, send_with_id)
+                await service.app(child, receive, sender(service.request_id_header))
                 return
         if self.at_root is not None:
             await self.at_root.app(dict(scope), receive, send_with_id)
