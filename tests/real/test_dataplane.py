@@ -755,7 +755,10 @@ def test_iptables_takes_every_kind_of_rule_and_nat(s: Scenario) -> None:
 
 
 def within(measured_kbit: float, limit_kbit: int) -> bool:
-    return 0.7 * limit_kbit <= measured_kbit <= 1.3 * limit_kbit
+    """The limit holds (never more than 30% above it) and traffic still flows. Only the upper
+    side is the limiter's doing; a loaded machine may move less, which is not a failure
+    (rates themselves are measured in bench/, not asserted here)."""
+    return 0.1 * limit_kbit <= measured_kbit <= 1.3 * limit_kbit
 
 
 def test_qos_limits_a_port_and_a_floating_ip(s: Scenario) -> None:
