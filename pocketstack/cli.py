@@ -125,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         "images (needs root); fake: run nothing; auto: real when this machine can",
     )
     up.add_argument(
+        "--network-driver",
+        choices=["auto", "linuxbridge", "fake"],
+        default="auto",
+        help="linuxbridge: bridges, DHCP and security groups in namespaces (needs root); "
+        "fake: nothing on the host; auto: linuxbridge when this machine can",
+    )
+    up.add_argument(
         "--resume-guests-on-start",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -286,6 +293,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         fake_hosts=args.fake_hosts,
         fake_vgpus=args.fake_vgpus,
         compute_driver=args.compute_driver,
+        network_driver=args.network_driver,
         resume_guests_on_start=args.resume_guests_on_start,
         cpu_allocation_ratio=args.cpu_allocation_ratio,
         ram_allocation_ratio=args.ram_allocation_ratio,

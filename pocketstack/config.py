@@ -44,6 +44,9 @@ class Settings:
     # "auto": this machine's real drivers (namespaces, qemu) when it can run them, else
     # the fake one; "real" insists on them, "fake" never runs anything.
     compute_driver: str = "auto"
+    # The data plane: "linuxbridge" (namespaces, bridges, dnsmasq, iptables; needs root),
+    # "fake" (ports are up at once, nothing on the host), "auto": linuxbridge when it can.
+    network_driver: str = "auto"
     # Start the servers that should run when this host comes back (Nova's
     # resume_guests_state_on_host_boot); off, they are marked SHUTOFF instead.
     resume_guests_on_start: bool = True

@@ -27,6 +27,7 @@ from pocketstack.identity import policies as identity_policies
 from pocketstack.image import api as image_api
 from pocketstack.image import policies as image_policies
 from pocketstack.image import service as image_service
+from pocketstack.network import agent as network_agent
 from pocketstack.network import api as network_api
 from pocketstack.network import policies as network_policies
 from pocketstack.placement import api as placement_api
@@ -121,6 +122,7 @@ SERVICES: dict[str, ServiceSpec] = {
         create_app=network_api.create_app,
         install=lambda _runtime: None,
         prepare=lambda _runtime: None,
+        start=network_agent.start,
     ),
 }
 

@@ -3,10 +3,11 @@ what, not-found errors with Neutron's types, tags."""
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,31 @@ from pocketstack.core.context import RequestContext
 from pocketstack.network import models
 
 MAX_TAG_LENGTH = 255
+# Where the network agent (agent.py) of this process leaves its wake-up call.
+AGENT_WAKE_KEY = "network.agent.wake"
+Params = ParamSpec("Params")
+Returned = TypeVar("Returned")
+
+
+def wake(ctx: RequestContext) -> None:
+    """Tell this process's network agent that what it serves changed (it resyncs anyway)."""
+    wake_agent: Callable[[], None] | None = ctx.runtime.state.get(AGENT_WAKE_KEY)
+    if wake_agent is not None:
+        wake_agent()
+
+
+def wakes(
+    write: Callable[Concatenate[RequestContext, Params], Returned],
+) -> Callable[Concatenate[RequestContext, Params], Returned]:
+    """A write the network agent acts on: wake it once the write is done."""
+
+    @functools.wraps(write)
+    def done(ctx: RequestContext, *args: Params.args, **kwargs: Params.kwargs) -> Returned:
+        result = write(ctx, *args, **kwargs)
+        wake(ctx)
+        return result
+
+    return done
 
 
 def now() -> datetime:

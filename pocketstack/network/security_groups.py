@@ -234,6 +234,7 @@ def update_group(
         return _views(session, [row])[0]
 
 
+@common.wakes
 def delete_group(ctx: RequestContext, group_id: str) -> None:
     with ctx.db.write() as session:
         row = common.get_row(session, ctx, models.SecurityGroup, "security_group", group_id)
@@ -375,6 +376,7 @@ def _same_rule(session: Session, group_id: str, fields: dict[str, Any]) -> str |
     return None
 
 
+@common.wakes
 def create_rule(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     fields = _check_rule(body)
     group_id = body.get("security_group_id")
@@ -436,6 +438,7 @@ def get_rule(ctx: RequestContext, rule_id: str) -> dict[str, Any]:
         return schemas.rule_view(rule)
 
 
+@common.wakes
 def delete_rule(ctx: RequestContext, rule_id: str) -> None:
     with ctx.db.write() as session:
         rule = common.get_row(

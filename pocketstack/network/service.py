@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
+from pocketstack.core.runtime import Runtime
 from pocketstack.network import (
     common,
     ipam,
@@ -156,6 +157,7 @@ def _allocate_segment(
     return chosen
 
 
+@common.wakes
 def create_network(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     project_id = common.check_project(ctx, body)
     target = {"project_id": project_id}
@@ -232,6 +234,7 @@ def get_network(ctx: RequestContext, network_id: str) -> dict[str, Any]:
         return _network_view(session, ctx, row)
 
 
+@common.wakes
 def update_network(
     ctx: RequestContext, network_id: str, body: dict[str, Any], if_match: str | None = None
 ) -> dict[str, Any]:
@@ -294,6 +297,7 @@ def _refuse_unsharing(session: Session, row: models.Network) -> None:
         )
 
 
+@common.wakes
 def delete_network(ctx: RequestContext, network_id: str) -> None:
     with ctx.db.write() as session:
         row = _network(session, ctx, network_id)
@@ -407,6 +411,7 @@ def _check_gateway(cidr: ipam.IPNetwork, gateway: str | None) -> None:
         raise errors.Invalid(f"Gateway is not valid on subnet: {gateway}", code="InvalidInput")
 
 
+@common.wakes
 def create_subnet(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     with ctx.db.read() as session:
         network = _network(session, ctx, body["network_id"])
@@ -502,6 +507,7 @@ def get_subnet(ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
         return schemas.subnet_view(row, common.tags(session, "subnets", row.id))
 
 
+@common.wakes
 def update_subnet(
     ctx: RequestContext, subnet_id: str, body: dict[str, Any], if_match: str | None = None
 ) -> dict[str, Any]:
@@ -538,6 +544,7 @@ def update_subnet(
         return schemas.subnet_view(row, common.tags(session, "subnets", row.id))
 
 
+@common.wakes
 def delete_subnet(ctx: RequestContext, subnet_id: str) -> None:
     with ctx.db.write() as session:
         row = subnet_row(session, ctx, subnet_id)
@@ -787,13 +794,22 @@ def _check_mac(session: Session, network_id: str, mac: str, port_id: str | None 
         )
 
 
-def _bind(port: models.Port) -> None:
-    """What a port's binding says, given its host (the fake data plane plugs at once). The
-    network's own ports (router interfaces and gateways, floating IPs, DHCP) are always up."""
+def _bind(ctx: RequestContext, port: models.Port) -> None:
+    """What a port's binding says, given its host: where to plug it, as the network agent's
+    driver says; the fake data plane plugs at once, a real one reports ACTIVE once plugged
+    (`report_port_status`). The network's own ports (router interfaces and gateways,
+    floating IPs, DHCP) are always up."""
     if port.device_owner.startswith(NETWORK_OWNED_PREFIX):
         port.status = "ACTIVE"
         return
-    if port.binding_host_id:
+    plugging: Callable[[str], dict[str, Any] | None] | None = ctx.runtime.state.get(VIF_DETAILS_KEY)
+    details = plugging(port.network_id) if plugging is not None else None
+    if port.binding_host_id and details is not None:
+        port.binding_vif_type = "bridge"
+        port.binding_vif_details = details
+        if not (port.status == "ACTIVE" and port.admin_state_up):
+            port.status = "DOWN"
+    elif port.binding_host_id:
         port.binding_vif_type = "bridge"
         port.binding_vif_details = {"port_filter": True, "connectivity": "l2"}
         port.status = "ACTIVE" if port.admin_state_up else "DOWN"
@@ -854,6 +870,7 @@ def addresses_of(session: Session, port_id: str) -> list[tuple[str, str]]:
     ]
 
 
+@common.wakes
 def create_port(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     project_id = common.check_project(ctx, body)
     with ctx.db.read() as session:
@@ -915,7 +932,7 @@ def create_port(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
                 ),
                 extra_dhcp_opts=body.get("extra_dhcp_opts", []),
             )
-            _bind(row)
+            _bind(ctx, row)
             session.add(row)
             session.flush()
             _bind_addresses(
@@ -961,6 +978,7 @@ def get_port(ctx: RequestContext, port_id: str) -> dict[str, Any]:
         return _port_views(session, ctx, [_port(session, ctx, port_id)])[0]
 
 
+@common.wakes
 def update_port(
     ctx: RequestContext, port_id: str, body: dict[str, Any], if_match: str | None = None
 ) -> dict[str, Any]:
@@ -1061,9 +1079,10 @@ def _update_port_fields(
             row,
             _addresses(session, row.network_id, row.mac_address, body["fixed_ips"] or []),
         )
-    _bind(row)
+    _bind(ctx, row)
 
 
+@common.wakes
 def delete_port(ctx: RequestContext, port_id: str) -> None:
     """The port goes, and floating IPs that pointed at it point at nothing (Neutron)."""
     with ctx.db.write() as session:
@@ -1076,6 +1095,39 @@ def delete_port(ctx: RequestContext, port_id: str) -> None:
         )
         common.forget_tags(session, "ports", port_id)
         session.delete(row)
+
+
+# The network agent's side (agent.py) --------------------------------------------------
+
+VIF_DETAILS_KEY = "network.agent.vif_details"
+
+
+def install_agent(
+    runtime: Runtime, wake_agent: Callable[[], None] | None,
+    vif_details: Callable[[str], dict[str, Any] | None] | None,
+) -> None:  # fmt: skip
+    """The agent of this process: how to wake it and where bound ports plug (None: gone)."""
+    for key, value in ((common.AGENT_WAKE_KEY, wake_agent), (VIF_DETAILS_KEY, vif_details)):
+        if value is None:
+            runtime.state.pop(key, None)
+        else:
+            runtime.state[key] = value
+
+
+def wake(ctx: RequestContext) -> None:
+    """Wake this process's network agent (after writes it acts on)."""
+    common.wake(ctx)
+
+
+def report_port_status(ctx: RequestContext, statuses: dict[str, str]) -> None:
+    """What the agent saw: each port ACTIVE (plugged) or DOWN. No wake-up, no revision."""
+    if not statuses:
+        return
+    with ctx.db.write() as session:
+        for port_id, status in statuses.items():
+            row = session.get(models.Port, port_id)
+            if row is not None and row.status != status:
+                row.status = status
 
 
 def network_names(ctx: RequestContext, network_ids: set[str]) -> dict[str, str]:

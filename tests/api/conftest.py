@@ -34,6 +34,7 @@ def _settings(state_dir: Path) -> config.Settings:
         password_hash_rounds=4,
         services=config.KNOWN_SERVICES,
         compute_driver="fake",
+        network_driver="fake",
         builtin_images=False,
     )
 

@@ -232,6 +232,7 @@ class Server:
         ]
         if not self.real_compute:
             command += ["--compute-driver", "fake", "--no-builtin-images"]
+            command += ["--network-driver", "fake"]
         if admin_password is not None:
             command += ["--admin-password", admin_password]
         command += self.extra_args

@@ -1,0 +1,488 @@
+"""The network agent: a level-based reconcile loop for this host's L2 data plane.
+
+One loop per process (started by the network ServiceSpec's `start`). Each pass
+reads the whole truth through network/service.py (networks, subnets, ports,
+security group rules), makes sure every network with DHCP-enabled subnets has
+its DHCP port in the database, computes with pure functions what the host
+should have (`plan`), has the driver make it so with idempotent calls, and
+reports ports' status (ACTIVE once their device is on the network's bridge,
+DOWN otherwise). A pass runs when the service wakes the loop after a write
+(`service.wake`) and every RESYNC_S anyway, so drift is repaired and nothing
+depends on a wake-up having arrived.
+
+Not here yet (seams): routers, NAT and floating IPs (`qrouter-`), VXLAN to
+other hosts, QoS; external networks get no DHCP until routers do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pocketstack.core.context import RequestContext
+from pocketstack.core.runtime import Runtime
+from pocketstack.host import dnsmasq, netdev
+from pocketstack.host.dnsmasq import AddressMode, DhcpConfig
+from pocketstack.host.firewall import AddressPair, PortFilter, Rule
+from pocketstack.network import security_groups
+from pocketstack.network import service as network_service
+from pocketstack.network.drivers import DhcpSetup, Driver, NetworkSetup, fake, linuxbridge
+from pocketstack.network.query import ListQuery
+
+LOG = logging.getLogger(__name__)
+RESYNC_S = 30.0
+DHCP_OWNER = network_service.DHCP_OWNER
+NETWORK_OWNED_PREFIX = network_service.NETWORK_OWNED_PREFIX
+_AGENT_KEY = "network.agent"
+AGENT_PROJECT = "pocketstack-network-agent"
+
+
+# What the agent reads ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetFacts:
+    id: str
+    cidr: str
+    ip_version: int
+    gateway_ip: str | None
+    enable_dhcp: bool
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[tuple[str, str], ...] = ()
+    ipv6_address_mode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFacts:
+    id: str
+    project_id: str
+    mtu: int
+    dns_domain: str = ""
+    external: bool = False
+    subnets: tuple[SubnetFacts, ...] = ()
+
+    @property
+    def dhcp_subnets(self) -> tuple[SubnetFacts, ...]:
+        return tuple(s for s in self.subnets if s.enable_dhcp)
+
+
+@dataclass(frozen=True, slots=True)
+class PortFacts:
+    id: str
+    network_id: str
+    mac: str
+    ips: tuple[tuple[str, str], ...] = ()  # (subnet id, address)
+    device_owner: str = ""
+    host: str = ""
+    dns_name: str = ""
+    security_groups: tuple[str, ...] = ()
+    port_security: bool = True
+    allowed_pairs: tuple[tuple[str, str | None], ...] = ()  # (ip or CIDR, MAC)
+    admin_up: bool = True
+    status: str = "DOWN"
+
+    @property
+    def network_owned(self) -> bool:
+        return self.device_owner.startswith(NETWORK_OWNED_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFacts:
+    group_id: str
+    direction: str
+    ethertype: str = "IPv4"
+    protocol: str | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidr: str | None = None
+    remote_group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    networks: tuple[NetworkFacts, ...]
+    ports: tuple[PortFacts, ...]
+    rules: tuple[RuleFacts, ...]
+
+
+# DHCP ports in the database (pure) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpPortChange:
+    """Make (port_id None), re-address (subnet_ids) or delete (no subnet_ids) a DHCP port."""
+
+    network_id: str
+    project_id: str
+    port_id: str | None
+    subnet_ids: tuple[str, ...]
+    keep: tuple[tuple[str, str], ...] = ()  # the addresses it has on subnets it keeps
+
+
+def dhcp_port_changes(host: str, facts: Facts) -> list[DhcpPortChange]:
+    """One DHCP port per network that has DHCP-enabled subnets (not external ones), with an
+    address on each; none on other networks."""
+    changes: list[DhcpPortChange] = []
+    dhcp_ports: dict[str, list[PortFacts]] = {}
+    for port in facts.ports:
+        if port.device_owner == DHCP_OWNER:
+            dhcp_ports.setdefault(port.network_id, []).append(port)
+    for network in facts.networks:
+        wanted = () if network.external else tuple(s.id for s in network.dhcp_subnets)
+        have = dhcp_ports.get(network.id, [])
+        if not wanted:
+            changes += [DhcpPortChange(network.id, network.project_id, p.id, ()) for p in have]
+            continue
+        if not have:
+            changes.append(DhcpPortChange(network.id, network.project_id, None, wanted))
+            continue
+        first, extra = have[0], have[1:]
+        changes += [DhcpPortChange(network.id, network.project_id, p.id, ()) for p in extra]
+        on = {subnet_id for subnet_id, _ in first.ips}
+        if not set(wanted) <= on:
+            keep = tuple(ip for ip in first.ips if ip[0] in wanted)
+            changes.append(DhcpPortChange(network.id, network.project_id, first.id, wanted, keep))
+    return changes
+
+
+# What the host should have (pure) ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    setups: tuple[NetworkSetup, ...]
+    remove: tuple[str, ...]
+
+
+def hostname_of(port: PortFacts) -> str | None:
+    """The port's DNS name: its dns_name, or Neutron's host-<address with dashes>."""
+    if port.dns_name:
+        return port.dns_name
+    if not port.ips:
+        return None
+    return "host-" + port.ips[0][1].replace(".", "-").replace(":", "-")
+
+
+def _member_cidrs(ports: Iterable[PortFacts]) -> dict[str, set[str]]:
+    """Security group id -> the host CIDRs of its member ports (remote_group_id)."""
+    members: dict[str, set[str]] = {}
+    for port in ports:
+        for group in port.security_groups:
+            for _, address in port.ips:
+                bits = 128 if ":" in address else 32
+                members.setdefault(group, set()).add(f"{address}/{bits}")
+    return members
+
+
+def _rules_of(
+    port: PortFacts,
+    rules_by_group: Mapping[str, Sequence[RuleFacts]],
+    members: Mapping[str, set[str]],
+) -> tuple[Rule, ...]:
+    found: list[Rule] = []
+    for group in port.security_groups:
+        for each in rules_by_group.get(group, ()):
+            ethertype = cast("Any", each.ethertype)
+            direction = cast("Any", each.direction)
+            base = Rule(direction, ethertype, each.protocol, each.port_min, each.port_max)
+            if each.remote_group_id is None:
+                found.append(_with_cidr(base, each.remote_cidr))
+                continue
+            version = 6 if each.ethertype == "IPv6" else 4
+            for cidr in sorted(members.get(each.remote_group_id, ())):
+                if ipaddress.ip_network(cidr).version == version:
+                    found.append(_with_cidr(base, cidr))
+    return tuple(dict.fromkeys(found))
+
+
+def _with_cidr(rule: Rule, cidr: str | None) -> Rule:
+    return Rule(rule.direction, rule.ethertype, rule.protocol, rule.port_min, rule.port_max, cidr)
+
+
+def port_filter(
+    port: PortFacts,
+    rules_by_group: Mapping[str, Sequence[RuleFacts]],
+    members: Mapping[str, set[str]],
+) -> PortFilter:
+    return PortFilter(
+        tap=netdev.tap_name(port.id),
+        mac=port.mac,
+        ips=tuple(address for _, address in port.ips),
+        allowed_pairs=tuple(AddressPair(ip, mac) for ip, mac in port.allowed_pairs),
+        rules=_rules_of(port, rules_by_group, members) if port.port_security else (),
+        port_security=port.port_security,
+    )
+
+
+def _dhcp_subnet(subnet: SubnetFacts) -> dnsmasq.Subnet:
+    mode = subnet.ipv6_address_mode if subnet.ip_version == 6 else None
+    return dnsmasq.Subnet(
+        subnet_id=subnet.id,
+        cidr=subnet.cidr,
+        gateway_ip=subnet.gateway_ip,
+        dns_servers=subnet.dns_nameservers,
+        ipv6_address_mode=cast("AddressMode | None", mode),
+        host_routes=subnet.host_routes,
+    )
+
+
+def dhcp_setup(network: NetworkFacts, ports: Sequence[PortFacts]) -> DhcpSetup | None:
+    """The network's DHCP port and dnsmasq config: a static lease and a DNS name for
+    every other port of the network."""
+    subnets = network.dhcp_subnets
+    dhcp_port = next((p for p in ports if p.device_owner == DHCP_OWNER), None)
+    if network.external or not subnets or dhcp_port is None:
+        return None
+    prefixes = {s.id: ipaddress.ip_network(s.cidr, strict=False).prefixlen for s in network.subnets}
+    cidrs = tuple(f"{ip}/{prefixes[sid]}" for sid, ip in dhcp_port.ips if sid in prefixes)
+    hosts = tuple(
+        dnsmasq.Host(p.mac, tuple(ip for _, ip in p.ips), hostname_of(p))
+        for p in sorted(ports, key=lambda p: p.id)
+        if p.id != dhcp_port.id and p.ips
+    )
+    config = DhcpConfig(
+        interface=netdev.dhcp_port_name(dhcp_port.id),
+        subnets=tuple(_dhcp_subnet(s) for s in subnets),
+        hosts=hosts,
+        domain=network.dns_domain.rstrip(".") or dnsmasq.DEFAULT_DOMAIN,
+        mtu=network.mtu,
+    )
+    return DhcpSetup(dhcp_port.id, dhcp_port.mac, cidrs, config)
+
+
+def served_here(port: PortFacts, host: str) -> bool:
+    """A port this host plugs into a bridge: bound here, not one of the network's own."""
+    return port.host == host and not port.network_owned
+
+
+def plan(host: str, facts: Facts, made: set[str]) -> Plan:
+    """Every network with a port bound here or DHCP to serve, set up; what this host made
+    for networks that are gone (or need nothing here any more), removed."""
+    by_network: dict[str, list[PortFacts]] = {}
+    for port in facts.ports:
+        by_network.setdefault(port.network_id, []).append(port)
+    rules_by_group: dict[str, list[RuleFacts]] = {}
+    for rule in facts.rules:
+        rules_by_group.setdefault(rule.group_id, []).append(rule)
+    members = _member_cidrs(facts.ports)
+    setups: list[NetworkSetup] = []
+    for network in sorted(facts.networks, key=lambda n: n.id):
+        ports = by_network.get(network.id, [])
+        bound = [p for p in ports if served_here(p, host)]
+        dhcp = dhcp_setup(network, ports)
+        if not bound and dhcp is None:
+            continue
+        filters = tuple(
+            port_filter(p, rules_by_group, members) for p in sorted(bound, key=lambda p: p.id)
+        )
+        setups.append(NetworkSetup(network.id, network.mtu, dhcp, filters))
+    wanted = {s.network_id for s in setups}
+    return Plan(tuple(setups), tuple(sorted(made - wanted)))
+
+
+def port_statuses(host: str, facts: Facts, plugged: Mapping[str, set[str]]) -> dict[str, str]:
+    """The status each port bound here should show, where it differs from what it shows:
+    ACTIVE when its device is on its network's bridge (and it is up), else DOWN."""
+    changes: dict[str, str] = {}
+    for port in facts.ports:
+        if not served_here(port, host):
+            continue
+        on_bridge = netdev.tap_name(port.id) in plugged.get(port.network_id, set())
+        status = "ACTIVE" if on_bridge and port.admin_up else "DOWN"
+        if status != port.status:
+            changes[port.id] = status
+    return changes
+
+
+# Reading the service ---------------------------------------------------------------------
+
+
+def _subnet_facts(raw: Mapping[str, Any]) -> SubnetFacts:
+    return SubnetFacts(
+        id=raw["id"],
+        cidr=raw["cidr"],
+        ip_version=int(raw["ip_version"]),
+        gateway_ip=raw.get("gateway_ip"),
+        enable_dhcp=bool(raw.get("enable_dhcp")),
+        dns_nameservers=tuple(raw.get("dns_nameservers") or ()),
+        host_routes=tuple((r["destination"], r["nexthop"]) for r in raw.get("host_routes") or ()),
+        ipv6_address_mode=raw.get("ipv6_address_mode"),
+    )
+
+
+def read(ctx: RequestContext) -> Facts:
+    everything = ListQuery()
+    subnets: dict[str, list[SubnetFacts]] = {}
+    for raw in network_service.list_subnets(ctx, everything):
+        subnets.setdefault(raw["network_id"], []).append(_subnet_facts(raw))
+    networks = tuple(
+        NetworkFacts(
+            id=raw["id"],
+            project_id=raw["project_id"],
+            mtu=int(raw["mtu"]),
+            dns_domain=raw.get("dns_domain") or "",
+            external=bool(raw.get("router:external")),
+            subnets=tuple(subnets.get(raw["id"], ())),
+        )
+        for raw in network_service.list_networks(ctx, everything)
+    )
+    ports = tuple(
+        PortFacts(
+            id=raw["id"],
+            network_id=raw["network_id"],
+            mac=raw["mac_address"],
+            ips=tuple((f["subnet_id"], f["ip_address"]) for f in raw["fixed_ips"]),
+            device_owner=raw["device_owner"],
+            host=raw.get("binding:host_id") or "",
+            dns_name=raw.get("dns_name") or "",
+            security_groups=tuple(raw.get("security_groups") or ()),
+            port_security=bool(raw.get("port_security_enabled")),
+            allowed_pairs=tuple(
+                (p["ip_address"], p.get("mac_address"))
+                for p in raw.get("allowed_address_pairs") or ()
+            ),
+            admin_up=bool(raw["admin_state_up"]),
+            status=raw["status"],
+        )
+        for raw in network_service.list_ports(ctx, everything)
+    )
+    rules = tuple(
+        RuleFacts(
+            group_id=raw["security_group_id"],
+            direction=raw["direction"],
+            ethertype=raw["ethertype"],
+            protocol=raw.get("protocol"),
+            port_min=raw.get("port_range_min"),
+            port_max=raw.get("port_range_max"),
+            remote_cidr=raw.get("remote_ip_prefix"),
+            remote_group_id=raw.get("remote_group_id"),
+        )
+        for raw in security_groups.list_rules(ctx, everything)
+    )
+    return Facts(networks, ports, rules)
+
+
+# The loop ------------------------------------------------------------------------------
+
+
+class NetworkAgent:
+    def __init__(self, runtime: Runtime, host: str, driver: Driver) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.driver = driver
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="network-agent", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.wake.clear()
+            try:
+                self.reconcile()
+            except Exception:
+                LOG.exception("network agent pass failed; trying again")
+            self.wake.wait(RESYNC_S)
+
+    def _apply_dhcp_ports(self, ctx: RequestContext, changes: Sequence[DhcpPortChange]) -> None:
+        for change in changes:
+            try:
+                if change.port_id is None:
+                    network_service.create_port(
+                        ctx,
+                        {
+                            "network_id": change.network_id,
+                            "project_id": change.project_id,
+                            "device_owner": DHCP_OWNER,
+                            "device_id": f"dhcp-{change.network_id}",
+                            "binding:host_id": self.host,
+                            "port_security_enabled": False,
+                            "fixed_ips": [{"subnet_id": s} for s in change.subnet_ids],
+                        },
+                    )
+                elif change.subnet_ids:
+                    kept = {sid for sid, _ in change.keep}
+                    fixed = [{"subnet_id": s, "ip_address": ip} for s, ip in change.keep]
+                    fixed += [{"subnet_id": s} for s in change.subnet_ids if s not in kept]
+                    network_service.update_port(ctx, change.port_id, {"fixed_ips": fixed})
+                else:
+                    network_service.delete_port(ctx, change.port_id)
+            except Exception:
+                LOG.exception("DHCP port of network %s: could not be changed", change.network_id)
+
+    def reconcile(self) -> None:
+        """One level-based pass over everything this host serves."""
+        with self._lock:
+            # Project-scoped admin (networking's rules are project-scoped): sees everything.
+            ctx = self.runtime.service_context(AGENT_PROJECT)
+            facts = read(ctx)
+            # The fake data plane serves no DHCP and its ports are up at once (`_bind`).
+            real = self.driver.name != "fake"
+            changes = dhcp_port_changes(self.host, facts) if real else []
+            if changes:
+                self._apply_dhcp_ports(ctx, changes)
+                facts = read(ctx)
+            wanted = plan(self.host, facts, self.driver.made())
+            for network_id in wanted.remove:
+                try:
+                    self.driver.remove(network_id)
+                except Exception:
+                    LOG.exception("network %s: could not be removed from this host", network_id)
+            plugged: dict[str, set[str]] = {}
+            for setup in wanted.setups:
+                try:
+                    self.driver.ensure(setup)
+                    plugged[setup.network_id] = self.driver.plugged(setup.network_id)
+                except Exception:
+                    LOG.exception("network %s: could not be set up on this host", setup.network_id)
+            if real:
+                network_service.report_port_status(ctx, port_statuses(self.host, facts, plugged))
+
+
+# Choosing the driver, starting ---------------------------------------------------------
+
+
+class DriverUnavailable(Exception):
+    """`--network-driver linuxbridge` on a machine that cannot run it."""
+
+
+def choose_driver(runtime: Runtime) -> Driver:
+    settings = runtime.settings
+    wanted = settings.network_driver
+    if wanted == "fake" or settings.fake_hosts:
+        return fake.FakeDriver()
+    missing = linuxbridge.missing()
+    if missing is not None:
+        if wanted == "linuxbridge":
+            raise DriverUnavailable(f"the linuxbridge data plane cannot run here: {missing}")
+        return fake.FakeDriver()
+    return linuxbridge.LinuxBridgeDriver(settings.state_dir / "network" / socket.gethostname())
+
+
+def start(runtime: Runtime) -> Callable[[], None]:
+    """Run this process's network agent; returns what stops it."""
+    driver = choose_driver(runtime)
+    agent = NetworkAgent(runtime, socket.gethostname(), driver)
+    runtime.state[_AGENT_KEY] = agent
+    network_service.install_agent(runtime, agent.wake.set, driver.vif_details)
+    agent.start()
+
+    def stop() -> None:
+        agent.stop()
+        network_service.install_agent(runtime, None, None)
+        runtime.state.pop(_AGENT_KEY, None)
+
+    return stop
