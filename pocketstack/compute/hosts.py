@@ -18,6 +18,7 @@ import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -276,6 +277,16 @@ def _size(flavor_json: str) -> drivers.Size:
     return drivers.Size(flavor["vcpus"], flavor["ram"], flavor["disk"])
 
 
+def _nics(devices: dict[str, Any]) -> tuple[drivers.Nic, ...]:
+    """The server's ports as its host plugs them (entries from before MACs were kept in
+    the devices have none to plug)."""
+    return tuple(
+        drivers.Nic(p["port_id"], p["mac"], p.get("mtu"), p.get("vif_details") or {})
+        for p in devices.get("ports", [])
+        if p.get("mac")
+    )
+
+
 def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
     return agent_mod.ServerSpec(
         guest=drivers.GuestSpec(
@@ -285,6 +296,7 @@ def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
             size=_size(row.flavor),
             user_data=row.user_data,
             boot_serial=row.boot_serial,
+            nics=_nics(json.loads(row.devices or "{}")),
         ),
         host=row.host or "",
         generation=row.generation,

@@ -86,10 +86,10 @@ def allocate(
     try:
         for request in requests:
             if request.port_id is not None:
-                network_service.update_port(
+                given = network_service.update_port(
                     service, request.port_id, {"device_id": server_id, "device_owner": DEVICE_OWNER}
                 )
-                ports.append({"port_id": request.port_id, "created": False})
+                ports.append({"port_id": request.port_id, "created": False, **_nic(service, given)})
                 continue
             body: dict[str, Any] = {
                 "network_id": request.network_id,
@@ -100,17 +100,26 @@ def allocate(
             if request.fixed_ip is not None:
                 body["fixed_ips"] = [{"ip_address": request.fixed_ip}]
             made = network_service.create_port(service, body)
-            ports.append({"port_id": made["id"], "created": True})
+            ports.append({"port_id": made["id"], "created": True, **_nic(service, made)})
     except errors.PocketstackError:
         release(ctx.runtime, project_id, ports)
         raise
     return ports
 
 
+def _nic(ctx: RequestContext, port: dict[str, Any]) -> dict[str, Any]:
+    """What the server's host needs to plug the port: its MAC, network and MTU."""
+    network = network_service.get_network(ctx, port["network_id"])
+    return {"mac": port["mac_address"], "network_id": port["network_id"], "mtu": network["mtu"]}
+
+
 def bind(runtime: Runtime, project_id: str, ports: Sequence[dict[str, Any]], host: str) -> None:
+    """Bind each port to `host`; each entry of `ports` (kept in the server's devices) gets
+    the binding's `vif_details`, which say where the host plugs the port."""
     service = runtime.service_context(project_id)
     for port in ports:
-        network_service.update_port(service, port["port_id"], {"binding:host_id": host})
+        bound = network_service.update_port(service, port["port_id"], {"binding:host_id": host})
+        port["vif_details"] = bound.get("binding:vif_details") or {}
 
 
 def release(runtime: Runtime, project_id: str, ports: Sequence[dict[str, Any]]) -> None:

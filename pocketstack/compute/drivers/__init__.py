@@ -31,8 +31,30 @@ class Size:
 
 
 @dataclass(frozen=True, slots=True)
+class Nic:
+    """A server's port as its host plugs it: `vif_details` from the port's binding name the
+    bridge (`bridge_name`) and the namespace it is in (`netns`); without a bridge (the
+    fake data plane) there is nothing to plug."""
+
+    port_id: str
+    mac: str
+    mtu: int | None
+    vif_details: Mapping[str, object]
+
+    @property
+    def bridge(self) -> str | None:
+        found = self.vif_details.get("bridge_name")
+        return str(found) if found else None
+
+    @property
+    def netns(self) -> str | None:
+        found = self.vif_details.get("netns")
+        return str(found) if found else None
+
+
+@dataclass(frozen=True, slots=True)
 class GuestSpec:
-    """What a server should run: its image, size and the boot it is on."""
+    """What a server should run: its image, size, NICs and the boot it is on."""
 
     uuid: str
     name: str
@@ -40,6 +62,7 @@ class GuestSpec:
     size: Size
     user_data: str | None
     boot_serial: int
+    nics: tuple[Nic, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pocketstack.compute import drivers
 from pocketstack.compute.drivers import (
@@ -29,13 +31,14 @@ from pocketstack.compute.drivers import (
     Size,
 )
 from pocketstack.compute.drivers.records import GuestRecords
-from pocketstack.host import commands, namespaces, processes
+from pocketstack.host import commands, namespaces, netdev, processes
 from pocketstack.host.cgroups import GuestCgroup
 from pocketstack.host.commands import HostCommandError
 from pocketstack.host.namespaces import Layout
 
 SOFT_STOP_TIMEOUT_S = 10.0  # as Nova's shutdown_timeout, shorter: these guests stop at once
 BOOT_TIMEOUT_S = 5.0
+BRIDGE_WAIT_S = 10.0  # for the network agent to make a network's bridge on this host
 HOLDER_FILE = "holder.json"
 CONSOLE_FILE = "console.log"
 CONSOLE_TAIL_BYTES = 1 << 20
@@ -55,6 +58,8 @@ class NamespaceGuest:
     paused: bool = False
     suspended: bool = False
     rescued: bool = False
+    # The NICs to plug at every boot: port_id, mac, mtu, bridge and netns (the bridge's).
+    nics: tuple[dict[str, Any], ...] = ()
 
     @property
     def size(self) -> Size:
@@ -65,7 +70,24 @@ class NamespaceGuest:
         """A new guest of `spec`, running, on its image's root."""
         size = spec.size
         return cls(spec.name, spec.image_ref, size.vcpus, size.memory_mb, size.disk_gb,
-                   spec.boot_serial)  # fmt: skip
+                   spec.boot_serial, nics=nic_records(spec))  # fmt: skip
+
+
+def nic_records(spec: GuestSpec) -> tuple[dict[str, Any], ...]:
+    """The spec's NICs as the guest record keeps them."""
+    return tuple(
+        {"port_id": n.port_id, "mac": n.mac, "mtu": n.mtu, "bridge": n.bridge, "netns": n.netns}
+        for n in spec.nics
+    )
+
+
+def _wait_for_bridge(netns: str, bridge: str) -> bool:
+    deadline = time.monotonic() + BRIDGE_WAIT_S
+    while not (netdev.netns_exists(netns) and netdev.link(netns, bridge) is not None):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def is_rootfs(image: drivers.ImageFile) -> bool:
@@ -162,6 +184,7 @@ class NamespaceDriver:
         cgroup.create()
         cgroup.limit(record.vcpus, record.memory_mb)
         namespaces.create_netns(uuid)
+        self._plug(uuid, record)
         normal = self._layout(uuid)
         root, mnt = (self._layout(uuid, rescue=True).root, normal.root) if record.rescued else (
             normal.root, None
@@ -176,6 +199,38 @@ class NamespaceDriver:
         if not namespaces.wait_booting(holder, BOOT_TIMEOUT_S):
             raise DriverError(f"{record.name} did not boot: {self._console_tail(uuid, 400)}")
         self._update(uuid, running=True, paused=False, suspended=False)
+
+    def _plug(self, uuid: str, record: NamespaceGuest) -> None:
+        """NIC i is `eth<i>` in the guest's namespace with the port's MAC, its other end
+        `tap<port id>` on the bridge its binding names. The network agent makes (and alone
+        removes) the bridge; a boot waits a little for it. A NIC without a bridge (fake data
+        plane) is not made."""
+        guest_netns = namespaces.netns_name(uuid)
+        try:
+            for index, nic in enumerate(record.nics):
+                bridge, netns = nic.get("bridge"), nic.get("netns")
+                if not bridge or not netns:
+                    continue
+                mtu = nic.get("mtu")
+                if not _wait_for_bridge(netns, bridge):
+                    raise DriverError(
+                        f"{record.name}: bridge {bridge} of port {nic['port_id']} is not on "
+                        "this host (is the network agent running?)"
+                    )
+                netdev.ensure_veth(
+                    netdev.tap_name(nic["port_id"]), f"eth{index}", netns=netns,
+                    peer_netns=guest_netns, mtu=mtu, peer_mac=nic["mac"], master=bridge,
+                )  # fmt: skip
+        except HostCommandError as exc:
+            raise DriverError(f"{record.name}: a NIC could not be plugged: {exc}") from exc
+
+    def _unplug(self, uuid: str) -> None:
+        """Remove the guest's taps from their bridges (the veths go with them)."""
+        record = self.records.get(uuid)
+        for nic in record.nics if record is not None else ():
+            netns = nic.get("netns")
+            if netns and netdev.netns_exists(netns):
+                netdev.delete_link(netns, netdev.tap_name(nic["port_id"]))
 
     def _halt(self, uuid: str, hard: bool) -> None:
         GuestCgroup(uuid).set_frozen(False)  # a frozen guest would not see its signals
@@ -208,6 +263,7 @@ class NamespaceDriver:
             self._halt(uuid, hard=True)
             for layout in (self._layout(uuid, rescue=True), self._layout(uuid)):
                 namespaces.unmount(layout.root)
+            self._unplug(uuid)
             namespaces.delete_netns(uuid)
             GuestCgroup(uuid).remove()
             self.records.remove(uuid)
@@ -233,7 +289,9 @@ class NamespaceDriver:
     def reboot(self, spec: GuestSpec, hard: bool) -> None:
         with self._lock:
             self._halt(spec.uuid, hard)
-            self._update(spec.uuid, boot_serial=spec.boot_serial, running=True)
+            self._update(
+                spec.uuid, boot_serial=spec.boot_serial, running=True, nics=nic_records(spec)
+            )
             self._boot(spec.uuid)
 
     def power_off(self, uuid: str) -> None:
