@@ -55,6 +55,8 @@ class ServiceSpec:
     start: Callable[[Runtime], Callable[[], None]] | None = None
     # Closes what the service opened besides the runtime's database (cell engines).
     close: Callable[[Runtime], None] | None = None
+    # A second request id header the upstream service sends (x-compute-request-id).
+    request_id_header: str | None = None
 
     def catalog_url(self, base_url: str) -> str:
         return f"{base_url}{self.prefix}{self.catalog_suffix}"
@@ -110,6 +112,7 @@ SERVICES: dict[str, ServiceSpec] = {
         prepare=compute_service.prepare,
         start=compute_service.start,
         close=compute_cells.dispose,
+        request_id_header="x-compute-request-id",
     ),
     "network": ServiceSpec(
         name="network",
@@ -181,7 +184,7 @@ def close(runtime: Runtime) -> None:
 
 def build_app(runtime: Runtime) -> ASGIApp:
     mounted = [
-        app_mod.MountedService(spec.name, spec.prefix, spec.create_app())
+        app_mod.MountedService(spec.name, spec.prefix, spec.create_app(), spec.request_id_header)
         for spec in enabled(runtime.settings)
     ]
     return app_mod.RootApp(runtime, mounted, at_root=runtime.settings.serve_at_root)

@@ -21,6 +21,7 @@ from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
 from pocketstack.network import query as network_query
 from pocketstack.network import routers as network_routers
+from pocketstack.network import security_groups as network_security_groups
 from pocketstack.network import service as network_service
 
 DEVICE_OWNER = "compute:nova"
@@ -77,8 +78,29 @@ def resolve(
     return list(wanted)
 
 
+def group_ids(ctx: RequestContext, names: Sequence[str] | None) -> list[str] | None:
+    """The security groups a boot names (by name or id, as Nova takes them) as ids; None:
+    the ports get their project's default group."""
+    if names is None or not enabled(ctx.runtime):
+        return None
+    groups = network_security_groups.list_groups(ctx, network_query.ListQuery())
+    found = []
+    for name in dict.fromkeys(names):
+        match = [g["id"] for g in groups if name in (g["name"], g["id"])]
+        if not match:
+            raise errors.Invalid(f"Security group {name} not found for project {ctx.project_id}.")
+        if len(match) > 1:
+            raise errors.Conflict(f"Multiple security groups named {name}: use its id.")
+        found.append(match[0])
+    return found
+
+
 def allocate(
-    ctx: RequestContext, server_id: str, project_id: str, requests: Sequence[NetworkRequest]
+    ctx: RequestContext,
+    server_id: str,
+    project_id: str,
+    requests: Sequence[NetworkRequest],
+    groups: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Ports for a new server, not yet bound to a host; what `bind` and `release` take."""
     service = ctx.runtime.service_context(project_id)
@@ -99,6 +121,8 @@ def allocate(
             }
             if request.fixed_ip is not None:
                 body["fixed_ips"] = [{"ip_address": request.fixed_ip}]
+            if groups is not None:
+                body["security_groups"] = list(groups)
             made = network_service.create_port(service, body)
             ports.append({"port_id": made["id"], "created": True, **_nic(service, made)})
     except errors.PocketstackError:
@@ -139,21 +163,43 @@ def release(runtime: Runtime, project_id: str, ports: Sequence[dict[str, Any]]) 
             continue
 
 
-def addresses(
+@dataclass(frozen=True, slots=True)
+class NetworkInfo:
+    """What a server's views show of its ports (Nova's network info cache)."""
+
+    addresses: dict[str, list[dict[str, Any]]]
+    security_groups: list[str]  # names, each once
+
+
+def network_info(
     runtime: Runtime, project_id: str, server_ids: Sequence[str]
-) -> dict[str, dict[str, list[Any]]]:
-    """Each server's `addresses`: network name -> its fixed addresses and the floating IPs
-    that point at them."""
-    found: dict[str, dict[str, list[Any]]] = {server_id: {} for server_id in server_ids}
+) -> dict[str, NetworkInfo]:
+    """Each server's `addresses` (network name -> its fixed addresses and the floating IPs
+    that point at them) and the names of its ports' security groups."""
     if not server_ids or not enabled(runtime):
-        return found
+        return {}
     service = runtime.service_context(project_id)
     ports = network_service.list_ports(
         service, network_query.ListQuery(filters={"device_id": list(server_ids)})
     )
     names = network_service.network_names(service, {p["network_id"] for p in ports})
+    floating: dict[str, list[str]] = {}
+    group_names: dict[str, str] = {}
+    if ports:
+        query = network_query.ListQuery(filters={"port_id": [p["id"] for p in ports]})
+        for fip in network_routers.list_floating_ips(service, query):
+            floating.setdefault(fip["port_id"], []).append(fip["floating_ip_address"])
+        wanted = sorted({g for p in ports for g in p["security_groups"]})
+        if wanted:
+            groups = network_security_groups.list_groups(
+                service, network_query.ListQuery(filters={"id": wanted})
+            )
+            group_names = {g["id"]: g["name"] for g in groups}
+    addresses: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in server_ids}
+    groups_of: dict[str, dict[str, None]] = {s: {} for s in server_ids}
     for port in ports:
-        entries = found[port["device_id"]].setdefault(names.get(port["network_id"], ""), [])
+        entries = addresses[port["device_id"]].setdefault(names.get(port["network_id"], ""), [])
+        mac = port["mac_address"]
         for fixed in port["fixed_ips"]:
             version = 6 if ":" in fixed["ip_address"] else 4
             entries.append(
@@ -161,7 +207,18 @@ def addresses(
                     "version": version,
                     "addr": fixed["ip_address"],
                     "OS-EXT-IPS:type": "fixed",
-                    "OS-EXT-IPS-MAC:mac_addr": port["mac_address"],
+                    "OS-EXT-IPS-MAC:mac_addr": mac,
                 }
             )
-    return found
+        for address in floating.get(port["id"], []):
+            entries.append(
+                {
+                    "version": 4,
+                    "addr": address,
+                    "OS-EXT-IPS:type": "floating",
+                    "OS-EXT-IPS-MAC:mac_addr": mac,
+                }
+            )
+        for group in port["security_groups"]:
+            groups_of[port["device_id"]][group_names.get(group, group)] = None
+    return {s: NetworkInfo(addresses[s], list(groups_of[s])) for s in server_ids}

@@ -189,6 +189,7 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
         hostname=server.get("hostname"),
         group=_group_hint(body),
         networks=networks,
+        security_groups=_security_groups(server.get("security_groups")),
     )
     return request, _boolish(server.get("return_reservation_id", False))
 
@@ -262,6 +263,17 @@ def _networks(networks: Any, version: Version) -> str | list[networking.NetworkR
             )
         )
     return requests
+
+
+def _security_groups(groups: Any) -> list[str] | None:
+    """`[{"name": ...}, ...]` as a boot gives them: the names."""
+    if groups is None:
+        return None
+    if not isinstance(groups, list) or not all(
+        isinstance(g, dict) and isinstance(g.get("name"), str) and g["name"] for g in groups
+    ):
+        raise invalid("security_groups", groups, "is not a list of {'name': <group>}")
+    return [g["name"] for g in groups]
 
 
 def _tag(tag: Any) -> str:
@@ -448,6 +460,8 @@ def server_view(
         "links": links(base, "servers", server.uuid),
         "OS-DCF:diskConfig": "MANUAL",
     }
+    if server.security_groups is not None:
+        view["security_groups"] = [{"name": name} for name in server.security_groups]
     if status in _PROGRESS_STATUSES:
         view["progress"] = server.progress if status != "BUILD" else 0
     if server.fault is not None and status in ("ERROR", "DELETED"):

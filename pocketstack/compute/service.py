@@ -126,6 +126,8 @@ class ServerView:
     fault: Fault | None = None
     devices: dict[str, Any] = field(default_factory=dict)
     addresses: dict[str, list[Any]] = field(default_factory=dict)
+    # Names of its ports' security groups (None: the server has no ports).
+    security_groups: list[str] | None = None
 
     @property
     def status(self) -> str:
@@ -199,7 +201,7 @@ def _views(
 ) -> list[ServerView]:
     uuids = [r.uuid for r in rows]
     with_ports = [r for r in rows if r.devices and '"ports"' in r.devices]
-    addresses = networking.addresses(
+    info = networking.network_info(
         runtime, with_ports[0].project_id if with_ports else "", [r.uuid for r in with_ports]
     )
     metadata: dict[str, dict[str, str]] = {u: {} for u in uuids}
@@ -226,12 +228,14 @@ def _views(
                 .order_by(cell_models.InstanceFault.id)
             ):
                 faults[f.instance_uuid] = Fault(f.code, f.message, f.details, f.created_at)
+    views = [_view(r, cell_uuid, metadata[r.uuid], tags[r.uuid], faults.get(r.uuid)) for r in rows]
     return [
         dataclasses.replace(
-            _view(r, cell_uuid, metadata[r.uuid], tags[r.uuid], faults.get(r.uuid)),
-            addresses=addresses.get(r.uuid, {}),
+            v, addresses=info[v.uuid].addresses, security_groups=info[v.uuid].security_groups
         )
-        for r in rows
+        if v.uuid in info
+        else v
+        for v in views
     ]
 
 
@@ -338,6 +342,8 @@ class BootRequest:
     group: str | None = None  # the `group` scheduler hint: a server group's uuid
     # "auto", "none", the networks/ports asked for, or None (not given, before 2.37)
     networks: str | Sequence[networking.NetworkRequest] | None = None
+    # Names (or ids) of the security groups its ports get; None: the project's default.
+    security_groups: Sequence[str] | None = None
 
 
 def _flavor_copy(flavor: flavors.FlavorView) -> str:
@@ -408,6 +414,7 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
         server_groups.for_boot(ctx, request.group, user_id, request.max_count)
     image_properties = dict(image.properties)
     wanted_networks = networking.resolve(ctx, request.networks)
+    groups = networking.group_ids(ctx, request.security_groups)
     if request.max_count > 1 and any(n.port_id or n.fixed_ip for n in wanted_networks):
         raise errors.Invalid(
             "Unable to launch multiple instances with a single configured port ID or fixed IP. "
@@ -419,7 +426,7 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
         created.append(
             _boot_one(
                 ctx, request, name, flavor, image_properties, key_data, project_id, user_id,
-                limits, wanted_networks,
+                limits, wanted_networks, groups,
             )
         )  # fmt: skip
     hosts.wake_agents(ctx.runtime, settle=created)
@@ -452,11 +459,12 @@ def _boot_one(
     user_id: str,
     limits: Mapping[str, int],
     wanted_networks: Sequence[networking.NetworkRequest] = (),
+    groups: Sequence[str] | None = None,
 ) -> str:
     server_id = str(uuidlib.uuid4())
     fault = None
     # Ports first: a missing network or a full subnet answers this request, not the server.
-    ports = networking.allocate(ctx, server_id, project_id, wanted_networks)
+    ports = networking.allocate(ctx, server_id, project_id, wanted_networks, groups)
     try:
         selection: scheduler.Selection | None = scheduler.select_destination(
             ctx,

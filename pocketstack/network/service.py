@@ -717,6 +717,8 @@ def _addresses(
         return chosen
     for entry in requested:
         subnet_id, wanted = entry.get("subnet_id"), entry.get("ip_address")
+        if wanted is not None:
+            wanted = str(ipam.address(str(wanted), "fixed_ips"))
         if subnet_id is None and wanted is not None:
             subnet_id = next(
                 (

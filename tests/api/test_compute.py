@@ -99,6 +99,7 @@ def test_version_documents_and_microversions(compute: Compute) -> None:
     doc = compute.cloud.client.get("/compute/v2.1").json()["version"]
     assert (doc["id"], doc["min_version"], doc["version"]) == ("v2.1", "2.1", "2.96")
     answered = compute("GET", "/flavors", version="2.53")
+    assert answered.headers["x-compute-request-id"] == answered.headers["x-openstack-request-id"]
     assert answered.headers["X-OpenStack-Nova-API-Version"] == "2.53"
     assert answered.headers["OpenStack-API-Version"] == "compute 2.53"
     too_new = compute("GET", "/flavors", version="2.200")
@@ -602,7 +603,14 @@ def test_servers_get_ports_on_the_networks_they_ask_for(cloud_factory: Any) -> N
         assert missing.status_code == 400
         auto = compute.active("fifth", networks="auto")
         assert list(auto["addresses"]) == ["private"]
-        for made in (server, second, auto):
+        assert auto["security_groups"] == [{"name": "default"}]
+        group = neutron("POST", "/security-groups", {"security_group": {"name": "web"}})
+        assert group.status_code == 201
+        web = compute.active("sixth", networks="auto", security_groups=[{"name": "web"}])
+        assert web["security_groups"] == [{"name": "web"}]
+        unknown = compute.boot("seventh", networks="auto", security_groups=[{"name": "nope"}])
+        assert unknown.status_code == 400 and "nope" in unknown.text
+        for made in (server, second, auto, web):
             assert compute("DELETE", f"/servers/{made['id']}").status_code == 204
         deadline = time.monotonic() + 10
         while neutron("GET", f"/ports?device_id={server['id']}").json()["ports"]:
