@@ -413,6 +413,7 @@ def _print_banner(
         "  drivers: identity=sql (tokens: fernet, passwords: bcrypt "
         f"cost {settings.password_hash_rounds})",
         *_compute_line(settings, service_names),
+        *_network_line(settings, service_names),
         f"  state: {settings.state_dir}  database: {_redact(settings.database_url)}",
         f"  clouds.yaml: {', '.join(str(p) for p in clouds_files)}",
     ]
@@ -439,6 +440,14 @@ def _compute_line(settings: config.Settings, service_names: Sequence[str]) -> li
     from pocketstack.compute import hosts
 
     return [f"  compute: {hosts.choose_driver(settings).description}"]
+
+
+def _network_line(settings: config.Settings, service_names: Sequence[str]) -> list[str]:
+    if "network" not in service_names:
+        return []
+    from pocketstack.network import agent as network_agent
+
+    return [f"  network: {network_agent.describe(settings)}"]
 
 
 def _redact(url: str) -> str:

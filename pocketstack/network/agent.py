@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pocketstack.config import Settings
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
 from pocketstack.host import dnsmasq, netdev
@@ -459,15 +460,29 @@ class DriverUnavailable(Exception):
     """`--network-driver linuxbridge` on a machine that cannot run it."""
 
 
+def _why_fake(settings: Settings) -> str | None:
+    """Why this process runs the fake data plane (None: it runs linuxbridge)."""
+    if settings.network_driver == "fake":
+        return "--network-driver fake"
+    if settings.fake_hosts:
+        return "fake compute hosts"
+    missing = linuxbridge.missing()
+    if missing is not None and settings.network_driver == "linuxbridge":
+        raise DriverUnavailable(f"the linuxbridge data plane cannot run here: {missing}")
+    return missing
+
+
+def describe(settings: Settings) -> str:
+    """The data plane in words, for `pocketstack up`."""
+    why = _why_fake(settings)
+    if why is not None:
+        return f"fake data plane ({why})"
+    return "linuxbridge data plane (bridges, DHCP/DNS, security groups; routers not wired yet)"
+
+
 def choose_driver(runtime: Runtime) -> Driver:
     settings = runtime.settings
-    wanted = settings.network_driver
-    if wanted == "fake" or settings.fake_hosts:
-        return fake.FakeDriver()
-    missing = linuxbridge.missing()
-    if missing is not None:
-        if wanted == "linuxbridge":
-            raise DriverUnavailable(f"the linuxbridge data plane cannot run here: {missing}")
+    if _why_fake(settings) is not None:
         return fake.FakeDriver()
     return linuxbridge.LinuxBridgeDriver(settings.state_dir / "network" / socket.gethostname())
 
