@@ -101,8 +101,11 @@ def allocate(
     project_id: str,
     requests: Sequence[NetworkRequest],
     groups: Sequence[str] | None = None,
+    hostname: str = "",
 ) -> list[dict[str, Any]]:
-    """Ports for a new server, not yet bound to a host; what `bind` and `release` take."""
+    """Ports for a new server, not yet bound to a host; what `bind` and `release` take.
+    Ports compute makes carry the server's hostname as their dns_name, as Nova sets it,
+    so the network's DNS answers for the server by name."""
     service = ctx.runtime.service_context(project_id)
     ports: list[dict[str, Any]] = []
     try:
@@ -118,6 +121,7 @@ def allocate(
                 "project_id": project_id,
                 "device_id": server_id,
                 "device_owner": DEVICE_OWNER,
+                "dns_name": hostname,
             }
             if request.fixed_ip is not None:
                 body["fixed_ips"] = [{"ip_address": request.fixed_ip}]

@@ -464,7 +464,9 @@ def _boot_one(
     server_id = str(uuidlib.uuid4())
     fault = None
     # Ports first: a missing network or a full subnet answers this request, not the server.
-    ports = networking.allocate(ctx, server_id, project_id, wanted_networks, groups)
+    ports = networking.allocate(
+        ctx, server_id, project_id, wanted_networks, groups, request.hostname or _hostname(name)
+    )
     try:
         selection: scheduler.Selection | None = scheduler.select_destination(
             ctx,

@@ -592,6 +592,7 @@ def test_servers_get_ports_on_the_networks_they_ask_for(cloud_factory: Any) -> N
         port = neutron("GET", f"/ports?device_id={server['id']}").json()["ports"][0]
         assert port["binding:host_id"] == server["OS-EXT-SRV-ATTR:host"]
         assert port["device_owner"] == "compute:nova" and port["status"] == "ACTIVE"
+        assert port["dns_name"] == server["OS-EXT-SRV-ATTR:hostname"]
         # A port the user made is bound to the server, and only unbound when it goes.
         own = neutron("POST", "/ports", {"port": {"network_id": network["id"]}}).json()["port"]
         second = compute.active("second", networks=[{"port": own["id"]}])
