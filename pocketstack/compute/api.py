@@ -662,7 +662,6 @@ def _rebuild(ctx: Ctx, request: Request, version: Version, server_id: str, value
     _server(ctx, server_id, "os_compute_api:servers:rebuild")
     server = compute_service.rebuild_server(ctx, server_id, schemas.rebuild_request(value, version))
     view = _view(ctx, request, server, version, "update")
-    view["addresses"] = _plain_addresses(server.addresses)
     if version >= V(2, 54):
         view["key_name"] = server.key_name
     if version >= V(2, 57):
@@ -767,24 +766,16 @@ def delete_tag(server_id: str, tag: str, ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-def _plain_addresses(addresses: dict[str, list[Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Addresses as the ips API and rebuild answer them: version and address only."""
-    return {
-        network: [{"version": a["version"], "addr": a["addr"]} for a in entries]
-        for network, entries in addresses.items()
-    }
-
-
 @router.get("/v2.1/servers/{server_id}/ips")
 def list_ips(server_id: str, ctx: Ctx) -> Response:
     server = _server(ctx, server_id, "os_compute_api:ips:index")
-    return JSONResponse({"addresses": _plain_addresses(server.addresses)})
+    return JSONResponse({"addresses": schemas.plain_addresses(server.addresses)})
 
 
 @router.get("/v2.1/servers/{server_id}/ips/{network_label}")
 def show_ips(server_id: str, network_label: str, ctx: Ctx) -> Response:
     server = _server(ctx, server_id, "os_compute_api:ips:show")
-    addresses = _plain_addresses(server.addresses)
+    addresses = schemas.plain_addresses(server.addresses)
     if network_label not in addresses:
         raise errors.NotFound("Instance is not a member of specified network")
     return JSONResponse({network_label: addresses[network_label]})

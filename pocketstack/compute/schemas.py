@@ -425,6 +425,14 @@ def server_brief(server: compute_service.ServerView, base: str) -> dict[str, Any
     return {"id": server.uuid, "name": server.name, "links": links(base, "servers", server.uuid)}
 
 
+def plain_addresses(addresses: dict[str, list[Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Addresses as the ips API, PUT and rebuild answer them: version and address only."""
+    return {
+        network: [{"version": a["version"], "addr": a["addr"]} for a in entries]
+        for network, entries in addresses.items()
+    }
+
+
 def server_view(
     server: compute_service.ServerView,
     version: Version,
@@ -460,7 +468,10 @@ def server_view(
         "links": links(base, "servers", server.uuid),
         "OS-DCF:diskConfig": "MANUAL",
     }
-    if server.security_groups is not None:
+    if reduced:
+        # PUT and rebuild below 2.75 show plain addresses and no security groups.
+        view["addresses"] = plain_addresses(server.addresses)
+    elif server.security_groups is not None:
         view["security_groups"] = [{"name": name} for name in server.security_groups]
     if status in _PROGRESS_STATUSES:
         view["progress"] = server.progress if status != "BUILD" else 0
