@@ -10,8 +10,9 @@ connects through /proc/self/fd for the same reason.
 
 Disks are qcow2 overlays over a backing image (`qemu-img create -b`), so a
 guest's writes never touch the image. KVM or TCG is the caller's choice
-(host/machine.py knows whether KVM works here). VMs have no NICs yet: the
-network service will give each port a tap device; until then `-nic none`.
+(host/machine.py knows whether KVM works here). The
+server's ports are tap devices qemu makes (`-netdev tap`), which the driver then
+plugs into the ports' bridges; a VM without ports gets `-nic none`.
 
 Called by compute/drivers/qemu.py.
 """
@@ -61,6 +62,8 @@ class Machine:
     kernel: Path | None = None
     initrd: Path | None = None
     append: str = ""
+    # (tap device name, MAC) per NIC: qemu makes each tap, the caller plugs it into a bridge.
+    nics: tuple[tuple[str, str], ...] = ()
 
 
 class QmpError(Exception):
@@ -80,8 +83,14 @@ def argv(machine: Machine) -> list[str]:
         "-chardev", f"file,id=console,path={CONSOLE_FILE},append=on",
         "-serial", "chardev:console",
         "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
-        "-nic", "none",  # ports become tap NICs once the network service plugs them
     ]  # fmt: skip
+    if not machine.nics:
+        args += ["-nic", "none"]
+    for index, (tap, mac) in enumerate(machine.nics):
+        args += [
+            "-netdev", f"tap,id=nic{index},ifname={tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=nic{index},mac={mac}",
+        ]  # fmt: skip
     for index, disk in enumerate(machine.disks):
         args += ["-drive", f"file={disk},format=qcow2,if=virtio,index={index}"]
     if machine.kernel is not None:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from pocketstack.compute import hosts
-from pocketstack.host import namespaces, netdev
+from pocketstack.host import machine, namespaces, netdev
 from pocketstack.image import builtin as builtin_images
 from pocketstack.network import agent as network_agent
 from pocketstack.network.drivers import linuxbridge
@@ -196,6 +196,27 @@ def test_servers_get_dhcp_reach_each_other_and_security_groups_apply(
                 201,
             )
             assert eventually(lambda: http(f"ps-{a}", b_ip), "vm-b open") == "vm-b"
+
+            # A qemu VM on the same network: its tap is on the bridge, it gets its address
+            # by DHCP inside the VM and serves its page to vm-a.
+            if machine.qemu_missing() is None:
+                tiny_vm = user("GET", "/image/v2/images?name=tiny-vm")["images"][0]["id"]
+                body = {"server": {"name": "vm-c", "flavorRef": "1", "imageRef": tiny_vm,
+                                   "networks": [{"uuid": network_id}]}}  # fmt: skip
+                servers.append(user("POST", "/compute/v2.1/servers", body, 202)["server"]["id"])
+                c = servers[-1]
+                eventually(
+                    lambda: (
+                        user("GET", f"/compute/v2.1/servers/{c}")["server"]["status"] == "ACTIVE"
+                    ),
+                    "the VM ACTIVE",
+                )
+                vm_port = user("GET", f"{NET}/ports?device_id={c}")["ports"][0]
+                tap = netdev.tap_name(vm_port["id"])
+                on_bridge = netdev.link(netdev.network_netns(network_id), tap)
+                assert on_bridge is not None and on_bridge.master == netdev.bridge_name(network_id)
+                vm_ip = vm_port["fixed_ips"][0]["ip_address"]
+                assert eventually(lambda: http(f"ps-{a}", vm_ip), "the VM's httpd", 90) == "vm-c"
 
             # Deleting the servers and the network leaves nothing of them on the host.
             taps = [netdev.tap_name(p["id"]) for p in ports.values()]

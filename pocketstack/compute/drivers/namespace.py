@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pocketstack.compute.drivers import (
     HostResources,
     ImageSource,
     Size,
+    nics,
 )
 from pocketstack.compute.drivers.records import GuestRecords
 from pocketstack.host import commands, namespaces, netdev, processes
@@ -38,7 +38,6 @@ from pocketstack.host.namespaces import Layout
 
 SOFT_STOP_TIMEOUT_S = 10.0  # as Nova's shutdown_timeout, shorter: these guests stop at once
 BOOT_TIMEOUT_S = 5.0
-BRIDGE_WAIT_S = 10.0  # for the network agent to make a network's bridge on this host
 HOLDER_FILE = "holder.json"
 CONSOLE_FILE = "console.log"
 CONSOLE_TAIL_BYTES = 1 << 20
@@ -70,24 +69,7 @@ class NamespaceGuest:
         """A new guest of `spec`, running, on its image's root."""
         size = spec.size
         return cls(spec.name, spec.image_ref, size.vcpus, size.memory_mb, size.disk_gb,
-                   spec.boot_serial, nics=nic_records(spec))  # fmt: skip
-
-
-def nic_records(spec: GuestSpec) -> tuple[dict[str, Any], ...]:
-    """The spec's NICs as the guest record keeps them."""
-    return tuple(
-        {"port_id": n.port_id, "mac": n.mac, "mtu": n.mtu, "bridge": n.bridge, "netns": n.netns}
-        for n in spec.nics
-    )
-
-
-def _wait_for_bridge(netns: str, bridge: str) -> bool:
-    deadline = time.monotonic() + BRIDGE_WAIT_S
-    while not (netdev.netns_exists(netns) and netdev.link(netns, bridge) is not None):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+                   spec.boot_serial, nics=nics.records(spec))  # fmt: skip
 
 
 def is_rootfs(image: drivers.ImageFile) -> bool:
@@ -212,7 +194,7 @@ class NamespaceDriver:
                 if not bridge or not netns:
                     continue
                 mtu = nic.get("mtu")
-                if not _wait_for_bridge(netns, bridge):
+                if not nics.wait_for_bridge(netns, bridge):
                     raise DriverError(
                         f"{record.name}: bridge {bridge} of port {nic['port_id']} is not on "
                         "this host (is the network agent running?)"
@@ -290,7 +272,7 @@ class NamespaceDriver:
         with self._lock:
             self._halt(spec.uuid, hard)
             self._update(
-                spec.uuid, boot_serial=spec.boot_serial, running=True, nics=nic_records(spec)
+                spec.uuid, boot_serial=spec.boot_serial, running=True, nics=nics.records(spec)
             )
             self._boot(spec.uuid)
 

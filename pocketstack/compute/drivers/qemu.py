@@ -13,8 +13,8 @@ server U, all in `<workdir>/U/` (so the work dir is this driver's alone):
   rescue.qcow2 while rescued;
 - console.log (the serial console, every boot appended), qemu.log, qmp.sock.
 The qemu is named `ps-U`. A restarted agent finds its VMs through the records
-and pid files; one whose qemu died is SHUTDOWN. VMs get no NICs yet (`-nic none`):
-the network service will plug a tap per port.
+and pid files; one whose qemu died is SHUTDOWN. Each port is a tap qemu makes, moved
+onto the port's bridge (drivers/nics.py); without a data plane a VM has no NIC.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pocketstack.compute import drivers
 from pocketstack.compute.drivers import (
@@ -36,9 +37,10 @@ from pocketstack.compute.drivers import (
     ImageFile,
     ImageSource,
     Size,
+    nics,
 )
 from pocketstack.compute.drivers.records import GuestRecords
-from pocketstack.host import qemu, vm_image
+from pocketstack.host import netdev, qemu, vm_image
 from pocketstack.host.commands import HostCommandError
 
 # Nova waits up to 60 s for a guest to power off; the guests we build take well under one.
@@ -76,6 +78,7 @@ class QemuGuest:
     paused: bool = False
     suspended: bool = False
     rescued: bool = False
+    nics: tuple[dict[str, Any], ...] = ()  # drivers/nics.py records
 
     @property
     def size(self) -> Size:
@@ -178,6 +181,7 @@ class QemuDriver:
         record = QemuGuest(
             spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb, spec.size.disk_gb,
             spec.boot_serial, disk_format, command_line, ramdisk is not None,
+            nics=nics.records(spec),
         )  # fmt: skip
         self.records.save(spec.uuid, record)
         base = directory / f"base.{disk_format}"
@@ -213,6 +217,7 @@ class QemuDriver:
         if qemu.running(directory) is not None:
             return
         disks = (Path(RESCUE_DISK), Path(DISK)) if record.rescued else (Path(DISK),)
+        plugged = self._plugged(record)
         machine = qemu.Machine(
             name=f"ps-{uuid}", accel=self.accel, vcpus=record.vcpus,
             memory_mb=record.memory_mb, disks=disks,
@@ -220,14 +225,39 @@ class QemuDriver:
             initrd=Path(INITRD) if record.command_line is not None and record.has_ramdisk
             else None,
             append=record.command_line or "",
+            nics=tuple((netdev.tap_name(n["port_id"]), n["mac"]) for n in plugged),
         )  # fmt: skip
         try:
             qemu.settle(directory)  # a qemu that just died may still hold the disks
             self._grow_disk(uuid, record)
             qemu.start(machine, directory)
+            for nic in plugged:
+                self._plug(nic)
         except HostCommandError as exc:
             raise DriverError(f"{record.name} did not start: {exc}") from exc
         self._update(uuid, running=True, paused=False, suspended=False)
+
+    @staticmethod
+    def _plug(nic: dict[str, Any]) -> None:
+        """The tap qemu made (in this namespace) goes onto the port's bridge, inside the
+        network's namespace; it goes away by itself when qemu exits."""
+        tap = netdev.tap_name(nic["port_id"])
+        netdev.move_link(None, tap, nic["netns"])
+        netdev.set_link(nic["netns"], tap, mtu=nic.get("mtu"), master=nic["bridge"], up=True)
+
+    def _plugged(self, record: QemuGuest) -> list[dict[str, Any]]:
+        """The record's NICs whose bridges are there (waited for, a little)."""
+        found = []
+        for nic in record.nics:
+            if not nics.pluggable(nic):
+                continue
+            if not nics.wait_for_bridge(nic["netns"], nic["bridge"]):
+                raise DriverError(
+                    f"{record.name}: bridge {nic['bridge']} of port {nic['port_id']} is not on "
+                    "this host (is the network agent running?)"
+                )
+            found.append(nic)
+        return found
 
     def _halt(self, uuid: str, hard: bool) -> None:
         qemu.stop(self._dir(uuid), SOFT_STOP_TIMEOUT_S, soft=not hard)
@@ -278,7 +308,8 @@ class QemuDriver:
         the guest to power off; hard stops qemu at once. A rescued VM stays rescued."""
         with self._lock:
             self._halt(spec.uuid, hard)
-            self._update(spec.uuid, boot_serial=spec.boot_serial, running=True)
+            self._update(spec.uuid, boot_serial=spec.boot_serial, running=True,
+                         nics=nics.records(spec))  # fmt: skip
             self._boot(spec.uuid)
 
     def power_off(self, uuid: str) -> None:
