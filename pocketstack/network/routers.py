@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
-from pocketstack.network import common, models, quotas
+from pocketstack.network import common, models, qos, quotas
 from pocketstack.network import service as network_service
 from pocketstack.network.query import ListQuery, filtered, paged, tags_of
 
@@ -600,6 +600,7 @@ def create_floating_ip(ctx: RequestContext, body: dict[str, Any]) -> dict[str, A
     with ctx.db.write() as session:
         network = _external_network(session, ctx, body["floating_network_id"])
         quotas.check(session, project_id, "floatingip", 1)
+        qos.check_usable(session, ctx, body.get("qos_policy_id"))
         fixed: list[dict[str, Any]] | None = None
         if body.get("floating_ip_address") or body.get("subnet_id"):
             fixed = [
@@ -681,6 +682,7 @@ def update_floating_ip(
         row = _floating(session, ctx, floating_id)
         ctx.authorize("update_floatingip", {"project_id": row.project_id})
         common.check_revision(row, if_match)
+        qos.check_usable(session, ctx, body.get("qos_policy_id"))
         if "port_id" in body:
             _associate(session, ctx, row, body["port_id"], body.get("fixed_ip_address"))
         for attribute in ("description", "qos_policy_id"):

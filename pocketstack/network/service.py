@@ -24,6 +24,7 @@ from pocketstack.network import (
     common,
     ipam,
     models,
+    qos,
     quotas,
     schemas,
     security_groups,
@@ -186,6 +187,7 @@ def create_network(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         moment = common.now()
         with ctx.db.write() as session:
             quotas.check(session, project_id, "network", 1)
+            qos.check_usable(session, ctx, body.get("qos_policy_id"))
             row = models.Network(
                 id=common.new_id(),
                 project_id=project_id,
@@ -246,6 +248,7 @@ def update_network(
                 raise common.not_found("network", network_id)
             ctx.authorize("update_network", target)
         common.check_revision(row, if_match)
+        qos.check_usable(session, ctx, body.get("qos_policy_id"))
         for attribute, rule in (
             ("shared", "update_network:shared"),
             ("router:external", "update_network:router:external"),
@@ -908,6 +911,7 @@ def create_port(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
             _network(session, ctx, body["network_id"])
             security_groups.check_usable(session, ctx, group_ids, project_id)
             quotas.check(session, project_id, "port", 1)
+            qos.check_usable(session, ctx, body.get("qos_policy_id"))
             mac = body.get("mac_address") or _mac()
             _check_mac(session, body["network_id"], mac)
             row = models.Port(
@@ -1000,6 +1004,7 @@ def update_port(
                 if attribute in body:
                     ctx.authorize(rule, target)
             common.check_revision(row, if_match)
+            qos.check_usable(session, ctx, body.get("qos_policy_id"))
             _update_port_fields(session, ctx, row, body)
             common.stamp(row)
             session.flush()

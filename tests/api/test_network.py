@@ -427,3 +427,8 @@ def test_qos_policies_with_bandwidth_limits_apply_to_ports(net: Network) -> None
     assert port["qos_policy_id"] == policy["id"]
     assert net("DELETE", f"/qos/policies/{policy['id']}").status_code == 409
     assert net("GET", "/qos/rule-types").json()["rule_types"] == [{"type": "bandwidth_limit"}]
+    missing = net(
+        "POST", "/ports", {"port": {"network_id": network["id"], "qos_policy_id": "no-such-policy"}}
+    )
+    assert missing.status_code == 404
+    assert missing.json()["NeutronError"]["type"] == "QosPolicyNotFound"
