@@ -1,8 +1,9 @@
 """Long-lived processes the cloud starts and must find again after a restart.
 
-A guest's PID 1, a qemu, later dnsmasq and haproxy: each is started detached
+A guest's PID 1, a qemu, dnsmasq, later haproxy: each is started detached
 (its own session, so neither a Ctrl-C nor a kill -9 of `pocketstack up`
-takes it down) and remembered as a `ProcessId`: the pid plus the kernel's
+takes it down, and init's child, so this process never reaps or waits for it)
+and remembered as a `ProcessId`: the pid plus the kernel's
 start time of that pid, so a pid reused by an unrelated process is never
 mistaken for ours. The pair is saved next to the thing it runs.
 """
@@ -13,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pocketstack.host.commands import HostCommandError
 
-# Children this process started; polled so they never linger as zombies.
-_children: dict[int, subprocess.Popen[bytes]] = {}
-_children_lock = threading.Lock()
+# Starts `$@` in the background with its output appended to `$1`, prints its pid and exits:
+# the process is then init's child, not ours, so this process never has to reap it.
+_DETACH = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +59,8 @@ def identify(pid: int) -> ProcessId | None:
     return ProcessId(pid, int(fields[19])) if fields else None
 
 
-def _reap(pid: int) -> None:
-    with _children_lock:
-        child = _children.get(pid)
-        if child is not None and child.poll() is not None:
-            del _children[pid]
-
-
 def alive(process: ProcessId) -> bool:
     """Is this very process still running (not exited, not a zombie, pid not reused)?"""
-    _reap(process.pid)
     fields = _stat_fields(process.pid)
     return fields is not None and fields[0] != "Z" and int(fields[19]) == process.started
 
@@ -76,18 +68,18 @@ def alive(process: ProcessId) -> bool:
 def spawn(
     argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> ProcessId:
-    """Start `argv` detached, its output appended to `log`."""
-    with log.open("ab") as output:
-        try:
-            child = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                start_new_session=True, close_fds=True, env=dict(env) if env else None, cwd=cwd,
-            )  # fmt: skip
-        except OSError as exc:
-            raise HostCommandError(argv, str(exc)) from exc
-    with _children_lock:
-        _children[child.pid] = child
-    started = identify(child.pid)
+    """Start `argv` detached (its own session, init's child), its output appended to `log`."""
+    log.touch()
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", _DETACH, "detach", str(log), *argv], capture_output=True,
+            start_new_session=True, env=dict(env) if env else None, cwd=cwd, check=False,
+            timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HostCommandError(argv, str(exc)) from exc
+    pid_text = done.stdout.decode().strip()
+    started = identify(int(pid_text)) if pid_text.isdigit() else None
     if started is None:
         raise HostCommandError(argv, f"exited at once; see {log}")
     return started
