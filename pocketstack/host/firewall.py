@@ -41,6 +41,7 @@ from pocketstack.host import commands, netdev
 
 Direction = Literal["ingress", "egress"]
 Ethertype = Literal["IPv4", "IPv6"]
+ForwardProtocol = Literal["tcp", "udp"]
 
 SG_CHAIN = "ps-sg"
 DNAT_CHAIN = "ps-dnat"
@@ -97,7 +98,7 @@ class PortForward:
     """`external_ip`:[min, max] → `internal_ip`:[min, max]; both ranges of one size, or a
     range onto one internal port."""
 
-    protocol: Literal["tcp", "udp"]
+    protocol: ForwardProtocol
     external_ip: str
     external_port_min: int
     external_port_max: int

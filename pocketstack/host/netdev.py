@@ -432,11 +432,13 @@ class Route:
         return dst, self.via, self.dev
 
 
-def routes(netns: Netns) -> set[Route]:
-    """The routes this module manages: `proto static` ones in the main table."""
+def routes(netns: Netns, proto: str | None = "static") -> set[Route]:
+    """The main table's routes of one origin: by default `proto static`, the ones this
+    module manages; None for all of them (the kernel's connected routes too)."""
     out: set[Route] = set()
+    only = ["proto", proto] if proto else []
     for family in ("-4", "-6"):
-        for raw in _json([*_ip(netns), "-j", family, "route", "show", "proto", "static"]):
+        for raw in _json([*_ip(netns), "-j", family, "route", "show", *only]):
             dst = str(raw["dst"])
             if dst != "default":
                 dst = str(ipaddress.ip_network(dst, False))

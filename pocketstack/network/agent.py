@@ -1,17 +1,20 @@
-"""The network agent: a level-based reconcile loop for this host's L2 data plane.
+"""The network agent: a level-based reconcile loop for this host's data plane.
 
 One loop per process (started by the network ServiceSpec's `start`). Each pass
-reads the whole truth through network/service.py (networks, subnets, ports,
-security group rules), makes sure every network with DHCP-enabled subnets has
-its DHCP port in the database, computes with pure functions what the host
-should have (`plan`), has the driver make it so with idempotent calls, and
-reports ports' status (ACTIVE once their device is on the network's bridge,
-DOWN otherwise). A pass runs when the service wakes the loop after a write
-(`service.wake`) and every RESYNC_S anyway, so drift is repaired and nothing
-depends on a wake-up having arrived.
+reads the whole truth through the networking service (facts.py: networks,
+subnets, ports, security group rules, routers, floating IPs, port forwardings,
+QoS policies), makes sure every network with DHCP-enabled subnets has its DHCP
+port in the database, computes with pure functions what the host should have
+(`plan` here for networks, l3_plan.py for routers), has the driver make it so
+with idempotent calls (networks first, then the routers whose legs plug into
+them), and reports ports' status (ACTIVE once their device is on the
+network's bridge, DOWN otherwise). A pass runs when the service wakes the loop
+after a write (`service.wake`) and every RESYNC_S anyway, so drift is repaired
+and nothing depends on a wake-up having arrived.
 
-Not here yet (seams): routers, NAT and floating IPs (`qrouter-`), VXLAN to
-other hosts, QoS; external networks get no DHCP until routers do.
+This process's agent serves every router and is the host on every external
+network: all-in-one has one host. VXLAN to other hosts waits for scale-out
+agents (the host layer has it, netdev.ensure_vxlan).
 """
 
 from __future__ import annotations
@@ -30,10 +33,26 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.host import dnsmasq, netdev
 from pocketstack.host.dnsmasq import AddressMode, DhcpConfig
 from pocketstack.host.firewall import AddressPair, PortFilter, Rule
-from pocketstack.network import security_groups
+from pocketstack.network import l3_plan
 from pocketstack.network import service as network_service
-from pocketstack.network.drivers import DhcpSetup, Driver, NetworkSetup, fake, linuxbridge
-from pocketstack.network.query import ListQuery
+from pocketstack.network.drivers import (
+    DhcpSetup,
+    Driver,
+    NetworkSetup,
+    PortLimits,
+    RouterSetup,
+    fake,
+    linuxbridge,
+)
+from pocketstack.network.facts import (
+    Facts,
+    NetworkFacts,
+    PortFacts,
+    QosFacts,
+    RuleFacts,
+    SubnetFacts,
+    read,
+)
 
 LOG = logging.getLogger(__name__)
 RESYNC_S = 30.0
@@ -41,74 +60,6 @@ DHCP_OWNER = network_service.DHCP_OWNER
 NETWORK_OWNED_PREFIX = network_service.NETWORK_OWNED_PREFIX
 _AGENT_KEY = "network.agent"
 AGENT_PROJECT = "pocketstack-network-agent"
-
-
-# What the agent reads ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SubnetFacts:
-    id: str
-    cidr: str
-    ip_version: int
-    gateway_ip: str | None
-    enable_dhcp: bool
-    dns_nameservers: tuple[str, ...] = ()
-    host_routes: tuple[tuple[str, str], ...] = ()
-    ipv6_address_mode: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkFacts:
-    id: str
-    project_id: str
-    mtu: int
-    dns_domain: str = ""
-    external: bool = False
-    subnets: tuple[SubnetFacts, ...] = ()
-
-    @property
-    def dhcp_subnets(self) -> tuple[SubnetFacts, ...]:
-        return tuple(s for s in self.subnets if s.enable_dhcp)
-
-
-@dataclass(frozen=True, slots=True)
-class PortFacts:
-    id: str
-    network_id: str
-    mac: str
-    ips: tuple[tuple[str, str], ...] = ()  # (subnet id, address)
-    device_owner: str = ""
-    host: str = ""
-    dns_name: str = ""
-    security_groups: tuple[str, ...] = ()
-    port_security: bool = True
-    allowed_pairs: tuple[tuple[str, str | None], ...] = ()  # (ip or CIDR, MAC)
-    admin_up: bool = True
-    status: str = "DOWN"
-
-    @property
-    def network_owned(self) -> bool:
-        return self.device_owner.startswith(NETWORK_OWNED_PREFIX)
-
-
-@dataclass(frozen=True, slots=True)
-class RuleFacts:
-    group_id: str
-    direction: str
-    ethertype: str = "IPv4"
-    protocol: str | None = None
-    port_min: int | None = None
-    port_max: int | None = None
-    remote_cidr: str | None = None
-    remote_group_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    networks: tuple[NetworkFacts, ...]
-    ports: tuple[PortFacts, ...]
-    rules: tuple[RuleFacts, ...]
 
 
 # DHCP ports in the database (pure) ------------------------------------------------------
@@ -158,6 +109,8 @@ def dhcp_port_changes(host: str, facts: Facts) -> list[DhcpPortChange]:
 class Plan:
     setups: tuple[NetworkSetup, ...]
     remove: tuple[str, ...]
+    routers: tuple[RouterSetup, ...] = ()
+    remove_routers: tuple[str, ...] = ()
 
 
 def hostname_of(port: PortFacts) -> str | None:
@@ -261,9 +214,29 @@ def served_here(port: PortFacts, host: str) -> bool:
     return port.host == host and not port.network_owned
 
 
-def plan(host: str, facts: Facts, made: set[str]) -> Plan:
-    """Every network with a port bound here or DHCP to serve, set up; what this host made
-    for networks that are gone (or need nothing here any more), removed."""
+def port_limits(
+    port: PortFacts, network: NetworkFacts, policies: Mapping[str, QosFacts]
+) -> PortLimits:
+    """A port's own QoS policy, else its network's (Neutron's rule for ports servers use)."""
+    egress, ingress = l3_plan.policy_limits(port.qos_policy_id or network.qos_policy_id, policies)
+    return PortLimits(netdev.tap_name(port.id), egress, ingress)
+
+
+def host_leg(network: NetworkFacts) -> tuple[str, ...] | None:
+    """An external network's addresses for the host: each IPv4 subnet's gateway."""
+    if not network.external:
+        return None
+    return tuple(
+        f"{s.gateway_ip}/{ipaddress.ip_network(s.cidr, strict=False).prefixlen}"
+        for s in sorted(network.subnets, key=lambda s: s.id)
+        if s.ip_version == 4 and s.gateway_ip
+    )
+
+
+def plan(host: str, facts: Facts, made: set[str], routers_made: Iterable[str] = ()) -> Plan:
+    """Every network with a port bound here, DHCP to serve or a router leg set up, and
+    every external network (the host is on those); every router that is up; what this
+    host made for networks and routers that are gone (or need nothing here), removed."""
     by_network: dict[str, list[PortFacts]] = {}
     for port in facts.ports:
         by_network.setdefault(port.network_id, []).append(port)
@@ -271,19 +244,30 @@ def plan(host: str, facts: Facts, made: set[str]) -> Plan:
     for rule in facts.rules:
         rules_by_group.setdefault(rule.group_id, []).append(rule)
     members = _member_cidrs(facts.ports)
+    policies = {p.id: p for p in facts.policies}
+    routers = l3_plan.router_setups(facts)
+    legs = {leg.network_id for r in routers for leg in r.interfaces}
+    legs |= {r.gateway.network_id for r in routers if r.gateway is not None}
     setups: list[NetworkSetup] = []
     for network in sorted(facts.networks, key=lambda n: n.id):
         ports = by_network.get(network.id, [])
-        bound = [p for p in ports if served_here(p, host)]
+        bound = sorted((p for p in ports if served_here(p, host)), key=lambda p: p.id)
         dhcp = dhcp_setup(network, ports)
-        if not bound and dhcp is None:
+        if not (bound or dhcp or network.id in legs or network.external):
             continue
-        filters = tuple(
-            port_filter(p, rules_by_group, members) for p in sorted(bound, key=lambda p: p.id)
+        filters = tuple(port_filter(p, rules_by_group, members) for p in bound)
+        limits = tuple(port_limits(p, network, policies) for p in bound)
+        setups.append(
+            NetworkSetup(network.id, network.mtu, dhcp, filters, limits, host_leg(network))
         )
-        setups.append(NetworkSetup(network.id, network.mtu, dhcp, filters))
     wanted = {s.network_id for s in setups}
-    return Plan(tuple(setups), tuple(sorted(made - wanted)))
+    wanted_routers = {r.router_id for r in routers}
+    return Plan(
+        tuple(setups),
+        tuple(sorted(made - wanted)),
+        routers,
+        tuple(sorted(set(routers_made) - wanted_routers)),
+    )
 
 
 def port_statuses(host: str, facts: Facts, plugged: Mapping[str, set[str]]) -> dict[str, str]:
@@ -298,74 +282,6 @@ def port_statuses(host: str, facts: Facts, plugged: Mapping[str, set[str]]) -> d
         if status != port.status:
             changes[port.id] = status
     return changes
-
-
-# Reading the service ---------------------------------------------------------------------
-
-
-def _subnet_facts(raw: Mapping[str, Any]) -> SubnetFacts:
-    return SubnetFacts(
-        id=raw["id"],
-        cidr=raw["cidr"],
-        ip_version=int(raw["ip_version"]),
-        gateway_ip=raw.get("gateway_ip"),
-        enable_dhcp=bool(raw.get("enable_dhcp")),
-        dns_nameservers=tuple(raw.get("dns_nameservers") or ()),
-        host_routes=tuple((r["destination"], r["nexthop"]) for r in raw.get("host_routes") or ()),
-        ipv6_address_mode=raw.get("ipv6_address_mode"),
-    )
-
-
-def read(ctx: RequestContext) -> Facts:
-    everything = ListQuery()
-    subnets: dict[str, list[SubnetFacts]] = {}
-    for raw in network_service.list_subnets(ctx, everything):
-        subnets.setdefault(raw["network_id"], []).append(_subnet_facts(raw))
-    networks = tuple(
-        NetworkFacts(
-            id=raw["id"],
-            project_id=raw["project_id"],
-            mtu=int(raw["mtu"]),
-            dns_domain=raw.get("dns_domain") or "",
-            external=bool(raw.get("router:external")),
-            subnets=tuple(subnets.get(raw["id"], ())),
-        )
-        for raw in network_service.list_networks(ctx, everything)
-    )
-    ports = tuple(
-        PortFacts(
-            id=raw["id"],
-            network_id=raw["network_id"],
-            mac=raw["mac_address"],
-            ips=tuple((f["subnet_id"], f["ip_address"]) for f in raw["fixed_ips"]),
-            device_owner=raw["device_owner"],
-            host=raw.get("binding:host_id") or "",
-            dns_name=raw.get("dns_name") or "",
-            security_groups=tuple(raw.get("security_groups") or ()),
-            port_security=bool(raw.get("port_security_enabled")),
-            allowed_pairs=tuple(
-                (p["ip_address"], p.get("mac_address"))
-                for p in raw.get("allowed_address_pairs") or ()
-            ),
-            admin_up=bool(raw["admin_state_up"]),
-            status=raw["status"],
-        )
-        for raw in network_service.list_ports(ctx, everything)
-    )
-    rules = tuple(
-        RuleFacts(
-            group_id=raw["security_group_id"],
-            direction=raw["direction"],
-            ethertype=raw["ethertype"],
-            protocol=raw.get("protocol"),
-            port_min=raw.get("port_range_min"),
-            port_max=raw.get("port_range_max"),
-            remote_cidr=raw.get("remote_ip_prefix"),
-            remote_group_id=raw.get("remote_group_id"),
-        )
-        for raw in security_groups.list_rules(ctx, everything)
-    )
-    return Facts(networks, ports, rules)
 
 
 # The loop ------------------------------------------------------------------------------
@@ -436,7 +352,12 @@ class NetworkAgent:
             if changes:
                 self._apply_dhcp_ports(ctx, changes)
                 facts = read(ctx)
-            wanted = plan(self.host, facts, self.driver.made())
+            wanted = plan(self.host, facts, self.driver.made(), self.driver.routers_made())
+            for router_id in wanted.remove_routers:
+                try:
+                    self.driver.remove_router(router_id)
+                except Exception:
+                    LOG.exception("router %s: could not be removed from this host", router_id)
             for network_id in wanted.remove:
                 try:
                     self.driver.remove(network_id)
@@ -449,6 +370,11 @@ class NetworkAgent:
                     plugged[setup.network_id] = self.driver.plugged(setup.network_id)
                 except Exception:
                     LOG.exception("network %s: could not be set up on this host", setup.network_id)
+            for router in wanted.routers:
+                try:
+                    self.driver.ensure_router(router)
+                except Exception:
+                    LOG.exception("router %s: could not be set up on this host", router.router_id)
             if real:
                 network_service.report_port_status(ctx, port_statuses(self.host, facts, plugged))
 
@@ -477,7 +403,7 @@ def describe(settings: Settings) -> str:
     why = _why_fake(settings)
     if why is not None:
         return f"fake data plane ({why})"
-    return "linuxbridge data plane (bridges, DHCP/DNS, security groups; routers not wired yet)"
+    return "linuxbridge data plane (bridges, DHCP/DNS, security groups, QoS, routers with NAT)"
 
 
 def choose_driver(runtime: Runtime) -> Driver:

@@ -121,6 +121,7 @@ def get_policy(ctx: RequestContext, policy_id: str) -> dict[str, Any]:
         return _view(session, row, common.tags(session, "policies", row.id))
 
 
+@common.wakes
 def update_policy(
     ctx: RequestContext, policy_id: str, body: dict[str, Any], if_match: str | None = None
 ) -> dict[str, Any]:
@@ -136,6 +137,7 @@ def update_policy(
         return _view(session, row, common.tags(session, "policies", row.id))
 
 
+@common.wakes
 def delete_policy(ctx: RequestContext, policy_id: str) -> None:
     with ctx.db.write() as session:
         row = _row(session, ctx, policy_id)
@@ -185,6 +187,7 @@ def _check_rule(body: dict[str, Any], creating: bool) -> dict[str, Any]:
     return fields
 
 
+@common.wakes
 def create_rule(ctx: RequestContext, policy_id: str, body: dict[str, Any]) -> dict[str, Any]:
     fields = _check_rule(body, True)
     with ctx.db.write() as session:
@@ -239,6 +242,7 @@ def get_rule(ctx: RequestContext, policy_id: str, rule_id: str) -> dict[str, Any
         return _rule_view(_rule(session, ctx, policy_id, rule_id))
 
 
+@common.wakes
 def update_rule(
     ctx: RequestContext, policy_id: str, rule_id: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -255,6 +259,7 @@ def update_rule(
         return _rule_view(rule)
 
 
+@common.wakes
 def delete_rule(ctx: RequestContext, policy_id: str, rule_id: str) -> None:
     with ctx.db.write() as session:
         rule = _rule(session, ctx, policy_id, rule_id)

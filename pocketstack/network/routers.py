@@ -227,6 +227,7 @@ def _interface_subnets(session: Session, router_id: str) -> list[models.Subnet]:
     return list(session.scalars(select(models.Subnet).where(models.Subnet.id.in_(subnet_ids))))
 
 
+@common.wakes
 def create_router(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     project_id = common.check_project(ctx, body)
     ctx.authorize("create_router", {"project_id": project_id})
@@ -273,6 +274,7 @@ def get_router(ctx: RequestContext, router_id: str) -> dict[str, Any]:
         return _router_view(session, ctx, row, common.tags(session, "routers", row.id))
 
 
+@common.wakes
 def update_router(
     ctx: RequestContext, router_id: str, body: dict[str, Any], if_match: str | None = None
 ) -> dict[str, Any]:
@@ -292,6 +294,7 @@ def update_router(
         return _router_view(session, ctx, row, common.tags(session, "routers", row.id))
 
 
+@common.wakes
 def delete_router(ctx: RequestContext, router_id: str) -> None:
     with ctx.db.write() as session:
         row = _router(session, ctx, router_id)
@@ -326,6 +329,7 @@ def _interface_info(row: models.Router, port: models.Port, subnet_ids: list[str]
     }
 
 
+@common.wakes
 def add_interface(ctx: RequestContext, router_id: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or not ({"subnet_id", "port_id"} & set(body)):
         raise errors.Invalid(
@@ -393,6 +397,7 @@ def _refuse_overlap(session: Session, router_id: str, subnet_ids: list[str]) -> 
                 )
 
 
+@common.wakes
 def remove_interface(ctx: RequestContext, router_id: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or not ({"subnet_id", "port_id"} & set(body)):
         raise errors.Invalid(
@@ -587,6 +592,7 @@ def _router_between(session: Session, subnet_id: str, external_network_id: str) 
     )
 
 
+@common.wakes
 def create_floating_ip(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
     project_id = common.check_project(ctx, body)
     ctx.authorize("create_floatingip", {"project_id": project_id})
@@ -675,6 +681,7 @@ def get_floating_ip(ctx: RequestContext, floating_id: str) -> dict[str, Any]:
         return _floating_view(session, row, common.tags(session, "floatingips", row.id))
 
 
+@common.wakes
 def update_floating_ip(
     ctx: RequestContext, floating_id: str, body: dict[str, Any], if_match: str | None = None
 ) -> dict[str, Any]:
@@ -693,6 +700,7 @@ def update_floating_ip(
         return _floating_view(session, row, common.tags(session, "floatingips", row.id))
 
 
+@common.wakes
 def delete_floating_ip(ctx: RequestContext, floating_id: str) -> None:
     with ctx.db.write() as session:
         row = _floating(session, ctx, floating_id)
@@ -786,6 +794,7 @@ def _forwarding_fields(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@common.wakes
 def create_port_forwarding(
     ctx: RequestContext, floating_id: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -813,7 +822,8 @@ def create_port_forwarding(
                 f"Bad port forwarding request: port {port_id} has no fixed IP {internal_ip}.",
                 code="BadRequest",
             )
-        if _router_between(session, match[0][0], floating.floating_network_id) is None:
+        router_id = _router_between(session, match[0][0], floating.floating_network_id)
+        if router_id is None:
             raise errors.NotFound(
                 f"External network {floating.floating_network_id} is not reachable from subnet "
                 f"{match[0][0]}.",
@@ -846,6 +856,7 @@ def create_port_forwarding(
         session.add(row)
         common.stamp(floating)
         floating.status = "ACTIVE"
+        floating.router_id = router_id
         session.flush()
         return _forwarding_view(row)
 
@@ -880,6 +891,7 @@ def get_port_forwarding(
         return _forwarding_view(_forwarding(session, ctx, floating_id, forwarding_id))
 
 
+@common.wakes
 def update_port_forwarding(
     ctx: RequestContext, floating_id: str, forwarding_id: str, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -902,7 +914,37 @@ def update_port_forwarding(
         return _forwarding_view(row)
 
 
+@common.wakes
 def delete_port_forwarding(ctx: RequestContext, floating_id: str, forwarding_id: str) -> None:
     with ctx.db.write() as session:
         row = _forwarding(session, ctx, floating_id, forwarding_id)
         session.delete(row)
+        session.flush()
+        left = session.scalar(
+            select(func.count())
+            .select_from(models.PortForwarding)
+            .where(models.PortForwarding.floatingip_id == floating_id)
+        )
+        if not left:
+            # The floating IP no longer needs the router that joined it to the port.
+            floating = _floating(session, ctx, floating_id)
+            floating.router_id = None
+            floating.status = "DOWN"
+
+
+def port_forwardings_of(
+    ctx: RequestContext, floating_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The port forwardings of these floating IPs in one read (for the network agent)."""
+    found: dict[str, list[dict[str, Any]]] = {floating_id: [] for floating_id in floating_ids}
+    if not floating_ids:
+        return found
+    with ctx.db.read() as session:
+        rows = session.scalars(
+            select(models.PortForwarding)
+            .where(models.PortForwarding.floatingip_id.in_(floating_ids))
+            .order_by(models.PortForwarding.id)
+        )
+        for row in rows:
+            found[row.floatingip_id].append(_forwarding_view(row))
+    return found

@@ -1,7 +1,8 @@
 """What a network driver does for the agent (network/agent.py): make one network's L2
-data plane on this host match a `NetworkSetup`, remove a network's, and say which ports
-are plugged. `fake.py` does nothing on the host; `linuxbridge.py` builds namespaces,
-bridges, the DHCP port with dnsmasq and the security groups' filters.
+data plane on this host match a `NetworkSetup` and one router's match a `RouterSetup`,
+remove either, and say which ports are plugged. `fake.py` does nothing on the host;
+`linuxbridge.py` builds namespaces, bridges, the DHCP port with dnsmasq, the security
+groups' filters, port QoS, the host's leg on external networks, and routers with NAT.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pocketstack.host.dnsmasq import DhcpConfig
-from pocketstack.host.firewall import PortFilter
+from pocketstack.host.firewall import PortFilter, RouterNat
+from pocketstack.host.netdev import Route
+from pocketstack.host.qos import FloatingIpLimits, Limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,15 @@ class DhcpSetup:
 
 
 @dataclass(frozen=True, slots=True)
+class PortLimits:
+    """A bound port's bandwidth limits, from the server's side (None: unlimited)."""
+
+    tap: str
+    egress: Limit | None = None
+    ingress: Limit | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkSetup:
     """One network as this host should have it."""
 
@@ -31,6 +43,33 @@ class NetworkSetup:
     mtu: int
     dhcp: DhcpSetup | None
     filters: tuple[PortFilter, ...]
+    limits: tuple[PortLimits, ...] = ()  # every port bound here, limited or not
+    # External networks: the host's own addresses on them (their subnets' gateways), so
+    # the host reaches floating IPs. None: the host is not on the network.
+    host_leg: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouterLeg:
+    """A router's port on a network: a veth from the network's bridge into the router."""
+
+    port_id: str
+    network_id: str
+    mac: str
+    cidrs: tuple[str, ...]  # the port's addresses with their subnets' prefix length
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSetup:
+    """One router as this host should have it."""
+
+    router_id: str
+    interfaces: tuple[RouterLeg, ...]
+    gateway: RouterLeg | None  # its cidrs include the router's floating IPs as /32
+    routes: tuple[Route, ...] = ()
+    nat: RouterNat | None = None
+    floating_limits: tuple[tuple[str, FloatingIpLimits], ...] = ()  # (floating IP, limits)
 
 
 class Driver(Protocol):
@@ -51,3 +90,13 @@ class Driver(Protocol):
     def plugged(self, network_id: str) -> set[str]:
         """The port devices (`tap…`) on the network's bridge now."""
         ...
+
+    def routers_made(self) -> set[str]:
+        """The routers this driver made on this host (found again after a restart)."""
+        ...
+
+    def ensure_router(self, setup: RouterSetup) -> None:
+        """Make the router match; the networks it has legs on are set up already."""
+        ...
+
+    def remove_router(self, router_id: str) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pocketstack.network.drivers import NetworkSetup
+from pocketstack.network.drivers import NetworkSetup, RouterSetup
 
 
 class FakeDriver:
@@ -10,6 +10,7 @@ class FakeDriver:
 
     def __init__(self) -> None:
         self._networks: dict[str, NetworkSetup] = {}
+        self._routers: dict[str, RouterSetup] = {}
 
     def vif_details(self, network_id: str) -> dict[str, object] | None:
         return None
@@ -25,3 +26,12 @@ class FakeDriver:
 
     def plugged(self, network_id: str) -> set[str]:
         return set()
+
+    def routers_made(self) -> set[str]:
+        return set(self._routers)
+
+    def ensure_router(self, setup: RouterSetup) -> None:
+        self._routers[setup.router_id] = setup
+
+    def remove_router(self, router_id: str) -> None:
+        self._routers.pop(router_id, None)
