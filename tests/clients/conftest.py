@@ -341,6 +341,62 @@ class OpenStackCli:
         return result
 
 
+# --------------------------------------------------------------------------- real drivers
+
+
+@contextlib.contextmanager
+def real_cloud_running(base: Path) -> Iterator[Server]:
+    """`pocketstack up` on this machine's real drivers, with an external network of its own.
+
+    At the end every server is deleted through the CLI and the cloud stopped; then the
+    host is swept of its guests and data plane (which outlive `up` by design), and the
+    test fails if a guest was still there."""
+    from tests.real import host_checks
+
+    (base / "home").mkdir()
+    server = Server(state_dir=base / "state", home=base / "home", real_compute=True,
+                    extra_args=("--external-cidr", host_checks.free_external_cidr()))  # fmt: skip
+    server.start(admin_password=f"Adm-{uuid.uuid4().hex[:12]}")
+    try:
+        yield server
+    finally:
+        cli = OpenStackCli(server)
+        if server.process is None:  # a test stopped it: start it again to delete through it
+            server.start()
+        if server.process is not None:
+            listed = cli("server", "list", "--all-projects", "-f", "json", check=False)
+            ids = [s["ID"] for s in json.loads(listed.stdout or "[]")]
+            if ids:
+                cli("server", "delete", "--wait", *ids, check=False)
+        server.stop(check=True)
+        left = _guest_ids(server)
+        for server_id in left:
+            _sweep_guest(server_id)
+        for workdir in (server.state_dir / "network").glob("*"):
+            host_checks.sweep_data_plane(workdir)
+        assert not left, f"guests left on the host after their servers were deleted: {left}"
+
+
+def _guest_ids(server: Server) -> set[str]:
+    found: set[str] = set()
+    for kind in ("namespace", "qemu"):
+        for guests in (server.state_dir / "compute").glob(f"*/{kind}/guests"):
+            found |= {entry.name for entry in guests.iterdir()}
+    return found
+
+
+def _sweep_guest(server_id: str) -> None:
+    """Remove what a failed test left of a guest (its cloud is stopped already)."""
+    from pocketstack.host import namespaces
+    from pocketstack.host.cgroups import GuestCgroup
+
+    GuestCgroup(server_id).remove()
+    namespaces.delete_netns(server_id)
+    for line in Path("/proc/mounts").read_text().splitlines():
+        if server_id in line.split()[1]:
+            namespaces.unmount(Path(line.split()[1]))
+
+
 # --------------------------------------------------------------------------- accounts
 
 

@@ -10,7 +10,6 @@ no guest, namespace, mount or cgroup of this cloud is left behind.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import signal
@@ -24,7 +23,7 @@ import pytest
 
 from pocketstack.host import cgroups, image_builds, namespaces
 from pocketstack.host.cgroups import GuestCgroup
-from tests.clients.conftest import OpenStackCli, Server
+from tests.clients.conftest import OpenStackCli, Server, real_cloud_running
 from tests.real import host_checks
 
 pytestmark = pytest.mark.skipif(
@@ -34,41 +33,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def real_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("real-compute")
-    (base / "home").mkdir()
-    server = Server(state_dir=base / "state", home=base / "home", real_compute=True)
-    server.start(admin_password=f"Adm-{uuid.uuid4().hex[:12]}")
-    try:
+    with real_cloud_running(tmp_path_factory.mktemp("real-compute")) as server:
         yield server
-    finally:
-        cli = OpenStackCli(server)
-        if server.process is not None:
-            listed = cli("server", "list", "--all-projects", "-f", "json", check=False)
-            ids = [s["ID"] for s in json.loads(listed.stdout or "[]")]
-            if ids:
-                cli("server", "delete", "--wait", *ids, check=False)
-        server.stop(check=True)
-        left = _guest_ids(server)
-        for server_id in left:
-            _sweep(server_id)
-        assert not left, f"guests left on the host after their servers were deleted: {left}"
-
-
-def _guest_ids(server: Server) -> set[str]:
-    found: set[str] = set()
-    for kind in ("namespace", "qemu"):
-        for guests in (server.state_dir / "compute").glob(f"*/{kind}/guests"):
-            found |= {entry.name for entry in guests.iterdir()}
-    return found
-
-
-def _sweep(server_id: str) -> None:
-    """Remove what a failed test left of a guest (its cloud is stopped already)."""
-    GuestCgroup(server_id).remove()
-    namespaces.delete_netns(server_id)
-    for line in Path("/proc/mounts").read_text().splitlines():
-        if server_id in line.split()[1]:
-            namespaces.unmount(Path(line.split()[1]))
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +71,8 @@ def console(cli: OpenStackCli, server_id: str) -> str:
     return cli("console", "log", "show", server_id).stdout
 
 
-def init_pid(server_id: str) -> int | None:
-    """The host pid of the server's PID 1 (the image's /sbin/init), if it runs."""
-    return next(iter(host_checks.pid1s(server_id)), None)
-
-
 def guest_file(server_id: str, path: str) -> str:
-    pid = init_pid(server_id)
+    pid = host_checks.guest_pid(server_id)
     assert pid is not None
     root = Path(f"/proc/{pid}/root")
     try:
@@ -124,7 +85,7 @@ def test_a_busybox_server_lives_its_whole_life_on_real_processes(cli: OpenStackC
     server = boot(cli, "s1", "busybox", "--user-data", str(_user_data()))
     server_id = server["id"]
     wait_for(lambda: image_builds.BOOT_MARKER in console(cli, server_id), what="boot marker")
-    first = init_pid(server_id)
+    first = host_checks.guest_pid(server_id)
     assert first is not None
     wait_for(lambda: guest_file(server_id, "/root/from-user-data") == "written\n")
 
@@ -133,11 +94,11 @@ def test_a_busybox_server_lives_its_whole_life_on_real_processes(cli: OpenStackC
     assert GuestCgroup(server_id).pids() == set()
     cli("server", "start", server_id)
     wait_status(cli, server_id, "ACTIVE")
-    second = wait_for(lambda: init_pid(server_id), what="PID 1 after start")
+    second = wait_for(lambda: host_checks.guest_pid(server_id), what="PID 1 after start")
     assert second != first
 
     cli("server", "reboot", "--wait", server_id)
-    third = wait_for(lambda: init_pid(server_id), what="PID 1 after reboot")
+    third = wait_for(lambda: host_checks.guest_pid(server_id), what="PID 1 after reboot")
     assert third != second
     assert "s1 stopping" in console(cli, server_id)
 
@@ -147,7 +108,7 @@ def test_a_busybox_server_lives_its_whole_life_on_real_processes(cli: OpenStackC
     cli("server", "unpause", server_id)
     wait_status(cli, server_id, "ACTIVE")
     assert GuestCgroup(server_id).frozen() is False
-    assert init_pid(server_id) == third
+    assert host_checks.guest_pid(server_id) == third
 
     cli("server", "rescue", server_id)
     wait_status(cli, server_id, "RESCUE")
@@ -185,7 +146,7 @@ def _user_data() -> Path:
 
 def test_a_server_whose_init_dies_is_shut_off_with_an_action(cli: OpenStackCli) -> None:
     server_id = boot(cli, "dies")["id"]
-    pid = wait_for(lambda: init_pid(server_id))
+    pid = wait_for(lambda: host_checks.guest_pid(server_id))
     os.kill(pid, signal.SIGKILL)
     wait_status(cli, server_id, "SHUTOFF")
     actions = cli("server", "event", "list", server_id, "-f", "json").json()
@@ -201,7 +162,7 @@ def test_servers_survive_a_kill_9_of_the_cloud(cli: OpenStackCli, real_cloud: Se
     listed = cli("server", "list", "--name", "^keep", "-f", "json").json()
     ids = [s["ID"] for s in listed if s["Status"] == "ACTIVE"]
     assert len(ids) == 5, listed
-    before: dict[str, int] = {s: wait_for(functools.partial(init_pid, s)) for s in ids}
+    before: dict[str, int] = {s: wait_for(functools.partial(host_checks.guest_pid, s)) for s in ids}
     assert real_cloud.process is not None
     real_cloud.process.kill()
     real_cloud.process.wait()
@@ -209,14 +170,14 @@ def test_servers_survive_a_kill_9_of_the_cloud(cli: OpenStackCli, real_cloud: Se
     # While the cloud is away, one guest goes down (its host "rebooted", say).
     down = ids[0]
     os.kill(before.pop(down), signal.SIGKILL)
-    wait_for(lambda: init_pid(down) is None)
+    wait_for(lambda: host_checks.guest_pid(down) is None)
     real_cloud.start()
     listed = cli("server", "list", "--name", "^keep", "-f", "json").json()
     assert sorted(s["Status"] for s in listed) == ["ACTIVE"] * 5
     # The others' very same PID 1s run: adopted, neither restarted nor started twice; the
     # one that went down was started again (--resume-guests-on-start, the default).
-    assert {server_id: init_pid(server_id) for server_id in ids[1:]} == before
-    assert init_pid(down) is not None
+    assert {server_id: host_checks.guest_pid(server_id) for server_id in ids[1:]} == before
+    assert host_checks.guest_pid(down) is not None
     for server_id in ids:
         assert len(host_checks.pid1s(server_id)) == 1
     cli("server", "delete", "--wait", *ids)

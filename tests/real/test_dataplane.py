@@ -40,6 +40,7 @@ from pocketstack.host.firewall import (
     RouterNat,
     Rule,
 )
+from tests.real import host_checks
 
 
 def _missing() -> str | None:
@@ -86,14 +87,7 @@ def eui64(prefix: ipaddress.IPv6Network, mac_address: str) -> str:
 
 
 def external_subnet() -> ipaddress.IPv4Network:
-    """A /24 of 198.19.0.0/16 that no route of the host's root namespace touches yet."""
-    routes = json.loads(subprocess.run(["ip", "-j", "route"], capture_output=True).stdout)
-    used = [ipaddress.ip_network(r["dst"]) for r in routes if r["dst"] != "default"]
-    for _ in range(50):
-        candidate = ipaddress.IPv4Network(f"198.19.{uuid.uuid4().int % 254 + 1}.0/24")
-        if not any(candidate.overlaps(u) for u in used):
-            return candidate
-    raise RuntimeError("no free external subnet")
+    return ipaddress.IPv4Network(host_checks.free_external_cidr())
 
 
 def run(netns: str | None, *argv: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
