@@ -27,10 +27,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pocketstack.compute import metadata as compute_metadata
+from pocketstack.compute.metadata import PortAddresses
 from pocketstack.config import Settings
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
-from pocketstack.host import dnsmasq, netdev
+from pocketstack.host import dnsmasq, metadata, netdev
 from pocketstack.host.dnsmasq import AddressMode, DhcpConfig
 from pocketstack.host.firewall import AddressPair, PortFilter, Rule
 from pocketstack.network import l3_plan
@@ -173,27 +175,34 @@ def port_filter(
     )
 
 
-def _dhcp_subnet(subnet: SubnetFacts) -> dnsmasq.Subnet:
+def _dhcp_subnet(subnet: SubnetFacts, metadata_via: str | None) -> dnsmasq.Subnet:
     mode = subnet.ipv6_address_mode if subnet.ip_version == 6 else None
+    routes = subnet.host_routes
+    if metadata_via is not None:
+        routes = (*routes, (metadata.METADATA_CIDR, metadata_via))
     return dnsmasq.Subnet(
         subnet_id=subnet.id,
         cidr=subnet.cidr,
         gateway_ip=subnet.gateway_ip,
         dns_servers=subnet.dns_nameservers,
         ipv6_address_mode=cast("AddressMode | None", mode),
-        host_routes=subnet.host_routes,
+        host_routes=routes,
     )
 
 
 def dhcp_setup(network: NetworkFacts, ports: Sequence[PortFacts]) -> DhcpSetup | None:
     """The network's DHCP port and dnsmasq config: a static lease and a DNS name for
-    every other port of the network."""
+    every other port of the network. The DHCP port also holds the metadata address, and
+    each IPv4 subnet's clients get a host route to it through the port."""
     subnets = network.dhcp_subnets
     dhcp_port = next((p for p in ports if p.device_owner == DHCP_OWNER), None)
     if network.external or not subnets or dhcp_port is None:
         return None
     prefixes = {s.id: ipaddress.ip_network(s.cidr, strict=False).prefixlen for s in network.subnets}
     cidrs = tuple(f"{ip}/{prefixes[sid]}" for sid, ip in dhcp_port.ips if sid in prefixes)
+    via = {sid: ip for sid, ip in dhcp_port.ips if ipaddress.ip_address(ip).version == 4}
+    if via:
+        cidrs = (*cidrs, metadata.METADATA_CIDR)
     hosts = tuple(
         dnsmasq.Host(p.mac, tuple(ip for _, ip in p.ips), hostname_of(p))
         for p in sorted(ports, key=lambda p: p.id)
@@ -201,12 +210,30 @@ def dhcp_setup(network: NetworkFacts, ports: Sequence[PortFacts]) -> DhcpSetup |
     )
     config = DhcpConfig(
         interface=netdev.dhcp_port_name(dhcp_port.id),
-        subnets=tuple(_dhcp_subnet(s) for s in subnets),
+        subnets=tuple(_dhcp_subnet(s, via.get(s.id)) for s in subnets),
         hosts=hosts,
         domain=network.dns_domain.rstrip(".") or dnsmasq.DEFAULT_DOMAIN,
         mtu=network.mtu,
     )
     return DhcpSetup(dhcp_port.id, dhcp_port.mac, cidrs, config)
+
+
+def metadata_askers(facts: Facts) -> dict[tuple[str, str], tuple[str, PortAddresses]]:
+    """(network id, fixed IPv4) -> (server id, its port's addresses): who may ask for
+    metadata from where. Only servers' ports (device_owner compute:…) are in it."""
+    networks = {n.id: n for n in facts.networks}
+    floating = {(f.port_id, f.fixed_ip): f.address for f in facts.floating_ips if f.port_id}
+    askers: dict[tuple[str, str], tuple[str, PortAddresses]] = {}
+    for port in facts.ports:
+        network = networks.get(port.network_id)
+        if network is None or not port.device_owner.startswith("compute:") or not port.device_id:
+            continue
+        for _, address in port.ips:
+            if ipaddress.ip_address(address).version == 4:
+                addresses = PortAddresses(port.id, port.network_id, port.mac, network.mtu,
+                                          address, floating.get((port.id, address)))  # fmt: skip
+                askers[(port.network_id, address)] = (port.device_id, addresses)
+    return askers
 
 
 def served_here(port: PortFacts, host: str) -> bool:
@@ -296,6 +323,8 @@ class NetworkAgent:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="network-agent", daemon=True)
         self._lock = threading.Lock()
+        self.metadata = metadata.MetadataListeners(self._answer_metadata)
+        self._askers: dict[tuple[str, str], tuple[str, PortAddresses]] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -304,6 +333,21 @@ class NetworkAgent:
         self._stop.set()
         self.wake.set()
         self._thread.join(timeout=30)
+        self.metadata.close()
+
+    def _answer_metadata(self, netns: str, client: str, path: str) -> metadata.Answer:
+        """A server's request to 169.254.169.254, known by the DHCP namespace it came into
+        and its (anti-spoofed) source address, as of the agent's last pass."""
+        network_id = netns.removeprefix(netdev.DHCP_NETNS_PREFIX)
+        asker = self._askers.get((network_id, client))
+        if asker is None:
+            return metadata.Answer(404, b"no server has this address\n")
+        server_id, addresses = asker
+        ctx = self.runtime.service_context(AGENT_PROJECT)
+        found = compute_metadata.document(ctx, server_id, path, addresses)
+        if found is None:
+            return metadata.Answer(404, b"not found\n")
+        return metadata.Answer(200, found[1], found[0])
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -340,6 +384,21 @@ class NetworkAgent:
             except Exception:
                 LOG.exception("DHCP port of network %s: could not be changed", change.network_id)
 
+    def _serve_metadata(self, facts: Facts, wanted: Plan) -> None:
+        """A listener in every DHCP namespace this host serves, and who may ask."""
+        self._askers = metadata_askers(facts)
+        serving = []
+        for setup in wanted.setups:
+            if setup.dhcp is None:
+                continue
+            netns = netdev.dhcp_netns(setup.network_id)
+            try:
+                self.metadata.ensure(netns)
+                serving.append(netns)
+            except Exception:
+                LOG.exception("network %s: metadata could not be served", setup.network_id)
+        self.metadata.keep_only(serving)
+
     def reconcile(self) -> None:
         """One level-based pass over everything this host serves."""
         with self._lock:
@@ -375,6 +434,8 @@ class NetworkAgent:
                     self.driver.ensure_router(router)
                 except Exception:
                     LOG.exception("router %s: could not be set up on this host", router.router_id)
+            if real:
+                self._serve_metadata(facts, wanted)
             if real:
                 network_service.report_port_status(ctx, port_statuses(self.host, facts, plugged))
 

@@ -102,6 +102,7 @@ class FloatingFacts:
     address: str
     router_id: str | None = None
     fixed_ip: str | None = None  # None: not associated with a port
+    port_id: str | None = None
     qos_policy_id: str | None = None
     forwards: tuple[ForwardFacts, ...] = ()
 
@@ -238,6 +239,7 @@ def read(ctx: RequestContext) -> Facts:
             address=raw["floating_ip_address"],
             router_id=raw.get("router_id"),
             fixed_ip=raw.get("fixed_ip_address"),
+            port_id=raw.get("port_id"),
             qos_policy_id=raw.get("qos_policy_id"),
             forwards=tuple(_forward_facts(f) for f in forwards.get(raw["id"], ())),
         )

@@ -4,6 +4,8 @@ migrations, server external events and extensions."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pocketstack.compute import metadata as compute_metadata
 from tests.api.test_compute import Compute, _member
 
 
@@ -307,3 +310,41 @@ def test_extensions_list_and_show(compute: Compute) -> None:
     assert compute("GET", "/extensions/os-nothing").status_code == 404
     tenant = _member(compute, "ext-tenant")
     assert compute("GET", "/extensions", token=tenant).status_code == 200
+
+
+def test_metadata_documents_tell_a_server_about_itself(compute: Compute) -> None:
+    key = compute("POST", "/os-keypairs", {"keypair": {"name": "meta-key"}}).json()["keypair"]
+    user_data = base64.b64encode(b"#!/bin/sh\necho hi\n").decode()
+    server = compute.active("meta-vm", key_name="meta-key", user_data=user_data,
+                            metadata={"role": "web"})  # fmt: skip
+    ctx = compute.cloud.runtime.service_context("metadata-test")
+    port = compute_metadata.PortAddresses("p1", "n1", "fa:16:3e:00:00:01", 1450, "100.64.0.5")
+
+    def fetch(path: str) -> tuple[str, bytes] | None:
+        return compute_metadata.document(ctx, server["id"], path, port)
+
+    versions = fetch("/openstack")
+    assert versions is not None and versions[1].splitlines()[-1] == b"latest"
+    found = fetch("/openstack/latest/meta_data.json")
+    assert found is not None and found[0] == "application/json"
+    meta = json.loads(found[1])
+    assert (meta["uuid"], meta["name"], meta["hostname"]) == (server["id"], "meta-vm", "meta-vm")
+    assert meta["meta"] == {"role": "web"}
+    assert meta["public_keys"] == {"meta-key": key["public_key"]}
+    assert fetch("/openstack/2013-10-17/user_data") == (
+        "application/octet-stream",
+        b"#!/bin/sh\necho hi\n",
+    )
+    listing = fetch("/openstack/latest/")
+    assert listing is not None and b"user_data" in listing[1].split()
+    network = fetch("/openstack/latest/network_data.json")
+    assert network is not None
+    assert json.loads(network[1])["links"][0]["ethernet_mac_address"] == "fa:16:3e:00:00:01"
+    assert fetch("/latest/meta-data/instance-id") == ("text/plain", server["id"].encode())
+    assert fetch("/latest/meta-data/local-ipv4") == ("text/plain", b"100.64.0.5")
+    keys = fetch("/latest/meta-data/public-keys/")
+    assert keys == ("text/plain", b"0=meta-key/")
+    assert fetch("/latest/user-data") == ("application/octet-stream", b"#!/bin/sh\necho hi\n")
+    for missing in ("/openstack/1999-01-01/meta_data.json", "/latest/meta-data/nothing", "/x"):
+        assert fetch(missing) is None
+    assert compute_metadata.document(ctx, str(uuid.uuid4()), "/openstack", port) is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import subprocess
 import time
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 LIMIT_KBPS = 10_000
+METADATA = "http://169.254.169.254"
 BLOB_BYTES = 3_000_000
 SUFFIX = uuid.uuid4().hex[:6]
 
@@ -152,12 +154,17 @@ def test_two_servers_reach_each_other_by_name_and_the_outside_through_the_router
                          "--dst-port", "80", group, "-f", "json").json()["id"]  # fmt: skip
     cli("security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "80",
         "--ethertype", "IPv6", group)  # fmt: skip
+    cli("keypair", "create", f"key-{SUFFIX}")
+    user_data = Path(f"/tmp/user-data-{SUFFIX}")
+    user_data.write_text("#!/bin/sh\necho from user data\n")
     for name in ("web1", "web2"):
         created = cli("server", "create", "--flavor", "tiny", "--image", "busybox", "--network",
-                      Story.network_id, "--security-group", group, "--wait", name,
+                      Story.network_id, "--security-group", group, "--key-name", f"key-{SUFFIX}",
+                      "--user-data", str(user_data), "--wait", name,
                       "-f", "json").json()  # fmt: skip
         assert created["status"] == "ACTIVE", created
         Story.servers[name] = created["id"]
+    user_data.unlink()
     web1, web2 = Story.servers["web1"], Story.servers["web2"]
 
     # Each server has what its port says, by DHCP (IPv4) and SLAAC (IPv6).
@@ -176,6 +183,21 @@ def test_two_servers_reach_each_other_by_name_and_the_outside_through_the_router
         Story.gateway_ip
     )
 
+    # Each server gets its own metadata from 169.254.169.254, through the DHCP port.
+    for name, server_id in Story.servers.items():
+        meta = json.loads(
+            from_guest(server_id, f"{METADATA}/openstack/latest/meta_data.json") or "{}"
+        )
+        assert (meta.get("uuid"), meta.get("name")) == (server_id, name), meta
+        assert list(meta["public_keys"]) == [f"key-{SUFFIX}"]
+        assert from_guest(server_id, f"{METADATA}/openstack/latest/user_data") == (
+            "#!/bin/sh\necho from user data"
+        )
+        assert from_guest(server_id, f"{METADATA}/latest/meta-data/instance-id") == server_id
+        assert (
+            from_guest(server_id, f"{METADATA}/latest/meta-data/local-ipv4") == (Story.fixed[name])
+        )
+
     # A floating IP on web1 answers from the host, and web1 goes out as it.
     Story.floating_ip = cli("floating", "ip", "create", "public", "-f", "json").json()[
         "floating_ip_address"
@@ -183,6 +205,8 @@ def test_two_servers_reach_each_other_by_name_and_the_outside_through_the_router
     cli("server", "add", "floating", "ip", web1, Story.floating_ip)
     assert wait_for(lambda: from_host(f"http://{Story.floating_ip}/"), "the FIP") == "web1"
     assert wait_for(lambda: from_guest(web1, host_web) == Story.floating_ip, "SNAT as the FIP")
+    public = f"{METADATA}/latest/meta-data/public-ipv4"
+    assert wait_for(lambda: from_guest(web1, public) == Story.floating_ip, "public-ipv4")
 
     # A port forwarding FIP:8080 -> web2:80.
     Story.forward_ip = cli("floating", "ip", "create", "public", "-f", "json").json()[

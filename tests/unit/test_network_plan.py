@@ -78,7 +78,9 @@ def test_plan_serves_dhcp_names_and_filters_with_remote_groups_resolved() -> Non
     (setup,) = plan.setups
     assert (setup.network_id, setup.mtu) == ("net1", 1450)
     assert setup.dhcp is not None
-    assert setup.dhcp.cidrs == ("100.64.1.2/24",)
+    # The DHCP port serves metadata too, and its subnet's clients get a route to it.
+    assert setup.dhcp.cidrs == ("100.64.1.2/24", "169.254.169.254/32")
+    assert setup.dhcp.config.subnets[0].host_routes == (("169.254.169.254/32", "100.64.1.2"),)
     config = setup.dhcp.config
     assert config.interface == netdev.dhcp_port_name("dhcpport")
     assert config.domain == "example.test"
@@ -134,7 +136,9 @@ INTERFACE = PortFacts("ifport", "net1", "fa:16:3e:00:01:02",
                       device_owner="network:router_interface", device_id="r1")  # fmt: skip
 ROUTER = facts.RouterFacts("r1", routes=(("100.64.9.0/24", "100.64.1.254"),))
 LIMITED = facts.QosFacts("slow", egress=facts.BandwidthLimit(10_000), ingress=None)
-FIP = facts.FloatingFacts("fip1", "198.18.0.20", "r1", "100.64.1.10", "slow")
+FIP = facts.FloatingFacts(
+    "fip1", "198.18.0.20", "r1", "100.64.1.10", port_id="porta", qos_policy_id="slow"
+)
 FORWARDS = facts.FloatingFacts(
     "fip2", "198.18.0.21", "r1",
     forwards=(facts.ForwardFacts("tcp", "100.64.1.11", (80, 80), (8080, 8080)),
@@ -211,3 +215,18 @@ def test_a_network_takes_its_policy_for_ports_without_one() -> None:
         netdev.tap_name("portf"), None, qos.Limit(50_000, 5_000)
     )
     assert agent.port_limits(VM_A, network, policies).egress == qos.Limit(10_000)
+
+
+def test_metadata_is_answered_for_servers_ports_by_network_and_fixed_address() -> None:
+    server_port = PortFacts("porta", "net1", "fa:16:3e:00:00:0a", (("sub4", "100.64.1.10"),),
+                            device_owner="compute:nova", device_id="server-a")  # fmt: skip
+    askers = agent.metadata_askers(l3_facts(server_port))
+    server_id, addresses = askers[("net1", "100.64.1.10")]
+    assert server_id == "server-a"
+    assert (addresses.port_id, addresses.mtu, addresses.floating_ipv4) == (
+        "porta",
+        1450,
+        "198.18.0.20",
+    )
+    # Router legs, DHCP ports and ports without a device ask for nothing.
+    assert ("net1", "100.64.1.1") not in askers and ("net1", "100.64.1.2") not in askers

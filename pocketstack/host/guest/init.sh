@@ -20,7 +20,7 @@ for path in /sys/class/net/*; do
     nic=${path##*/}
     [ "$nic" = lo ] && continue
     ip link set "$nic" up
-    udhcpc -i "$nic" -s /usr/share/udhcpc/default.script -t 10 -T 1 -A 2 -b -q >/dev/null 2>&1
+    udhcpc -i "$nic" -s /usr/share/udhcpc/default.script -O staticroutes -t 10 -T 1 -A 2 -b -q >/dev/null 2>&1
 done
 
 mkdir -p /var/www
