@@ -404,9 +404,9 @@ def addresses(netns: Netns, dev: str) -> set[str]:
     return out
 
 
-def set_addresses(netns: Netns, dev: str, cidrs: Iterable[str]) -> None:
+def set_addresses(netns: Netns, dev: str, cidrs: Iterable[str]) -> set[str]:
     """Make the device's addresses exactly `cidrs` ("100.64.0.1/24", "fd00::1/64"); IPv6
-    ones skip duplicate address detection, so they are usable at once."""
+    ones skip duplicate address detection, so they are usable at once. The ones it added."""
     wanted = {str(ipaddress.ip_interface(c)) for c in cidrs}
     present = addresses(netns, dev)
     for cidr in sorted(present - wanted):
@@ -414,6 +414,18 @@ def set_addresses(netns: Netns, dev: str, cidrs: Iterable[str]) -> None:
     for cidr in sorted(wanted - present):
         extra = ["nodad"] if ipaddress.ip_interface(cidr).version == 6 else []
         commands.run([*_ip(netns), "addr", "add", cidr, "dev", dev, *extra])
+    return wanted - present
+
+
+def announce(netns: Netns, dev: str, cidrs: Iterable[str]) -> None:
+    """Gratuitous ARP for IPv4 addresses that just moved here (a floating IP, a router's
+    gateway), so neighbours that were asking for them learn at once instead of retrying
+    their ARP a second later."""
+    for cidr in sorted(cidrs):
+        address = str(ipaddress.ip_interface(cidr).ip)
+        if ipaddress.ip_address(address).version == 4:
+            commands.run([*in_netns(netns), "busybox", "arping", "-U", "-c", "1", "-w", "0",
+                          "-I", dev, "-s", address, address])  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,11 @@ port in the database, computes with pure functions what the host should have
 with idempotent calls (networks first, then the routers whose legs plug into
 them), and reports ports' status (ACTIVE once their device is on the
 network's bridge, DOWN otherwise). A pass runs when the service wakes the loop
-after a write (`service.wake`) and every RESYNC_S anyway, so drift is repaired
-and nothing depends on a wake-up having arrived.
+after a write (`service.wake`) and every RESYNC_S anyway. A woken pass applies only the networks
+and routers whose setup changed since it was last applied (a network also when the
+ports plugged into its bridge changed); every RESYNC_S a pass applies everything, so
+drift (a deleted namespace, a killed dnsmasq) is repaired and nothing depends on a
+wake-up having arrived.
 
 This process's agent serves every router and is the host on every external
 network: all-in-one has one host. VXLAN to other hosts waits for scale-out
@@ -23,6 +26,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -324,6 +328,10 @@ class NetworkAgent:
         self._thread = threading.Thread(target=self._run, name="network-agent", daemon=True)
         self._lock = threading.Lock()
         self.metadata = metadata.MetadataListeners(self._answer_metadata)
+        # What the last passes applied (see _full_pass_due).
+        self._last_full: float | None = None
+        self._applied_networks: dict[str, tuple[NetworkSetup, set[str]]] = {}
+        self._applied_routers: dict[str, RouterSetup] = {}
         self._askers: dict[tuple[str, str], tuple[str, PortAddresses]] = {}
 
     def start(self) -> None:
@@ -399,6 +407,59 @@ class NetworkAgent:
                 LOG.exception("network %s: metadata could not be served", setup.network_id)
         self.metadata.keep_only(serving)
 
+    def _full_pass_due(self) -> bool:
+        """Every RESYNC_S (and first) a pass applies everything, repairing drift; between,
+        a pass applies only what changed since it was last applied."""
+        now = time.monotonic()
+        if self._last_full is None or now - self._last_full >= RESYNC_S:
+            self._last_full = now
+            self._applied_networks.clear()
+            self._applied_routers.clear()
+            return True
+        return False
+
+    def _ensure_networks(
+        self, setups: Sequence[NetworkSetup], full: bool
+    ) -> tuple[dict[str, set[str]], set[str]]:
+        """Each network set up unless it and its plugged ports are as last applied; the
+        ports plugged per network, and the networks it set up."""
+        plugged: dict[str, set[str]] = {}
+        ensured: set[str] = set()
+        for setup in setups:
+            network_id = setup.network_id
+            try:
+                now = self.driver.plugged(network_id)
+                if not full and self._applied_networks.get(network_id) == (setup, now):
+                    plugged[network_id] = now
+                    continue
+                self._applied_networks.pop(network_id, None)
+                self.driver.ensure(setup)
+                ensured.add(network_id)
+                plugged[network_id] = self.driver.plugged(network_id)
+                self._applied_networks[network_id] = (setup, plugged[network_id])
+            except Exception:
+                LOG.exception("network %s: could not be set up on this host", network_id)
+        return plugged, ensured
+
+    def _ensure_routers(
+        self, routers: Sequence[RouterSetup], full: bool, ensured: set[str]
+    ) -> None:
+        """Each router set up unless it is as last applied and none of its networks was
+        set up again in this pass (which may have remade the bridges its legs are on)."""
+        for router in routers:
+            networks = {leg.network_id for leg in router.interfaces}
+            if router.gateway is not None:
+                networks.add(router.gateway.network_id)
+            same = self._applied_routers.get(router.router_id) == router
+            if not full and same and not networks & ensured:
+                continue
+            self._applied_routers.pop(router.router_id, None)
+            try:
+                self.driver.ensure_router(router)
+                self._applied_routers[router.router_id] = router
+            except Exception:
+                LOG.exception("router %s: could not be set up on this host", router.router_id)
+
     def reconcile(self) -> None:
         """One level-based pass over everything this host serves."""
         with self._lock:
@@ -413,27 +474,20 @@ class NetworkAgent:
                 facts = read(ctx)
             wanted = plan(self.host, facts, self.driver.made(), self.driver.routers_made())
             for router_id in wanted.remove_routers:
+                self._applied_routers.pop(router_id, None)
                 try:
                     self.driver.remove_router(router_id)
                 except Exception:
                     LOG.exception("router %s: could not be removed from this host", router_id)
             for network_id in wanted.remove:
+                self._applied_networks.pop(network_id, None)
                 try:
                     self.driver.remove(network_id)
                 except Exception:
                     LOG.exception("network %s: could not be removed from this host", network_id)
-            plugged: dict[str, set[str]] = {}
-            for setup in wanted.setups:
-                try:
-                    self.driver.ensure(setup)
-                    plugged[setup.network_id] = self.driver.plugged(setup.network_id)
-                except Exception:
-                    LOG.exception("network %s: could not be set up on this host", setup.network_id)
-            for router in wanted.routers:
-                try:
-                    self.driver.ensure_router(router)
-                except Exception:
-                    LOG.exception("router %s: could not be set up on this host", router.router_id)
+            full = self._full_pass_due()
+            plugged, ensured = self._ensure_networks(wanted.setups, full)
+            self._ensure_routers(wanted.routers, full, ensured)
             if real:
                 self._serve_metadata(facts, wanted)
             if real:

@@ -4,11 +4,14 @@ security groups, tags, revisions, filters, quotas and who sees what."""
 from __future__ import annotations
 
 import ipaddress
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from pocketstack.network import agent as network_agent
+from pocketstack.network.drivers import NetworkSetup, RouterSetup, fake
 from tests.api.conftest import Cloud
 
 
@@ -432,3 +435,56 @@ def test_qos_policies_with_bandwidth_limits_apply_to_ports(net: Network) -> None
     )
     assert missing.status_code == 404
     assert missing.json()["NeutronError"]["type"] == "QosPolicyNotFound"
+
+
+class CountingDriver(fake.FakeDriver):
+    """The fake data plane, counting what the agent has it apply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied: list[str] = []
+
+    def ensure(self, setup: NetworkSetup) -> None:
+        self.applied.append(setup.network_id)
+        super().ensure(setup)
+
+    def ensure_router(self, setup: RouterSetup) -> None:
+        self.applied.append(setup.router_id)
+        super().ensure_router(setup)
+
+
+def test_a_woken_pass_applies_only_what_changed_and_a_resync_everything(
+    cloud: Cloud, net: Network
+) -> None:
+    driver = CountingDriver()
+    agent = network_agent.NetworkAgent(cloud.runtime, "host-1", driver)
+    public = net.make("networks", name="ext", **{"router:external": True})
+    net.make("subnets", network_id=public["id"], ip_version=4, cidr="198.18.0.0/24")
+    private = net.make("networks", name="private")
+    subnet = net.make("subnets", network_id=private["id"], ip_version=4, cidr="100.64.30.0/24")
+    router = net.make("routers", name="r", external_gateway_info={"network_id": public["id"]})
+    net("PUT", f"/routers/{router['id']}/add_router_interface", {"subnet_id": subnet["id"]})
+    agent.reconcile()
+    assert sorted(driver.applied) == sorted([public["id"], private["id"], router["id"]])
+
+    driver.applied.clear()
+    agent.reconcile()
+    assert driver.applied == []  # nothing changed: nothing applied
+
+    port = net.make("ports", network_id=private["id"], **{"binding:host_id": "host-1"})
+    agent.reconcile()
+    # A port to filter on this host; the router on that network is checked again with it.
+    assert driver.applied == [private["id"], router["id"]]
+    driver.applied.clear()
+    floating = net.make("floatingips", floating_network_id=public["id"], port_id=port["id"])
+    agent.reconcile()
+    assert driver.applied == [router["id"]]  # the router's gateway leg holds it now
+    assert driver.routers_made() == {router["id"]}
+    (setup,) = [driver._routers[router["id"]]]
+    assert setup.gateway is not None
+    assert f"{floating['floating_ip_address']}/32" in setup.gateway.cidrs
+
+    driver.applied.clear()
+    agent._last_full = time.monotonic() - network_agent.RESYNC_S  # a resync is due
+    agent.reconcile()
+    assert sorted(driver.applied) == sorted([public["id"], private["id"], router["id"]])

@@ -24,7 +24,7 @@ from pocketstack.network.drivers import NetworkSetup, PortLimits, RouterLeg, Rou
 
 REQUIRED_COMMANDS = (
     "ip", "bridge", "tc", "nsenter", "sysctl", "iptables-restore", "ip6tables-restore", "nft",
-    "dnsmasq",
+    "dnsmasq", "busybox",
 )  # fmt: skip
 
 
@@ -172,7 +172,7 @@ def _plug_leg(router_ns: str, name: str, leg: RouterLeg) -> None:
         peer_mac=leg.mac,
         master=netdev.bridge_name(leg.network_id),
     )
-    netdev.set_addresses(router_ns, name, leg.cidrs)
+    netdev.announce(router_ns, name, netdev.set_addresses(router_ns, name, leg.cidrs))
 
 
 def _refuse_taken_prefixes(host_end: str, cidrs: tuple[str, ...]) -> None:
