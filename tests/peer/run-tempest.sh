@@ -103,9 +103,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo ">> pocketstack up on $BASE (state $STATE)"
-# The API is what is measured: fake compute hosts, no built-in images to count.
+# The API is what is measured: fake compute hosts and data plane, no built-in images.
 "$POCKETSTACK" up --state-dir "$STATE" --bind "127.0.0.1:$PORT" \
-    --admin-password "$PASSWORD" --no-clouds-yaml --compute-driver fake --no-builtin-images \
+    --admin-password "$PASSWORD" --no-clouds-yaml --compute-driver fake --network-driver fake \
+    --no-builtin-images \
     >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 ready=0
