@@ -15,7 +15,8 @@ filtered port has three chains: `ps-i-<tap>` for traffic to the port
 anti-spoofing list of (MAC, source address) pairs. An allowed packet
 RETURNs to the dispatch chain, so a packet between two filtered ports of
 one network passes the receiver's ingress and the sender's egress chain; a
-packet that no rule allows is dropped. As in OpenStack, rules are
+packet that no rule allows is dropped. A port device the table does not
+name at all passes nothing (`ps-known-in`/`ps-known-out`). As in OpenStack, rules are
 allow-lists for both directions (a port with no egress rule sends nothing
 but DHCP and neighbour discovery), connections are tracked (replies and
 related ICMP pass), and ports without port security are not filtered.
@@ -44,6 +45,9 @@ Ethertype = Literal["IPv4", "IPv6"]
 ForwardProtocol = Literal["tcp", "udp"]
 
 SG_CHAIN = "ps-sg"
+KNOWN_IN_CHAIN = "ps-known-in"
+KNOWN_OUT_CHAIN = "ps-known-out"
+PORT_DEVICES = "tap+"  # every port's device on a bridge (netdev.tap_name)
 DNAT_CHAIN = "ps-dnat"
 SNAT_CHAIN = "ps-snat"
 SPOOF_TABLE = "pocketstack-spoof"
@@ -251,14 +255,20 @@ def _port_rules(port: PortFilter, version: int) -> list[str]:
 
 def render_port_filters(ports: Sequence[PortFilter], ethertype: Ethertype) -> str:
     """The whole `filter` table of a bridge namespace for one family, as
-    `iptables-restore` (IPv4) or `ip6tables-restore` (IPv6) input."""
+    `iptables-restore` (IPv4) or `ip6tables-restore` (IPv6) input.
+
+    Every port device (`tap…`) the bridge may carry is given, filtered or not: a
+    tap that is not (a server's port plugged before its filter was made) passes
+    nothing either way until it is, so no port is ever open by accident. Other
+    devices (the host's leg, VXLAN) pass."""
     version = _version(ethertype)
-    filtered = sorted((p for p in ports if p.port_security), key=lambda p: p.tap)
-    taps = [p.tap for p in filtered]
+    known = sorted(ports, key=lambda p: p.tap)
+    taps = [p.tap for p in known]
     if len(set(taps)) != len(taps):
         raise ValueError("two port filters for one tap")
+    filtered = [p for p in known if p.port_security]
     declare = [":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
-    declare.append(f":{SG_CHAIN} - [0:0]")
+    declare += [f":{chain} - [0:0]" for chain in (SG_CHAIN, KNOWN_IN_CHAIN, KNOWN_OUT_CHAIN)]
     body = [f"-A FORWARD -m physdev --physdev-is-bridged -j {SG_CHAIN}"]
     for port in filtered:
         ingress, egress, spoof = _port_chains(port)
@@ -269,10 +279,31 @@ def render_port_filters(ports: Sequence[PortFilter], ethertype: Ethertype) -> st
         body.append(
             f"-A {SG_CHAIN} -m physdev --physdev-in {port.tap} --physdev-is-bridged -j {egress}"
         )
-    body.append(f"-A {SG_CHAIN} -j ACCEPT")
+    body += [
+        f"-A {SG_CHAIN} -m physdev --physdev-in {PORT_DEVICES} --physdev-is-bridged "
+        f"-j {KNOWN_IN_CHAIN}",
+        f"-A {SG_CHAIN} -m physdev --physdev-out {PORT_DEVICES} --physdev-is-bridged "
+        f"-j {KNOWN_OUT_CHAIN}",
+        f"-A {SG_CHAIN} -j ACCEPT",
+    ]
+    for port in known:
+        body.append(f"-A {KNOWN_IN_CHAIN} -m physdev --physdev-in {port.tap} -j RETURN")
+        body.append(f"-A {KNOWN_OUT_CHAIN} -m physdev --physdev-out {port.tap} -j RETURN")
+    body += [f"-A {KNOWN_IN_CHAIN} -j DROP", f"-A {KNOWN_OUT_CHAIN} -j DROP"]
     for port in filtered:
         body += _port_rules(port, version)
     return "\n".join(["*filter", *declare, *body, "COMMIT", ""])
+
+
+def wired(netns: str, tap: str) -> bool:
+    """Has the bridge namespace's filter been made for this port device (it passes
+    nothing before)? What a boot waits for, as Nova waits for a port's vif-plugged."""
+    try:
+        listed = commands.run([*netdev.in_netns(netns), "iptables", "-w", "5", "-S",
+                               KNOWN_IN_CHAIN])  # fmt: skip
+    except commands.HostCommandError:
+        return False
+    return f"--physdev-in {tap} " in listed
 
 
 def render_link_spoofing(ports: Sequence[PortFilter]) -> str:

@@ -286,7 +286,11 @@ def plan(host: str, facts: Facts, made: set[str], routers_made: Iterable[str] = 
         dhcp = dhcp_setup(network, ports)
         if not (bound or dhcp or network.id in legs or network.external):
             continue
+        # The network's own ports (DHCP, router legs) pass unfiltered; the bridge passes
+        # nothing for a port device it was not told of.
+        own = sorted((p for p in ports if p.network_owned), key=lambda p: p.id)
         filters = tuple(port_filter(p, rules_by_group, members) for p in bound)
+        filters += tuple(PortFilter(netdev.tap_name(p.id), p.mac, port_security=False) for p in own)
         limits = tuple(port_limits(p, network, policies) for p in bound)
         setups.append(
             NetworkSetup(network.id, network.mtu, dhcp, filters, limits, host_leg(network))

@@ -662,11 +662,21 @@ def vm_b_filter(s: Scenario, *rules: Rule, pairs: tuple[AddressPair, ...] = ()) 
     return PortFilter(vm_b.tap, vm_b.mac, ips, pairs, (*allow, *rules))
 
 
+def known(s: Scenario, *filtered: PortFilter, leave_out: str = "") -> list[PortFilter]:
+    """These filters, and every other port device on the internal bridge passing
+    unfiltered (the agent names them all: the bridge passes nothing for others)."""
+    taps = [netdev.tap_name(p) for p in (s.dhcp_port, s.router_port)]
+    taps += [server.tap for server in s.servers.values()]
+    named = {f.tap for f in filtered}
+    return [*filtered, *(PortFilter(tap, mac(0), port_security=False) for tap in taps
+                         if tap not in named and tap != leave_out)]  # fmt: skip
+
+
 def test_security_groups_filter_a_port(s: Scenario) -> None:
     vm_a, vm_b = s.servers["vm-a"], s.servers["vm-b"]
     icmp = Rule("ingress", "IPv4", "icmp")
     try:
-        firewall.apply_port_filters(s.bridge_ns, [vm_b_filter(s, icmp)])
+        firewall.apply_port_filters(s.bridge_ns, known(s, vm_b_filter(s, icmp)))
         assert ping(vm_a.netns, vm_b.ip)
         vm_b6 = wait_slaac(vm_b)  # neighbour discovery passes, and ICMPv6 as allowed
         assert run(vm_a.netns, "busybox", "ping6", "-c", "1", "-W", "2", vm_b6).returncode == 0
@@ -679,7 +689,7 @@ def test_security_groups_filter_a_port(s: Scenario) -> None:
         web = Rule("ingress", "IPv4", "tcp", 80, 80)
         only_a = Rule("ingress", "IPv4", "tcp", 81, 81, f"{vm_a.ip}/32")
         for _ in range(2):  # idempotent
-            firewall.apply_port_filters(s.bridge_ns, [vm_b_filter(s, icmp, web, only_a)])
+            firewall.apply_port_filters(s.bridge_ns, known(s, vm_b_filter(s, icmp, web, only_a)))
         assert http(vm_a.netns, f"http://{vm_b.ip}/") == "vm-b"
         assert http(None, f"http://{s.fip}/") == "vm-b"
         assert http(vm_a.netns, f"http://{vm_b.ip}:81/") == "vm-b:81"
@@ -693,16 +703,22 @@ def test_security_groups_filter_a_port(s: Scenario) -> None:
         assert not ping(vm_b.netns, vm_a.ip, source=spoofed)
         assert not arping(vm_b.netns, vm_a.ip, source=spoofed)  # nft bridge table
         pair = (AddressPair(spoofed),)
-        firewall.apply_port_filters(s.bridge_ns, [vm_b_filter(s, icmp, web, pairs=pair)])
+        firewall.apply_port_filters(s.bridge_ns, known(s, vm_b_filter(s, icmp, web, pairs=pair)))
         assert ping(vm_b.netns, vm_a.ip, source=spoofed)
         assert arping(vm_b.netns, vm_a.ip, source=spoofed)
+        # A port device the filters do not name gets nothing through either way.
+        firewall.apply_port_filters(s.bridge_ns, known(s, leave_out=vm_a.tap))
+        assert not ping(vm_a.netns, vm_b.ip)
+        assert http(vm_b.netns, f"http://{vm_a.ip}/", timeout=0.5) is None
+        firewall.apply_port_filters(s.bridge_ns, known(s, vm_b_filter(s, icmp, web, pairs=pair)))
+        assert ping(vm_a.netns, vm_b.ip)
         # Another MAC gets nothing through at all.
         netdev.set_link(vm_b.netns, "eth0", mac=mac(98))
         assert not arping(vm_b.netns, vm_a.ip, source=vm_b.ip)
         netdev.set_link(vm_b.netns, "eth0", mac=vm_b.mac)
         assert arping(vm_b.netns, vm_a.ip, source=vm_b.ip)
     finally:
-        firewall.apply_port_filters(s.bridge_ns, [])
+        firewall.apply_port_filters(s.bridge_ns, known(s))
         netdev.set_addresses(vm_b.netns, "eth0", [f"{vm_b.ip}/24"])
         netdev.set_link(vm_b.netns, "eth0", mac=vm_b.mac)
     assert http(None, f"http://{s.forward_ip}:9081/") == "vm-b:81"

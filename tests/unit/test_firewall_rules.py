@@ -39,11 +39,19 @@ def chain(text: str, name: str) -> list[str]:
     return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)]
 
 
-def test_no_ports_lets_everything_pass() -> None:
+KNOWN = [
+    "-m physdev --physdev-in tap+ --physdev-is-bridged -j ps-known-in",
+    "-m physdev --physdev-out tap+ --physdev-is-bridged -j ps-known-out",
+    "-j ACCEPT",
+]
+
+
+def test_no_ports_pass_no_port_device_and_other_devices_pass() -> None:
     text = firewall.render_port_filters([], "IPv4")
     assert text.splitlines()[0] == "*filter" and text.endswith("COMMIT\n")
     assert chain(text, "FORWARD") == ["-m physdev --physdev-is-bridged -j ps-sg"]
-    assert chain(text, "ps-sg") == ["-j ACCEPT"]
+    assert chain(text, "ps-sg") == KNOWN
+    assert chain(text, "ps-known-in") == chain(text, "ps-known-out") == ["-j DROP"]
     assert "ps-i-" not in text
 
 
@@ -54,8 +62,9 @@ def test_a_port_gets_dispatch_ingress_egress_and_spoof_chains() -> None:
     assert chain(text, "ps-sg") == [
         f"-m physdev --physdev-out {TAP} --physdev-is-bridged -j ps-i-{TAP}",
         f"-m physdev --physdev-in {TAP} --physdev-is-bridged -j ps-o-{TAP}",
-        "-j ACCEPT",
+        *KNOWN,
     ]
+    assert chain(text, "ps-known-in") == [f"-m physdev --physdev-in {TAP} -j RETURN", "-j DROP"]
     ingress = chain(text, f"ps-i-{TAP}")
     assert ingress[0] == "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
     assert "-p udp -m udp --sport 67 --dport 68 -j RETURN" in ingress  # DHCP replies
@@ -155,10 +164,11 @@ def test_link_local_is_eui64_of_the_mac() -> None:
     assert firewall.link_local("00:00:00:00:00:01") == "fe80::200:ff:fe00:1"
 
 
-def test_ports_without_port_security_are_not_filtered_and_output_is_stable() -> None:
+def test_ports_without_port_security_pass_unfiltered_and_output_is_stable() -> None:
     other = port(tap="tapbbbbbbbb-bb", port_security=False)
     text = firewall.render_port_filters([port(), other], "IPv4")
-    assert "tapbbbbbbbb-bb" not in text
+    assert "ps-i-tapbbbbbbbb-bb" not in text and "ps-o-tapbbbbbbbb-bb" not in text
+    assert "-m physdev --physdev-out tapbbbbbbbb-bb -j RETURN" in chain(text, "ps-known-out")
     second = port(tap="tap00000000-00")
     forward = firewall.render_port_filters([port(), second], "IPv4")
     assert forward == firewall.render_port_filters([second, port()], "IPv4")

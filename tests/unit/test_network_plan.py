@@ -91,7 +91,9 @@ def test_plan_serves_dhcp_names_and_filters_with_remote_groups_resolved() -> Non
         ("fa:16:3e:00:00:0b", ("100.64.1.11",), "host-100-64-1-11"),
     ]
     by_tap = {f.tap: f for f in setup.filters}
-    assert set(by_tap) == {netdev.tap_name("porta"), netdev.tap_name("portb")}
+    # Servers' ports are filtered; the DHCP port is known to the bridge and unfiltered.
+    assert set(by_tap) == {netdev.tap_name(p) for p in ("porta", "portb", "dhcpport")}
+    assert by_tap[netdev.tap_name("dhcpport")].port_security is False
     assert by_tap[netdev.tap_name("porta")].rules == (
         Rule("ingress", "IPv4", "tcp", 80, 80),
         Rule("ingress", "IPv4", None, remote_cidr="100.64.1.11/32"),

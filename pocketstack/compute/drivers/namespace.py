@@ -203,6 +203,7 @@ class NamespaceDriver:
                     netdev.tap_name(nic["port_id"]), f"eth{index}", netns=netns,
                     peer_netns=guest_netns, mtu=mtu, peer_mac=nic["mac"], master=bridge,
                 )  # fmt: skip
+                nics.wait_for_wiring(record.name, nic)
         except HostCommandError as exc:
             raise DriverError(f"{record.name}: a NIC could not be plugged: {exc}") from exc
 

@@ -233,6 +233,8 @@ class QemuDriver:
             qemu.start(machine, directory)
             for nic in plugged:
                 self._plug(nic)
+            for nic in plugged:
+                nics.wait_for_wiring(record.name, nic)
         except HostCommandError as exc:
             raise DriverError(f"{record.name} did not start: {exc}") from exc
         self._update(uuid, running=True, paused=False, suspended=False)
