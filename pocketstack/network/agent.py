@@ -39,7 +39,7 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.host import dnsmasq, metadata, netdev
 from pocketstack.host.dnsmasq import AddressMode, DhcpConfig
 from pocketstack.host.firewall import AddressPair, PortFilter, Rule
-from pocketstack.network import l3_plan
+from pocketstack.network import l3_plan, routers
 from pocketstack.network import service as network_service
 from pocketstack.network.drivers import (
     DhcpSetup,
@@ -240,6 +240,12 @@ def metadata_askers(facts: Facts) -> dict[tuple[str, str], tuple[str, PortAddres
     return askers
 
 
+def has_device(port: PortFacts) -> bool:
+    """One of the network's own ports with a device on its bridge (DHCP, router legs; a
+    floating IP's port is only an address)."""
+    return port.network_owned and port.device_owner != routers.FLOATING_OWNER
+
+
 def served_here(port: PortFacts, host: str) -> bool:
     """A port this host plugs into a bridge: bound here, not one of the network's own."""
     return port.host == host and not port.network_owned
@@ -276,9 +282,9 @@ def plan(host: str, facts: Facts, made: set[str], routers_made: Iterable[str] = 
         rules_by_group.setdefault(rule.group_id, []).append(rule)
     members = _member_cidrs(facts.ports)
     policies = {p.id: p for p in facts.policies}
-    routers = l3_plan.router_setups(facts)
-    legs = {leg.network_id for r in routers for leg in r.interfaces}
-    legs |= {r.gateway.network_id for r in routers if r.gateway is not None}
+    router_setups = l3_plan.router_setups(facts)
+    legs = {leg.network_id for r in router_setups for leg in r.interfaces}
+    legs |= {r.gateway.network_id for r in router_setups if r.gateway is not None}
     setups: list[NetworkSetup] = []
     for network in sorted(facts.networks, key=lambda n: n.id):
         ports = by_network.get(network.id, [])
@@ -288,7 +294,7 @@ def plan(host: str, facts: Facts, made: set[str], routers_made: Iterable[str] = 
             continue
         # The network's own ports (DHCP, router legs) pass unfiltered; the bridge passes
         # nothing for a port device it was not told of.
-        own = sorted((p for p in ports if p.network_owned), key=lambda p: p.id)
+        own = sorted((p for p in ports if has_device(p)), key=lambda p: p.id)
         filters = tuple(port_filter(p, rules_by_group, members) for p in bound)
         filters += tuple(PortFilter(netdev.tap_name(p.id), p.mac, port_security=False) for p in own)
         limits = tuple(port_limits(p, network, policies) for p in bound)
@@ -296,11 +302,11 @@ def plan(host: str, facts: Facts, made: set[str], routers_made: Iterable[str] = 
             NetworkSetup(network.id, network.mtu, dhcp, filters, limits, host_leg(network))
         )
     wanted = {s.network_id for s in setups}
-    wanted_routers = {r.router_id for r in routers}
+    wanted_routers = {r.router_id for r in router_setups}
     return Plan(
         tuple(setups),
         tuple(sorted(made - wanted)),
-        routers,
+        router_setups,
         tuple(sorted(set(routers_made) - wanted_routers)),
     )
 
@@ -445,12 +451,10 @@ class NetworkAgent:
                 LOG.exception("network %s: could not be set up on this host", network_id)
         return plugged, ensured
 
-    def _ensure_routers(
-        self, routers: Sequence[RouterSetup], full: bool, ensured: set[str]
-    ) -> None:
+    def _ensure_routers(self, setups: Sequence[RouterSetup], full: bool, ensured: set[str]) -> None:
         """Each router set up unless it is as last applied and none of its networks was
         set up again in this pass (which may have remade the bridges its legs are on)."""
-        for router in routers:
+        for router in setups:
             networks = {leg.network_id for leg in router.interfaces}
             if router.gateway is not None:
                 networks.add(router.gateway.network_id)
