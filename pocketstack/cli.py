@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         "fake: nothing on the host; auto: linuxbridge when this machine can",
     )
     up.add_argument(
+        "--volume-driver",
+        choices=["file", "fake"],
+        default="file",
+        help="file: volumes as sparse files in the state dir; fake: store nothing",
+    )
+    up.add_argument(
         "--resume-guests-on-start",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -294,6 +300,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         fake_vgpus=args.fake_vgpus,
         compute_driver=args.compute_driver,
         network_driver=args.network_driver,
+        volume_driver=args.volume_driver,
         resume_guests_on_start=args.resume_guests_on_start,
         cpu_allocation_ratio=args.cpu_allocation_ratio,
         ram_allocation_ratio=args.ram_allocation_ratio,
@@ -338,9 +345,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             source != "stored",
             [
                 identity_bootstrap.CatalogService(
-                    s.catalog_type, s.catalog_name, s.catalog_url(settings.base_url)
+                    catalog_type, s.catalog_name, s.catalog_url(settings.base_url)
                 )
                 for s in enabled
+                for catalog_type in (s.catalog_type, *s.catalog_aliases)
             ],
         )
         if "network" in settings.services:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 8780
-KNOWN_SERVICES = ("identity", "placement", "image", "compute", "network")
+KNOWN_SERVICES = ("identity", "placement", "image", "compute", "network", "volume")
 DEFAULT_SERVICES = KNOWN_SERVICES
 DEFAULT_STATE_DIR = Path("~/.local/share/pocketstack").expanduser()
 _DRIVERS = {
@@ -47,6 +47,8 @@ class Settings:
     # The data plane: "linuxbridge" (namespaces, bridges, dnsmasq, iptables; needs root),
     # "fake" (ports are up at once, nothing on the host), "auto": linuxbridge when it can.
     network_driver: str = "auto"
+    # Block storage: "file" (sparse files in the state dir) or "fake" (nothing stored).
+    volume_driver: str = "file"
     # Start the servers that should run when this host comes back (Nova's
     # resume_guests_state_on_host_boot); off, they are marked SHUTOFF instead.
     resume_guests_on_start: bool = True

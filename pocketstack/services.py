@@ -33,6 +33,10 @@ from pocketstack.network import policies as network_policies
 from pocketstack.placement import api as placement_api
 from pocketstack.placement import policies as placement_policies
 from pocketstack.placement import service as placement_service
+from pocketstack.volume import agent as volume_agent
+from pocketstack.volume import api as volume_api
+from pocketstack.volume import policies as volume_policies
+from pocketstack.volume import service as volume_service
 
 _PACKAGE = Path(__file__).parent
 
@@ -55,6 +59,8 @@ class ServiceSpec:
     start: Callable[[Runtime], Callable[[], None]] | None = None
     # Closes what the service opened besides the runtime's database (cell engines).
     close: Callable[[Runtime], None] | None = None
+    # More catalog types served at the same URL (Cinder's `block-storage` beside `volumev3`).
+    catalog_aliases: tuple[str, ...] = ()
     # A second request id header the upstream service sends (x-compute-request-id).
     request_id_header: str | None = None
 
@@ -126,6 +132,20 @@ SERVICES: dict[str, ServiceSpec] = {
         install=lambda _runtime: None,
         prepare=lambda _runtime: None,
         start=network_agent.start,
+    ),
+    "volume": ServiceSpec(
+        name="volume",
+        catalog_type="volumev3",
+        catalog_name="cinderv3",
+        prefix="/volume",
+        catalog_suffix="/v3/$(project_id)s",
+        migrations=_PACKAGE / "volume" / "migrations",
+        policies=volume_policies.RULES,
+        create_app=volume_api.create_app,
+        install=lambda _runtime: None,
+        prepare=volume_service.prepare,
+        start=volume_agent.start,
+        catalog_aliases=("block-storage",),
     ),
 }
 

@@ -42,23 +42,14 @@ VERSIONS = VersionRange(
 V = Version
 MAX_LIMIT = 1000
 router = routing.Router()
-_FAULT_NAMES = {
-    400: "badRequest",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "itemNotFound",
-    405: "badMethod",
-    409: "conflictingRequest",
-    413: "overLimit",
-    415: "badMediaType",
-    501: "notImplemented",
-    503: "serviceUnavailable",
-}
 
 
 def render_error(exc: errors.PocketstackError, scope: Scope) -> dict[str, Any]:
     return {
-        _FAULT_NAMES.get(exc.status, "computeFault"): {"code": exc.status, "message": exc.message}
+        errors.FAULT_NAMES.get(exc.status, "computeFault"): {
+            "code": exc.status,
+            "message": exc.message,
+        }
     }
 
 

@@ -81,3 +81,18 @@ class OverQuota(PocketstackError):
 class RequestTooLarge(PocketstackError):
     status = 413
     title = "Request Entity Too Large"
+
+
+# The fault names Nova and Cinder wrap error bodies in (`{"itemNotFound": {...}}`), by status.
+FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}

@@ -1,0 +1,45 @@
+"""Files that back volumes: sparse, grown in place, cloned without copying holes.
+
+Only the volume backends call these. A clone is a reflink where the file
+system has them (XFS, btrfs: instant, shared blocks) and otherwise a copy of
+the allocated blocks only, so a thin volume stays thin.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pocketstack.host import commands
+
+GIB = 1 << 30
+
+
+def create_sparse(path: Path, size_gb: int) -> None:
+    """A file of `size_gb` GiB that takes no space until written (kept if it exists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as handle:
+        if os.fstat(handle.fileno()).st_size < size_gb * GIB:
+            handle.truncate(size_gb * GIB)
+
+
+def grow(path: Path, size_gb: int) -> None:
+    """Grow the file to `size_gb` GiB; never shrinks it."""
+    with path.open("r+b") as handle:
+        if os.fstat(handle.fileno()).st_size < size_gb * GIB:
+            handle.truncate(size_gb * GIB)
+
+
+def clone(source: Path, target: Path, size_gb: int) -> None:
+    """`target` holds `source`'s bytes, grown to `size_gb` GiB. Written under a temporary
+    name first, so a crash never leaves a half-copied file under the final one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.part")
+    commands.run(["cp", "--reflink=auto", "--sparse=always", str(source), str(partial)])
+    grow(partial, size_gb)
+    partial.replace(target)
+
+
+def remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(f"{path.name}.part").unlink(missing_ok=True)

@@ -1,0 +1,719 @@
+"""Block storage HTTP routes at /volume: the Cinder v3 API.
+
+Every request under `/v3/{project_id}` is version-negotiated (3.0 to 3.71,
+`OpenStack-API-Version: volume X.Y`); views gate their fields on that version
+(schemas.py). Errors render as Cinder's `{"itemNotFound": {"code": 404,
+"message": ...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Body, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Scope
+
+from pocketstack.core import app as app_mod
+from pocketstack.core import errors, pagination, routing
+from pocketstack.core.auth import Ctx, OptionalCtx
+from pocketstack.core.microversion import (
+    MicroversionMiddleware,
+    Version,
+    VersionRange,
+    requested_version,
+)
+from pocketstack.volume import schemas
+from pocketstack.volume import service as volume_service
+
+VERSIONS = VersionRange("volume", Version(3, 0), Version(3, 71))
+V = Version
+MAX_LIMIT = 1000
+router = routing.Router()
+JsonBody = Annotated[Any, Body()]
+
+
+def render_error(exc: errors.PocketstackError, scope: Scope) -> dict[str, Any]:
+    return {
+        errors.FAULT_NAMES.get(exc.status, "computeFault"): {
+            "code": exc.status, "message": exc.message,
+        }
+    }  # fmt: skip
+
+
+def _root(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _base(request: Request) -> str:
+    return f"{_root(request)}/v3"
+
+
+def _accepted(body: dict[str, Any] | None = None) -> Response:
+    return JSONResponse(body, status_code=202) if body is not None else Response(status_code=202)
+
+
+# Versions -------------------------------------------------------------------------------
+
+
+def _versions(request: Request) -> dict[str, Any]:
+    return {
+        "versions": [
+            {
+                "id": "v3.0",
+                "status": "CURRENT",
+                "version": str(VERSIONS.maximum),
+                "min_version": str(VERSIONS.minimum),
+                "updated": schemas.VERSIONS_UPDATED,
+                "links": [
+                    {"rel": "describedby", "type": "text/html",
+                     "href": "https://docs.openstack.org/"},
+                    {"rel": "self", "href": f"{_base(request)}/"},
+                ],
+                "media-types": [
+                    {"base": "application/json",
+                     "type": "application/vnd.openstack.volume+json;version=3"},
+                ],
+            }
+        ]
+    }  # fmt: skip
+
+
+@router.get("/")
+def list_versions(request: Request, ctx: OptionalCtx) -> Response:
+    return JSONResponse(_versions(request), status_code=300)
+
+
+@router.get("/v3")
+@router.get("/v3/")
+def show_version(request: Request, ctx: OptionalCtx) -> Response:
+    return JSONResponse(_versions(request))
+
+
+# Volumes --------------------------------------------------------------------------------
+
+
+def _volume_target(view: volume_service.VolumeView) -> dict[str, str]:
+    return {"project_id": view.row.project_id, "user_id": view.row.user_id}
+
+
+def _volume(ctx: Ctx, volume_id: str, rule: str) -> volume_service.VolumeView:
+    view = volume_service.get_volume(ctx, volume_id)
+    ctx.authorize(rule, _volume_target(view))
+    return view
+
+
+def _volume_body(request: Request, ctx: Ctx, view: volume_service.VolumeView) -> dict[str, Any]:
+    return schemas.volume_view(view, requested_version(request), ctx.is_admin, _base(request))
+
+
+def _sort(request: Request) -> tuple[tuple[str, bool], ...]:
+    params = request.query_params
+    keys: list[str] = []
+    dirs: list[str] = []
+    if params.get("sort"):
+        for item in params["sort"].split(","):
+            key, _, direction = item.strip().partition(":")
+            keys.append(key)
+            dirs.append(direction or "desc")
+    elif params.get("sort_key"):
+        keys, dirs = params["sort_key"].split(","), params.get("sort_dir", "desc").split(",")
+    if not keys:
+        return (("created_at", True),)
+    sort = pagination.parse_sort(keys, dirs, volume_service.SORT_KEYS, default=keys[0])
+    return tuple((k.column, k.descending) for k in sort)
+
+
+def _volume_query(request: Request, ctx: Ctx) -> volume_service.VolumeQuery:
+    params = request.query_params
+    raw_metadata = params.get("metadata")
+    metadata = None
+    if raw_metadata:
+        try:
+            metadata = json.loads(raw_metadata.replace("'", '"'))
+        except ValueError:
+            raise errors.Invalid(f"Invalid metadata filter: {raw_metadata}") from None
+        if not isinstance(metadata, dict):
+            raise errors.Invalid(f"Invalid metadata filter: {raw_metadata}")
+    bootable = params.get("bootable")
+    return volume_service.VolumeQuery(
+        all_projects=schemas.boolean(params.get("all_tenants", "false"), "all_tenants"),
+        project_id=params.get("project_id"),
+        name=params.get("name"),
+        status=params.get("status"),
+        bootable=schemas.boolean(bootable, "bootable") if bootable is not None else None,
+        metadata=metadata,
+        sort=_sort(request),
+        marker=params.get("marker"),
+        limit=pagination.parse_limit(params.get("limit"), MAX_LIMIT),
+        offset=schemas.integer(params, "offset") or 0,
+    )
+
+
+def _list_volumes(request: Request, project_id: str, ctx: Ctx, detail: bool) -> Response:
+    ctx.authorize("volume:get_all")
+    query = _volume_query(request, ctx)
+    views, total = volume_service.list_volumes(ctx, query)
+    render = (
+        (lambda v: _volume_body(request, ctx, v))
+        if detail
+        else (lambda v: schemas.volume_summary(v, _base(request)))
+    )
+    document: dict[str, Any] = {"volumes": [render(v) for v in views]}
+    if query.limit is not None and views and len(views) >= query.limit:
+        others = [(k, v) for k, v in request.query_params.multi_items() if k != "marker"]
+        others.append(("marker", views[-1].row.id))
+        path = "volumes/detail" if detail else "volumes"
+        href = f"{_base(request)}/{project_id}/{path}?" + "&".join(f"{k}={v}" for k, v in others)
+        document["volumes_links"] = [{"rel": "next", "href": href}]
+    with_count = request.query_params.get("with_count")
+    counted = with_count is not None and schemas.boolean(with_count, "with_count")
+    if counted and requested_version(request) >= V(3, 45):
+        document["count"] = total
+    return JSONResponse(document)
+
+
+@router.get("/v3/{project_id}/volumes")
+def list_volumes(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_volumes(request, project_id, ctx, detail=False)
+
+
+@router.get("/v3/{project_id}/volumes/detail")
+def list_volumes_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_volumes(request, project_id, ctx, detail=True)
+
+
+@router.post("/v3/{project_id}/volumes")
+def create_volume(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume:create", {"project_id": ctx.project_id or ""})
+    view = volume_service.create_volume(ctx, schemas.volume_spec(body))
+    return _accepted({"volume": _volume_body(request, ctx, view)})
+
+
+@router.get("/v3/{project_id}/volumes/{volume_id}")
+def show_volume(request: Request, project_id: str, volume_id: str, ctx: Ctx) -> Response:
+    view = _volume(ctx, volume_id, "volume:get")
+    return JSONResponse({"volume": _volume_body(request, ctx, view)})
+
+
+@router.put("/v3/{project_id}/volumes/{volume_id}")
+def update_volume(
+    request: Request, project_id: str, volume_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _volume(ctx, volume_id, "volume:update")
+    inner = schemas.envelope(body, "volume")
+    changes: dict[str, Any] = {}
+    for field in ("name", "description"):
+        if field in inner:
+            changes[field] = schemas.text(inner, field)
+    for legacy, field in (("display_name", "name"), ("display_description", "description")):
+        if legacy in inner:
+            changes[field] = schemas.text(inner, legacy)
+    if "metadata" in inner:
+        changes["metadata"] = schemas.metadata(inner) or {}
+    if not changes:
+        raise errors.Invalid("Invalid input: the update names none of name, description, metadata.")
+    view = volume_service.update_volume(ctx, volume_id, changes)
+    return JSONResponse({"volume": _volume_body(request, ctx, view)})
+
+
+@router.delete("/v3/{project_id}/volumes/{volume_id}")
+def delete_volume(request: Request, project_id: str, volume_id: str, ctx: Ctx) -> Response:
+    _volume(ctx, volume_id, "volume:delete")
+    params = request.query_params
+    cascade = schemas.boolean(params.get("cascade", "false"), "cascade")
+    force = schemas.boolean(params.get("force", "false"), "force")
+    if force:
+        ctx.authorize("volume_extension:volume_admin_actions:force_delete")
+    volume_service.delete_volume(ctx, volume_id, cascade, force)
+    return _accepted()
+
+
+def _extend(request: Request, ctx: Ctx, view: volume_service.VolumeView, inner: Any) -> None:
+    if not isinstance(inner, dict) or schemas.integer(inner, "new_size") is None:
+        raise errors.Invalid("Invalid input for field/attribute new_size: 'new_size' is required.")
+    in_use_ok = requested_version(request) >= V(3, 42)
+    rule = "volume:extend_attached_volume" if view.row.status == "in-use" else "volume:extend"
+    ctx.authorize(rule, _volume_target(view))
+    volume_service.extend_volume(
+        ctx, view.row.id, schemas.integer(inner, "new_size") or 0, in_use_ok
+    )
+
+
+def _reset_status(ctx: Ctx, view: volume_service.VolumeView, inner: Any) -> None:
+    ctx.authorize("volume_extension:volume_admin_actions:reset_status", _volume_target(view))
+    if not isinstance(inner, dict) or not inner:
+        raise errors.Invalid(
+            "Must specify 'status', 'attach_status' or 'migration_status' for update."
+        )
+    allowed = {"status", "attach_status", "migration_status"}
+    if set(inner) - allowed:
+        raise errors.Invalid(f"Invalid input: unexpected {sorted(set(inner) - allowed)}")
+    statuses = ("available", "in-use", "error", "creating", "deleting", "error_deleting",
+                "attaching", "detaching", "reserved", "maintenance", "extending",
+                "error_extending", "backing-up", "restoring-backup", "error_restoring",
+                "downloading", "uploading", "retyping")  # fmt: skip
+    if "status" in inner and inner["status"] not in statuses:
+        raise errors.Invalid(f"Invalid input received: Invalid status {inner['status']!r}.")
+    if "attach_status" in inner and inner["attach_status"] not in ("attached", "detached"):
+        raise errors.Invalid(f"Invalid attach status {inner['attach_status']!r}.")
+    volume_service.reset_status(ctx, view.row.id, {k: str(v) for k, v in inner.items()})
+
+
+def _flag(ctx: Ctx, view: volume_service.VolumeView, inner: Any, flag: str, rule: str) -> None:
+    ctx.authorize(rule, _volume_target(view))
+    field = "bootable" if flag == "bootable" else "readonly"
+    if not isinstance(inner, dict) or field not in inner:
+        raise errors.Invalid(f"Must specify {field} in request.")
+    volume_service.set_flag(ctx, view.row.id, flag, schemas.boolean(inner[field], field))
+
+
+@router.post("/v3/{project_id}/volumes/{volume_id}/action")
+def volume_action(
+    request: Request, project_id: str, volume_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    if not isinstance(body, dict) or len(body) != 1:
+        raise errors.Invalid("There is either no action or more than one action in the body.")
+    action, inner = next(iter(body.items()))
+    view = _volume(ctx, volume_id, "volume:get")
+    target = _volume_target(view)
+    if action == "os-extend":
+        _extend(request, ctx, view, inner)
+    elif action == "os-reset_status":
+        _reset_status(ctx, view, inner)
+    elif action == "os-set_bootable":
+        _flag(ctx, view, inner, "bootable", "volume_extension:volume_actions:set_bootable")
+    elif action == "os-update_readonly_flag":
+        _flag(ctx, view, inner, "readonly", "volume_extension:volume_actions:update_readonly")
+        return Response(status_code=202)
+    elif action == "os-force_delete":
+        ctx.authorize("volume_extension:volume_admin_actions:force_delete", target)
+        volume_service.delete_volume(ctx, volume_id, cascade=False, force=True)
+    elif action == "os-retype":
+        ctx.authorize("volume:retype", target)
+        new_type = schemas.text(inner if isinstance(inner, dict) else {}, "new_type")
+        if not new_type:
+            raise errors.Invalid("New volume type must be specified.")
+        volume_service.retype(ctx, volume_id, new_type)
+    elif action == "revert":
+        if requested_version(request) < V(3, 40):
+            raise errors.NotFound("Revert to snapshot needs microversion 3.40 or later.")
+        ctx.authorize("volume:revert_to_snapshot", target)
+        snapshot_id = schemas.text(inner if isinstance(inner, dict) else {}, "snapshot_id")
+        if not snapshot_id:
+            raise errors.Invalid("Invalid input: 'snapshot_id' is required.")
+        volume_service.revert_to_snapshot(ctx, volume_id, snapshot_id)
+    else:
+        raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
+    return _accepted()
+
+
+# Volume metadata ------------------------------------------------------------------------
+
+
+@router.get("/v3/{project_id}/volumes/{volume_id}/metadata")
+def show_volume_metadata(project_id: str, volume_id: str, ctx: Ctx) -> Response:
+    view = _volume(ctx, volume_id, "volume:get_volume_metadata")
+    return JSONResponse({"metadata": dict(view.row.metadata_)})
+
+
+def _set_volume_metadata(volume_id: str, body: Any, ctx: Ctx, replace: bool) -> Response:
+    _volume(ctx, volume_id, "volume:update_volume_metadata")
+    found = schemas.metadata(body if isinstance(body, dict) else {})
+    if found is None:
+        raise errors.Invalid("Malformed request body: 'metadata' is required.")
+    return JSONResponse({"metadata": volume_service.set_metadata(ctx, volume_id, found, replace)})
+
+
+@router.post("/v3/{project_id}/volumes/{volume_id}/metadata")
+def create_volume_metadata(project_id: str, volume_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    return _set_volume_metadata(volume_id, body, ctx, replace=False)
+
+
+@router.put("/v3/{project_id}/volumes/{volume_id}/metadata")
+def replace_volume_metadata(project_id: str, volume_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    return _set_volume_metadata(volume_id, body, ctx, replace=True)
+
+
+@router.get("/v3/{project_id}/volumes/{volume_id}/metadata/{key}")
+def show_volume_metadata_item(project_id: str, volume_id: str, key: str, ctx: Ctx) -> Response:
+    view = _volume(ctx, volume_id, "volume:get_volume_metadata")
+    if key not in view.row.metadata_:
+        raise errors.NotFound(f"Metadata item was not found (key {key}).")
+    return JSONResponse({"meta": {key: view.row.metadata_[key]}})
+
+
+@router.put("/v3/{project_id}/volumes/{volume_id}/metadata/{key}")
+def update_volume_metadata_item(
+    project_id: str, volume_id: str, key: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _volume(ctx, volume_id, "volume:update_volume_metadata")
+    meta = schemas.metadata(body if isinstance(body, dict) else {}, "meta")
+    if not meta or len(meta) != 1 or key not in meta:
+        raise errors.Invalid("Request body and URI mismatch.")
+    volume_service.set_metadata(ctx, volume_id, meta, replace=False)
+    return JSONResponse({"meta": meta})
+
+
+@router.delete("/v3/{project_id}/volumes/{volume_id}/metadata/{key}")
+def delete_volume_metadata_item(project_id: str, volume_id: str, key: str, ctx: Ctx) -> Response:
+    _volume(ctx, volume_id, "volume:delete_volume_metadata")
+    volume_service.delete_metadata(ctx, volume_id, key)
+    return Response(status_code=200)
+
+
+# Volume types ---------------------------------------------------------------------------
+
+
+@router.get("/v3/{project_id}/types")
+def list_types(request: Request, project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:type_get_all")
+    raw = request.query_params.get("is_public")
+    is_public = None if raw is None or raw.lower() == "none" else schemas.boolean(raw, "is_public")
+    if raw is None and not ctx.is_admin:
+        is_public = None
+    rows = volume_service.list_types(ctx, is_public)
+    return JSONResponse({"volume_types": [schemas.type_view(r, ctx.is_admin) for r in rows]})
+
+
+@router.get("/v3/{project_id}/types/default")
+def show_default_type(project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:type_get")
+    row = volume_service.default_type(ctx)
+    return JSONResponse({"volume_type": schemas.type_view(row, ctx.is_admin)})
+
+
+@router.post("/v3/{project_id}/types")
+def create_type(project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    inner = schemas.envelope(body, "volume_type")
+    name = schemas.text(inner, "name")
+    if not name or not name.strip():
+        raise errors.Invalid("Volume type name can not be empty.")
+    public = inner.get("os-volume-type-access:is_public", inner.get("is_public", True))
+    specs = inner.get("extra_specs") or {}
+    if not isinstance(specs, dict):
+        raise errors.Invalid("Invalid input for field/attribute extra_specs.")
+    row = volume_service.create_type(
+        ctx, name.strip(), schemas.text(inner, "description"),
+        schemas.boolean(public, "is_public"), {str(k): str(v) for k, v in specs.items()},
+    )  # fmt: skip
+    return JSONResponse({"volume_type": schemas.type_view(row, True)})
+
+
+@router.get("/v3/{project_id}/types/{type_id}")
+def show_type(project_id: str, type_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:type_get")
+    row = volume_service.get_type(ctx, type_id)
+    return JSONResponse({"volume_type": schemas.type_view(row, ctx.is_admin)})
+
+
+@router.put("/v3/{project_id}/types/{type_id}")
+def update_type(project_id: str, type_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    inner = schemas.envelope(body, "volume_type")
+    changes: dict[str, Any] = {}
+    if "name" in inner:
+        name = schemas.text(inner, "name")
+        if not name or not name.strip():
+            raise errors.Invalid("Volume type name can not be empty.")
+        changes["name"] = name.strip()
+    if "description" in inner:
+        changes["description"] = schemas.text(inner, "description")
+    if "is_public" in inner:
+        changes["is_public"] = schemas.boolean(inner["is_public"], "is_public")
+    if not changes:
+        raise errors.Invalid("Specify volume type name, description, is_public or a combination.")
+    row = volume_service.update_type(ctx, type_id, changes)
+    return JSONResponse({"volume_type": schemas.type_view(row, True)})
+
+
+@router.delete("/v3/{project_id}/types/{type_id}")
+def delete_type(project_id: str, type_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    volume_service.delete_type(ctx, type_id)
+    return _accepted()
+
+
+@router.get("/v3/{project_id}/types/{type_id}/extra_specs")
+def list_extra_specs(project_id: str, type_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    return JSONResponse({"extra_specs": dict(volume_service.get_type(ctx, type_id).extra_specs)})
+
+
+@router.post("/v3/{project_id}/types/{type_id}/extra_specs")
+def set_extra_specs(project_id: str, type_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    specs = body.get("extra_specs") if isinstance(body, dict) else None
+    if not isinstance(specs, dict):
+        raise errors.Invalid("Missing required element 'extra_specs' in request body.")
+    clean = {str(k): str(v) for k, v in specs.items()}
+    volume_service.set_extra_specs(ctx, type_id, clean)
+    return JSONResponse({"extra_specs": clean})
+
+
+@router.get("/v3/{project_id}/types/{type_id}/extra_specs/{key}")
+def show_extra_spec(project_id: str, type_id: str, key: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    specs = volume_service.get_type(ctx, type_id).extra_specs
+    if key not in specs:
+        raise errors.NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
+    return JSONResponse({key: specs[key]})
+
+
+@router.put("/v3/{project_id}/types/{type_id}/extra_specs/{key}")
+def update_extra_spec(
+    project_id: str, type_id: str, key: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    if not isinstance(body, dict) or list(body) != [key]:
+        raise errors.Invalid("Request body and URI mismatch")
+    volume_service.set_extra_specs(ctx, type_id, {key: str(body[key])})
+    return JSONResponse({key: str(body[key])})
+
+
+@router.delete("/v3/{project_id}/types/{type_id}/extra_specs/{key}")
+def delete_extra_spec(project_id: str, type_id: str, key: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:types_manage")
+    volume_service.delete_extra_spec(ctx, type_id, key)
+    return _accepted()
+
+
+@router.get("/v3/{project_id}/types/{type_id}/os-volume-type-access")
+def list_type_access(project_id: str, type_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:volume_type_access")
+    projects = volume_service.type_access(ctx, type_id)
+    return JSONResponse(
+        {"volume_type_access": [{"volume_type_id": type_id, "project_id": p} for p in projects]}
+    )
+
+
+@router.post("/v3/{project_id}/types/{type_id}/action")
+def type_action(project_id: str, type_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    if not isinstance(body, dict) or len(body) != 1:
+        raise errors.Invalid("There is either no action or more than one action in the body.")
+    action, inner = next(iter(body.items()))
+    if action not in ("addProjectAccess", "removeProjectAccess"):
+        raise errors.Invalid(f"Invalid action {action!r}.")
+    ctx.authorize(f"volume_extension:volume_type_access:{action}")
+    project = schemas.text(inner if isinstance(inner, dict) else {}, "project")
+    if not project:
+        raise errors.Invalid("Access list: 'project' is required.")
+    volume_service.set_type_access(ctx, type_id, project, action == "addProjectAccess")
+    return _accepted()
+
+
+# Snapshots ------------------------------------------------------------------------------
+
+
+def _snapshot(ctx: Ctx, snapshot_id: str, rule: str) -> Any:
+    row = volume_service.get_snapshot(ctx, snapshot_id)
+    ctx.authorize(rule, {"project_id": row.project_id})
+    return row
+
+
+def _snapshot_body(request: Request, row: Any) -> dict[str, Any]:
+    return schemas.snapshot_view(row, requested_version(request), _base(request))
+
+
+def _list_snapshots(request: Request, ctx: Ctx, detail: bool) -> Response:
+    ctx.authorize("volume:get_all_snapshots")
+    params = request.query_params
+    all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
+    filters = {k: params[k] for k in ("name", "status", "volume_id") if k in params}
+    rows = volume_service.list_snapshots(ctx, all_projects, filters)
+    limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT)
+    marker = params.get("marker")
+    if marker is not None:
+        ids = [r.id for r in rows]
+        if marker not in ids:
+            raise errors.NotFound(f"Marker {marker} could not be found.")
+        rows = rows[ids.index(marker) + 1 :]
+    rows = rows[: limit if limit is not None else None]
+    render = (
+        (lambda r: _snapshot_body(request, r))
+        if detail
+        else (lambda r: {k: v for k, v in _snapshot_body(request, r).items()
+                         if not k.startswith("os-extended")})
+    )  # fmt: skip
+    return JSONResponse({"snapshots": [render(r) for r in rows]})
+
+
+@router.get("/v3/{project_id}/snapshots")
+def list_snapshots(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_snapshots(request, ctx, detail=False)
+
+
+@router.get("/v3/{project_id}/snapshots/detail")
+def list_snapshots_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_snapshots(request, ctx, detail=True)
+
+
+@router.post("/v3/{project_id}/snapshots")
+def create_snapshot(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    inner = schemas.envelope(body, "snapshot")
+    volume_id = schemas.text(inner, "volume_id")
+    if not volume_id:
+        raise errors.Invalid(
+            "Invalid input for field/attribute volume_id: 'volume_id' is required."
+        )
+    view = _volume(ctx, volume_id, "volume:create_snapshot")
+    row = volume_service.create_snapshot(
+        ctx, view.row.id, schemas.boolean(inner.get("force", False), "force"),
+        schemas.text(inner, "name") or schemas.text(inner, "display_name"),
+        schemas.text(inner, "description"), schemas.metadata(inner),
+    )  # fmt: skip
+    return _accepted({"snapshot": _snapshot_body(request, row)})
+
+
+@router.get("/v3/{project_id}/snapshots/{snapshot_id}")
+def show_snapshot(request: Request, project_id: str, snapshot_id: str, ctx: Ctx) -> Response:
+    row = _snapshot(ctx, snapshot_id, "volume:get_snapshot")
+    return JSONResponse({"snapshot": _snapshot_body(request, row)})
+
+
+@router.put("/v3/{project_id}/snapshots/{snapshot_id}")
+def update_snapshot(
+    request: Request, project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _snapshot(ctx, snapshot_id, "volume:update_snapshot")
+    inner = schemas.envelope(body, "snapshot")
+    changes: dict[str, Any] = {
+        f: schemas.text(inner, f) for f in ("name", "description") if f in inner
+    }
+    if not changes:
+        raise errors.Invalid("Invalid input: the update names neither name nor description.")
+    row = volume_service.update_snapshot(ctx, snapshot_id, changes)
+    return JSONResponse({"snapshot": _snapshot_body(request, row)})
+
+
+@router.delete("/v3/{project_id}/snapshots/{snapshot_id}")
+def delete_snapshot(project_id: str, snapshot_id: str, ctx: Ctx) -> Response:
+    _snapshot(ctx, snapshot_id, "volume:delete_snapshot")
+    volume_service.delete_snapshot(ctx, snapshot_id, force=False)
+    return _accepted()
+
+
+@router.post("/v3/{project_id}/snapshots/{snapshot_id}/action")
+def snapshot_action(project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    if not isinstance(body, dict) or len(body) != 1:
+        raise errors.Invalid("There is either no action or more than one action in the body.")
+    action, inner = next(iter(body.items()))
+    row = _snapshot(ctx, snapshot_id, "volume:get_snapshot")
+    target = {"project_id": row.project_id}
+    if action == "os-reset_status":
+        ctx.authorize("volume_extension:snapshot_admin_actions:reset_status", target)
+        status = schemas.text(inner if isinstance(inner, dict) else {}, "status")
+        if status not in ("available", "error", "creating", "deleting", "error_deleting"):
+            raise errors.Invalid(f"Invalid input received: Invalid status {status!r}.")
+        volume_service.reset_snapshot_status(ctx, snapshot_id, status)
+    elif action == "os-force_delete":
+        ctx.authorize("volume_extension:snapshot_admin_actions:force_delete", target)
+        volume_service.delete_snapshot(ctx, snapshot_id, force=True)
+    else:
+        raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
+    return _accepted()
+
+
+@router.get("/v3/{project_id}/snapshots/{snapshot_id}/metadata")
+def show_snapshot_metadata(project_id: str, snapshot_id: str, ctx: Ctx) -> Response:
+    row = _snapshot(ctx, snapshot_id, "volume:get_snapshot_metadata")
+    return JSONResponse({"metadata": dict(row.metadata_)})
+
+
+@router.post("/v3/{project_id}/snapshots/{snapshot_id}/metadata")
+@router.put("/v3/{project_id}/snapshots/{snapshot_id}/metadata")
+def set_snapshot_metadata(
+    request: Request, project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _snapshot(ctx, snapshot_id, "volume:update_snapshot_metadata")
+    found = schemas.metadata(body if isinstance(body, dict) else {})
+    if found is None:
+        raise errors.Invalid("Malformed request body: 'metadata' is required.")
+    replace = request.method == "PUT"
+    return JSONResponse(
+        {"metadata": volume_service.set_snapshot_metadata(ctx, snapshot_id, found, replace)}
+    )
+
+
+# Quotas, limits, zones, services -------------------------------------------------------
+
+
+@router.get("/v3/{project_id}/os-quota-sets/{target_id}")
+def show_quotas(request: Request, project_id: str, target_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:quotas:show", {"project_id": target_id})
+    limits = volume_service.quota_limits(ctx, target_id)
+    usage = request.query_params.get("usage", "false")
+    quota_set: dict[str, Any] = {"id": target_id}
+    if schemas.boolean(usage, "usage"):
+        used = volume_service.quota_usage(ctx, target_id)
+        quota_set |= {
+            k: {"limit": v, "in_use": used.get(k, 0), "reserved": 0, "allocated": 0}
+            for k, v in limits.items()
+        }
+    else:
+        quota_set |= limits
+    return JSONResponse({"quota_set": quota_set})
+
+
+@router.get("/v3/{project_id}/os-quota-sets/{target_id}/defaults")
+def show_default_quotas(project_id: str, target_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:quotas:show", {"project_id": target_id})
+    return JSONResponse({"quota_set": {"id": target_id, **volume_service.DEFAULT_QUOTAS}})
+
+
+@router.put("/v3/{project_id}/os-quota-sets/{target_id}")
+def update_quotas(project_id: str, target_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:quotas:update", {"project_id": target_id})
+    inner = schemas.envelope(body, "quota_set")
+    limits = {k: schemas.integer(inner, k) for k in inner if k not in ("id", "tenant_id")}
+    volume_service.update_quotas(ctx, target_id, {k: v for k, v in limits.items() if v is not None})
+    found = volume_service.quota_limits(ctx, target_id)
+    return JSONResponse({"quota_set": found})
+
+
+@router.delete("/v3/{project_id}/os-quota-sets/{target_id}")
+def delete_quotas(project_id: str, target_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:quotas:delete", {"project_id": target_id})
+    volume_service.delete_quotas(ctx, target_id)
+    return Response(status_code=200)
+
+
+@router.get("/v3/{project_id}/limits")
+def show_limits(project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("limits_extension:used_limits")
+    own = ctx.project_id or ""
+    limits, used = volume_service.quota_limits(ctx, own), volume_service.quota_usage(ctx, own)
+    absolute = {
+        "maxTotalVolumes": limits["volumes"], "maxTotalSnapshots": limits["snapshots"],
+        "maxTotalVolumeGigabytes": limits["gigabytes"], "maxTotalBackups": limits["backups"],
+        "maxTotalBackupGigabytes": limits["backup_gigabytes"],
+        "totalVolumesUsed": used["volumes"], "totalGigabytesUsed": used["gigabytes"],
+        "totalSnapshotsUsed": used["snapshots"], "totalBackupsUsed": used["backups"],
+        "totalBackupGigabytesUsed": used["backup_gigabytes"],
+    }  # fmt: skip
+    return JSONResponse({"limits": {"rate": [], "absolute": absolute}})
+
+
+@router.get("/v3/{project_id}/os-availability-zone")
+def list_availability_zones(project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:availability_zone_list")
+    zone = {"zoneName": volume_service.AVAILABILITY_ZONE, "zoneState": {"available": True}}
+    return JSONResponse({"availabilityZoneInfo": [zone]})
+
+
+@router.get("/v3/{project_id}/os-services")
+def list_services(project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:services:index")
+    return JSONResponse({"services": volume_service.services(ctx)})
+
+
+@router.get("/v3/{project_id}/extensions")
+def list_extensions(project_id: str, ctx: Ctx) -> Response:
+    return JSONResponse({"extensions": []})
+
+
+def create_app() -> ASGIApp:
+    app = app_mod.service_app(router, render_error, redirect_slashes=False)
+    return MicroversionMiddleware(app, VERSIONS, render_error)

@@ -1,0 +1,45 @@
+"""A backend that stores nothing: sizes in memory, every job done at once."""
+
+from __future__ import annotations
+
+from pocketstack.volume.drivers import BackendError
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.snapshots: dict[str, int] = {}
+
+    def create(self, volume_id: str, size_gb: int) -> None:
+        self.sizes[volume_id] = size_gb
+
+    def create_from_volume(self, volume_id: str, source_id: str, size_gb: int) -> None:
+        if source_id not in self.sizes:
+            raise BackendError(f"source volume {source_id} has no data on backend fake")
+        self.sizes[volume_id] = size_gb
+
+    def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: int) -> None:
+        if snapshot_id not in self.snapshots:
+            raise BackendError(f"snapshot {snapshot_id} has no data on backend fake")
+        self.sizes[volume_id] = size_gb
+
+    def extend(self, volume_id: str, size_gb: int) -> None:
+        self.sizes[volume_id] = size_gb
+
+    def delete(self, volume_id: str) -> None:
+        self.sizes.pop(volume_id, None)
+
+    def snapshot(self, snapshot_id: str, volume_id: str) -> None:
+        self.snapshots[snapshot_id] = self.sizes.get(volume_id, 0)
+
+    def revert(self, volume_id: str, snapshot_id: str) -> None:
+        if snapshot_id not in self.snapshots:
+            raise BackendError(f"snapshot {snapshot_id} has no data on backend fake")
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshots.pop(snapshot_id, None)
+
+    def volumes(self) -> set[str]:
+        return set(self.sizes)

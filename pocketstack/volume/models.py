@@ -1,0 +1,149 @@
+"""Block storage tables. Only volume/service.py (and the modules it splits into) touch them.
+
+A row's `status` is both what the API shows and the work its backend still owes
+it: the agent picks up rows in `creating`, `extending`, `deleting`,
+`restoring-backup`, `uploading` (volumes), `creating`/`deleting` (snapshots)
+and `creating`/`restoring`/`deleting` (backups), so a restarted process finds
+every unfinished job in the database and finishes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pocketstack.core.db import Base, PreciseDateTime
+
+
+class VolumeType(Base):
+    __tablename__ = "volume_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    extra_specs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class VolumeTypeAccess(Base):
+    """A project a private volume type is offered to."""
+
+    __tablename__ = "volume_type_access"
+    volume_type_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_type.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class Volume(Base):
+    __tablename__ = "volume_volume"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255), index=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    # While `extending`: the size the backend is growing the volume to.
+    new_size: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    # The status a backup or upload returns the volume to (`available` or `in-use`).
+    previous_status: Mapped[str | None] = mapped_column(String(40))
+    attach_status: Mapped[str] = mapped_column(String(20), default="detached")
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    volume_type_id: Mapped[str] = mapped_column(ForeignKey("volume_type.id"))
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    readonly: Mapped[bool] = mapped_column(Boolean, default=False)
+    multiattach: Mapped[bool] = mapped_column(Boolean, default=False)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    source_volid: Mapped[str | None] = mapped_column(String(36))
+    backup_id: Mapped[str | None] = mapped_column(String(36))
+    image_id: Mapped[str | None] = mapped_column(String(36))
+    # While `uploading`: the image the volume's bytes go to.
+    upload_image_id: Mapped[str | None] = mapped_column(String(36))
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    image_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    host: Mapped[str] = mapped_column(String(255))
+    replication_status: Mapped[str | None] = mapped_column(String(20))
+    migration_status: Mapped[str | None] = mapped_column(String(20))
+    fail_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+    launched_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class Snapshot(Base):
+    __tablename__ = "volume_snapshot"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volume_volume.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    progress: Mapped[str] = mapped_column(String(10), default="0%")
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class Attachment(Base):
+    """One server's use of a volume (Cinder's volume_attachment)."""
+
+    __tablename__ = "volume_attachment"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_volume.id", ondelete="CASCADE"), index=True
+    )
+    instance_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
+    attached_host: Mapped[str | None] = mapped_column(String(255))
+    mountpoint: Mapped[str | None] = mapped_column(String(255))
+    attach_mode: Mapped[str] = mapped_column(String(4), default="rw")
+    attach_status: Mapped[str] = mapped_column(String(20))
+    connector: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attach_time: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+    detach_time: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class Backup(Base):
+    __tablename__ = "volume_backup"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    # The snapshot this backup made of an in-use volume, removed when the backup is done.
+    temp_snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    object_count: Mapped[int] = mapped_column(Integer, default=0)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    container: Mapped[str | None] = mapped_column(String(255))
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    is_incremental: Mapped[bool] = mapped_column(Boolean, default=False)
+    # While `restoring`: the volume the backup's bytes go to.
+    restore_volume_id: Mapped[str | None] = mapped_column(String(36))
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    fail_reason: Mapped[str | None] = mapped_column(Text)
+    data_timestamp: Mapped[datetime] = mapped_column(PreciseDateTime)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class QuotaLimit(Base):
+    """A project's hard limit on one resource (`volumes`, `gigabytes`, `volumes_<type>`)."""
+
+    __tablename__ = "volume_quota"
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,60 @@
+"""Default RBAC rules for block storage, named as Cinder names them.
+
+Members of a project manage its volumes and snapshots and readers read them;
+admins alone manage volume types, quotas and reset statuses. Which rows a
+caller sees at all (its own project's) is decided in the service's queries.
+"""
+
+from pocketstack.core.policy import Rule
+
+ADMIN = "role:admin"
+MEMBER = "role:admin or (role:member and project_id:%(project_id)s)"
+READER = "role:admin or (role:reader and project_id:%(project_id)s)"
+ANY_READER = "role:admin or role:reader"
+PROJECT = ("project",)
+
+RULES = [
+    *(
+        Rule(f"volume:{action}", MEMBER, scope_types=PROJECT)
+        for action in (
+            "create",
+            "update",
+            "delete",
+            "extend",
+            "extend_attached_volume",
+            "retype",
+            "revert_to_snapshot",
+            "update_volume_metadata",
+            "delete_volume_metadata",
+            "create_snapshot",
+            "update_snapshot",
+            "delete_snapshot",
+            "update_snapshot_metadata",
+            "delete_snapshot_metadata",
+        )
+    ),
+    *(
+        Rule(f"volume:{action}", READER, scope_types=PROJECT)
+        for action in ("get", "get_volume_metadata", "get_snapshot", "get_snapshot_metadata")
+    ),
+    Rule("volume:get_all", ANY_READER, scope_types=PROJECT),
+    Rule("volume:get_all_snapshots", ANY_READER, scope_types=PROJECT),
+    Rule("volume_extension:volume_actions:update_readonly", MEMBER, scope_types=PROJECT),
+    Rule("volume_extension:volume_actions:set_bootable", MEMBER, scope_types=PROJECT),
+    Rule("volume_extension:volume_admin_actions:reset_status", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:volume_admin_actions:force_delete", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:snapshot_admin_actions:reset_status", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:snapshot_admin_actions:force_delete", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:types_manage", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:type_get", ANY_READER, scope_types=PROJECT),
+    Rule("volume_extension:type_get_all", ANY_READER, scope_types=PROJECT),
+    Rule("volume_extension:volume_type_access:addProjectAccess", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:volume_type_access:removeProjectAccess", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:volume_type_access", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:quotas:show", READER, scope_types=PROJECT),
+    Rule("volume_extension:quotas:update", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:quotas:delete", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:services:index", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:availability_zone_list", ANY_READER, scope_types=PROJECT),
+    Rule("limits_extension:used_limits", ANY_READER, scope_types=PROJECT),
+]

@@ -1,0 +1,836 @@
+"""Block storage domain logic: volume types, volumes, snapshots, quotas.
+
+API handlers call these with a RequestContext; they check state transitions
+and quotas inside one write transaction, then leave the backend work to the
+agent (agent.py) by the row's status, and wake it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pocketstack.core import errors
+from pocketstack.core.context import RequestContext
+from pocketstack.core.runtime import Runtime
+from pocketstack.volume import models
+
+DEFAULT_TYPE = "__DEFAULT__"
+AVAILABILITY_ZONE = "nova"
+WAKE_KEY = "volume.agent_wake"
+BACKEND_KEY = "volume.backend_name"
+# The one volume service of this cloud, as `service_uuid` names it (stable across restarts).
+SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "pocketstack:volume"))
+# Cinder's default quotas (`quota_volumes`, `quota_snapshots`, ...).
+DEFAULT_QUOTAS = {
+    "volumes": 10,
+    "snapshots": 10,
+    "gigabytes": 1000,
+    "backups": 10,
+    "backup_gigabytes": 1000,
+    "per_volume_gigabytes": -1,
+    "groups": 10,
+}
+DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def wake(ctx: RequestContext) -> None:
+    """Wake this process's volume agent (after writes it acts on)."""
+    wake_agent: Callable[[], None] | None = ctx.runtime.state.get(WAKE_KEY)
+    if wake_agent is not None:
+        wake_agent()
+
+
+def _host(ctx: RequestContext) -> str:
+    backend = ctx.runtime.state.get(BACKEND_KEY, "file")
+    return f"pocketstack@{backend}#{backend}"
+
+
+def prepare(runtime: Runtime) -> None:
+    """Every start: the default volume type exists, as Cinder's `__DEFAULT__`."""
+    with runtime.db.write() as session:
+        found = session.scalar(
+            select(models.VolumeType).where(models.VolumeType.name == DEFAULT_TYPE)
+        )
+        if found is None:
+            session.add(
+                models.VolumeType(
+                    id=_new_id(),
+                    name=DEFAULT_TYPE,
+                    description="Default Volume Type",
+                    is_public=True,
+                    extra_specs={},
+                    created_at=_now(),
+                )
+            )
+
+
+def services(ctx: RequestContext) -> list[dict[str, Any]]:
+    """The cinder-scheduler and cinder-volume of this process, as `os-services` lists them."""
+    backend = ctx.runtime.state.get(BACKEND_KEY)
+    state = "up" if backend else "down"
+    moment = _now().isoformat(timespec="microseconds")
+    base = {"zone": AVAILABILITY_ZONE, "status": "enabled", "state": state,
+            "updated_at": moment, "disabled_reason": None}  # fmt: skip
+    return [
+        {"binary": "cinder-scheduler", "host": "pocketstack", **base},
+        {"binary": "cinder-volume", "host": _host(ctx).split("#")[0], **base,
+         "replication_status": "disabled", "active_backend_id": None, "frozen": False},
+    ]  # fmt: skip
+
+
+# Volume types ---------------------------------------------------------------------------
+
+
+def _is_true_spec(value: str | None) -> bool:
+    """`"<is> True"` (the form Cinder documents) or a plain `True`."""
+    return value is not None and value.replace("<is>", "").strip().lower() == "true"
+
+
+def _visible_type(ctx: RequestContext, session: Session, row: models.VolumeType) -> bool:
+    if row.is_public or ctx.is_admin:
+        return True
+    access = session.get(models.VolumeTypeAccess, (row.id, ctx.project_id or ""))
+    return access is not None
+
+
+def _find_type(ctx: RequestContext, session: Session, ref: str) -> models.VolumeType:
+    row = session.get(models.VolumeType, ref) or session.scalar(
+        select(models.VolumeType).where(models.VolumeType.name == ref)
+    )
+    if row is None or not _visible_type(ctx, session, row):
+        raise errors.NotFound(f"Volume type {ref} could not be found.")
+    return row
+
+
+def list_types(ctx: RequestContext, is_public: bool | None) -> list[models.VolumeType]:
+    with ctx.db.read() as session:
+        rows = session.scalars(select(models.VolumeType).order_by(models.VolumeType.name))
+        found = [r for r in rows if _visible_type(ctx, session, r)]
+    if is_public is not None:
+        found = [r for r in found if r.is_public == is_public]
+    return found
+
+
+def get_type(ctx: RequestContext, ref: str) -> models.VolumeType:
+    with ctx.db.read() as session:
+        return _find_type(ctx, session, ref)
+
+
+def default_type(ctx: RequestContext) -> models.VolumeType:
+    return get_type(ctx, DEFAULT_TYPE)
+
+
+def create_type(
+    ctx: RequestContext, name: str, description: str | None, is_public: bool,
+    extra_specs: Mapping[str, str],
+) -> models.VolumeType:  # fmt: skip
+    with ctx.db.write() as session:
+        if session.scalar(select(models.VolumeType.id).where(models.VolumeType.name == name)):
+            raise errors.Conflict(f"Volume Type {name} already exists.")
+        row = models.VolumeType(
+            id=_new_id(), name=name, description=description, is_public=is_public,
+            extra_specs=dict(extra_specs), created_at=_now(),
+        )  # fmt: skip
+        session.add(row)
+    return row
+
+
+def update_type(ctx: RequestContext, type_id: str, changes: Mapping[str, Any]) -> models.VolumeType:
+    with ctx.db.write() as session:
+        row = _find_type(ctx, session, type_id)
+        name = changes.get("name")
+        if name is not None and name != row.name:
+            taken = select(models.VolumeType.id).where(models.VolumeType.name == name)
+            if session.scalar(taken):
+                raise errors.Conflict(f"Volume Type {name} already exists.")
+            row.name = name
+        if "description" in changes:
+            row.description = changes["description"]
+        if changes.get("is_public") is not None:
+            row.is_public = bool(changes["is_public"])
+        row.updated_at = _now()
+    return row
+
+
+def delete_type(ctx: RequestContext, type_id: str) -> None:
+    with ctx.db.write() as session:
+        row = _find_type(ctx, session, type_id)
+        if row.name == DEFAULT_TYPE:
+            raise errors.Invalid("Default volume type can not be deleted.")
+        used = select(func.count()).where(models.Volume.volume_type_id == row.id)
+        if session.scalar(used):
+            raise errors.Invalid(f"Target volume type {row.id} is still in use.")
+        session.delete(row)
+
+
+def set_extra_specs(ctx: RequestContext, type_id: str, specs: Mapping[str, str]) -> dict[str, str]:
+    with ctx.db.write() as session:
+        row = _find_type(ctx, session, type_id)
+        row.extra_specs = {**row.extra_specs, **specs}
+        row.updated_at = _now()
+        return dict(row.extra_specs)
+
+
+def delete_extra_spec(ctx: RequestContext, type_id: str, key: str) -> None:
+    with ctx.db.write() as session:
+        row = _find_type(ctx, session, type_id)
+        if key not in row.extra_specs:
+            raise errors.NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
+        row.extra_specs = {k: v for k, v in row.extra_specs.items() if k != key}
+
+
+def type_access(ctx: RequestContext, type_id: str) -> list[str]:
+    with ctx.db.read() as session:
+        row = _find_type(ctx, session, type_id)
+        if row.is_public:
+            raise errors.NotFound("Access list not available for public volume types.")
+        query = select(models.VolumeTypeAccess.project_id).where(
+            models.VolumeTypeAccess.volume_type_id == row.id
+        )
+        return list(session.scalars(query))
+
+
+def set_type_access(ctx: RequestContext, type_id: str, project_id: str, allow: bool) -> None:
+    with ctx.db.write() as session:
+        row = _find_type(ctx, session, type_id)
+        if row.is_public:
+            raise errors.Invalid("Type access modification is not applicable to public type.")
+        found = session.get(models.VolumeTypeAccess, (row.id, project_id))
+        if allow and found is not None:
+            raise errors.Conflict(
+                f"Volume type access for {row.id} / {project_id} combination already exists."
+            )
+        if not allow and found is None:
+            raise errors.NotFound(f"Volume type access not found for {row.id} / {project_id}.")
+        if allow:
+            session.add(models.VolumeTypeAccess(volume_type_id=row.id, project_id=project_id))
+        else:
+            session.delete(found)
+
+
+# Quotas ---------------------------------------------------------------------------------
+
+
+def quota_limits(ctx: RequestContext, project_id: str) -> dict[str, int]:
+    with ctx.db.read() as session:
+        return _limits(session, project_id)
+
+
+def _limits(session: Session, project_id: str) -> dict[str, int]:
+    limits = dict(DEFAULT_QUOTAS)
+    rows = session.scalars(
+        select(models.QuotaLimit).where(models.QuotaLimit.project_id == project_id)
+    )
+    limits.update({row.resource: row.hard_limit for row in rows})
+    return limits
+
+
+def quota_usage(ctx: RequestContext, project_id: str) -> dict[str, int]:
+    with ctx.db.read() as session:
+        return _usage(session, project_id)
+
+
+def _usage(session: Session, project_id: str) -> dict[str, int]:
+    volumes = session.execute(
+        select(func.count(), func.coalesce(func.sum(models.Volume.size), 0)).where(
+            models.Volume.project_id == project_id
+        )
+    ).one()
+    snapshots = session.execute(
+        select(func.count(), func.coalesce(func.sum(models.Snapshot.size), 0)).where(
+            models.Snapshot.project_id == project_id
+        )
+    ).one()
+    backups = session.execute(
+        select(func.count(), func.coalesce(func.sum(models.Backup.size), 0)).where(
+            models.Backup.project_id == project_id
+        )
+    ).one()
+    return {
+        "volumes": volumes[0], "gigabytes": volumes[1] + snapshots[1],
+        "snapshots": snapshots[0], "backups": backups[0], "backup_gigabytes": backups[1],
+        "groups": 0, "per_volume_gigabytes": 0,
+    }  # fmt: skip
+
+
+def update_quotas(ctx: RequestContext, project_id: str, limits: Mapping[str, int]) -> None:
+    unknown = sorted(set(limits) - set(DEFAULT_QUOTAS))
+    if unknown:
+        raise errors.Invalid(f"Bad key(s) in quota set: {', '.join(unknown)}")
+    with ctx.db.write() as session:
+        for resource, hard_limit in limits.items():
+            if hard_limit < -1:
+                raise errors.Invalid(f"Quota limit for {resource} must be -1 or greater.")
+            row = session.get(models.QuotaLimit, (project_id, resource))
+            if row is None:
+                session.add(models.QuotaLimit(
+                    project_id=project_id, resource=resource, hard_limit=hard_limit
+                ))  # fmt: skip
+            else:
+                row.hard_limit = hard_limit
+
+
+def delete_quotas(ctx: RequestContext, project_id: str) -> None:
+    with ctx.db.write() as session:
+        for row in session.scalars(
+            select(models.QuotaLimit).where(models.QuotaLimit.project_id == project_id)
+        ):
+            session.delete(row)
+
+
+def _check_quota(session: Session, project_id: str, volumes: int, gigabytes: int) -> None:
+    """Raise OverQuota (413, as Cinder) if adding these would pass a project's limits."""
+    limits, usage = _limits(session, project_id), _usage(session, project_id)
+    per_volume = limits["per_volume_gigabytes"]
+    if per_volume >= 0 and volumes and gigabytes > per_volume:
+        raise errors.RequestTooLarge(
+            f"VolumeSizeExceedsLimit: Requested volume size {gigabytes}G is larger than "
+            f"maximum allowed limit {per_volume}G."
+        )
+    for resource, wanted in (("volumes", volumes), ("gigabytes", gigabytes)):
+        limit = limits[resource]
+        if wanted and limit >= 0 and usage[resource] + wanted > limit:
+            raise errors.RequestTooLarge(
+                f"VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded"
+                if resource == "volumes"
+                else f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds "
+                f"allowed gigabytes quota. Requested {wanted}G, quota is {limit}G and "
+                f"{usage[resource]}G has been consumed."
+            )
+
+
+def _check_snapshot_quota(session: Session, project_id: str, size: int) -> None:
+    limits, usage = _limits(session, project_id), _usage(session, project_id)
+    if limits["snapshots"] >= 0 and usage["snapshots"] + 1 > limits["snapshots"]:
+        raise errors.RequestTooLarge(
+            f"SnapshotLimitExceeded: Maximum number of snapshots allowed "
+            f"({limits['snapshots']}) exceeded"
+        )
+    _check_quota(session, project_id, 0, size)
+
+
+# Volumes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeView:
+    """A volume as the API shows it: the row, its type and its attachments."""
+
+    row: models.Volume
+    type_name: str
+    attachments: tuple[models.Attachment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeQuery:
+    all_projects: bool = False
+    project_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    bootable: bool | None = None
+    metadata: Mapping[str, str] | None = None
+    sort: tuple[tuple[str, bool], ...] = (("created_at", True),)
+    marker: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+def _view(session: Session, row: models.Volume) -> VolumeView:
+    volume_type = session.get(models.VolumeType, row.volume_type_id)
+    attachments = session.scalars(
+        select(models.Attachment).where(
+            models.Attachment.volume_id == row.id, models.Attachment.attach_status == "attached"
+        )
+    )
+    return VolumeView(row, volume_type.name if volume_type else "", tuple(attachments))
+
+
+def _find_volume(ctx: RequestContext, session: Session, volume_id: str) -> models.Volume:
+    row = session.get(models.Volume, volume_id)
+    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        raise errors.NotFound(f"Volume {volume_id} could not be found.")
+    return row
+
+
+def get_volume(ctx: RequestContext, volume_id: str) -> VolumeView:
+    with ctx.db.read() as session:
+        return _view(session, _find_volume(ctx, session, volume_id))
+
+
+def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeView], int]:
+    """One page of the caller's volumes (every project's with `all_projects`, for
+    admins), and how many match in all."""
+    stmt = select(models.Volume)
+    if not (ctx.is_admin and query.all_projects):
+        stmt = stmt.where(models.Volume.project_id == ctx.project_id)
+    elif query.project_id:
+        stmt = stmt.where(models.Volume.project_id == query.project_id)
+    if query.name is not None:
+        stmt = stmt.where(models.Volume.name == query.name)
+    if query.status is not None:
+        stmt = stmt.where(models.Volume.status == query.status)
+    if query.bootable is not None:
+        stmt = stmt.where(models.Volume.bootable == query.bootable)
+    for key, descending in query.sort:
+        column = getattr(models.Volume, key)
+        stmt = stmt.order_by(column.desc() if descending else column.asc())
+    stmt = stmt.order_by(models.Volume.id.desc())
+    with ctx.db.read() as session:
+        rows = list(session.scalars(stmt))
+        if query.metadata:
+            wanted = query.metadata.items()
+            rows = [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted)]
+        total = len(rows)
+        if query.marker is not None:
+            ids = [r.id for r in rows]
+            if query.marker not in ids:
+                raise errors.NotFound(f"Marker {query.marker} could not be found.")
+            rows = rows[ids.index(query.marker) + 1 :]
+        rows = rows[query.offset :]
+        if query.limit is not None:
+            rows = rows[: query.limit]
+        return [_view(session, r) for r in rows], total
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSpec:
+    """What `POST /volumes` asks for (schemas.py checked its shape)."""
+
+    size: int | None
+    name: str | None = None
+    description: str | None = None
+    volume_type: str | None = None
+    availability_zone: str | None = None
+    snapshot_id: str | None = None
+    source_volid: str | None = None
+    image_id: str | None = None
+    backup_id: str | None = None
+    metadata: Mapping[str, str] | None = None
+
+
+def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tuple[int, str | None]:
+    """The size of what the volume is made from, and the type it inherits."""
+    if spec.snapshot_id:
+        snapshot = _find_snapshot(ctx, session, spec.snapshot_id)
+        if snapshot.status != "available":
+            raise errors.Invalid(
+                f"Invalid snapshot: Originating snapshot status must be one of 'available' "
+                f"values, but is {snapshot.status}."
+            )
+        source = session.get(models.Volume, snapshot.volume_id)
+        return snapshot.size, source.volume_type_id if source else None
+    if spec.source_volid:
+        source = _find_volume(ctx, session, spec.source_volid)
+        if source.status not in ("available", "in-use"):
+            raise errors.Invalid(
+                f"Invalid volume: Source volume status must be available or in-use, "
+                f"but is {source.status}."
+            )
+        return source.size, source.volume_type_id
+    return 0, None
+
+
+def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
+    if spec.image_id or spec.backup_id:
+        raise errors.Invalid(
+            "Creating a volume from an image or a backup is not available yet on this cloud; "
+            "create an empty volume, or one from a snapshot or another volume."
+        )
+    project_id = ctx.project_id or ""
+    with ctx.db.write() as session:
+        source_size, source_type = _source_size(ctx, session, spec)
+        size = spec.size if spec.size is not None else source_size
+        if size < 1:
+            raise errors.Invalid(
+                f"Invalid input received: Volume size '{spec.size}' must be an integer and "
+                "greater than 0."
+            )
+        if size < source_size:
+            raise errors.Invalid(
+                f"Invalid input received: Volume size '{size}'GB cannot be smaller than the "
+                f"source size of {source_size}GB. They must be >= original size."
+            )
+        if spec.volume_type:
+            volume_type = _find_type(ctx, session, spec.volume_type)
+        elif source_type:
+            volume_type = session.get(models.VolumeType, source_type) or _find_type(
+                ctx, session, DEFAULT_TYPE
+            )
+        else:
+            volume_type = _find_type(ctx, session, DEFAULT_TYPE)
+        zone = spec.availability_zone or AVAILABILITY_ZONE
+        if zone != AVAILABILITY_ZONE:
+            raise errors.Invalid(
+                f"Invalid input received: Availability zone '{zone}' is invalid; this cloud "
+                f"has '{AVAILABILITY_ZONE}'."
+            )
+        _check_quota(session, project_id, 1, size)
+        specs = volume_type.extra_specs
+        row = models.Volume(
+            id=_new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
+            description=spec.description, size=size, status="creating",
+            attach_status="detached", availability_zone=zone, volume_type_id=volume_type.id,
+            bootable=False, readonly=False,
+            multiattach=_is_true_spec(specs.get("multiattach")),
+            snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
+            metadata_=dict(spec.metadata or {}), image_metadata={}, host=_host(ctx),
+            replication_status=(
+                "enabled" if _is_true_spec(specs.get("replication_enabled")) else None
+            ),
+            created_at=_now(),
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        view = _view(session, row)
+    wake(ctx)
+    return view
+
+
+def update_volume(ctx: RequestContext, volume_id: str, changes: Mapping[str, Any]) -> VolumeView:
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        for field in ("name", "description"):
+            if field in changes:
+                setattr(row, field, changes[field])
+        if changes.get("metadata") is not None:
+            row.metadata_ = dict(changes["metadata"])
+        row.updated_at = _now()
+        return _view(session, row)
+
+
+def delete_volume(ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        snapshots = list(
+            session.scalars(select(models.Snapshot).where(models.Snapshot.volume_id == row.id))
+        )
+        allowed = row.status in DELETABLE or (force and row.status not in ("deleting",))
+        if row.status == "deleting":
+            return
+        if not allowed or row.attach_status != "detached" or (snapshots and not cascade):
+            raise errors.Invalid(
+                "Invalid volume: Volume status must be available or error or error_restoring "
+                "or error_extending or error_managing and must not be migrating, attached, "
+                f"belong to a group, have snapshots or be disassociated from snapshots after "
+                f"volume transfer (it is {row.status}, {row.attach_status}, with "
+                f"{len(snapshots)} snapshots)."
+            )
+        for snapshot in snapshots:
+            if snapshot.status not in ("available", "error", "deleting"):
+                raise errors.Invalid(
+                    f"Invalid volume: Snapshot {snapshot.id} is {snapshot.status}; a cascade "
+                    "delete needs every snapshot available or in error."
+                )
+            snapshot.status = "deleting"
+        row.status = "deleting"
+        row.updated_at = _now()
+    wake(ctx)
+
+
+def _action_row(
+    ctx: RequestContext, session: Session, volume_id: str, allowed: tuple[str, ...], what: str
+) -> models.Volume:
+    row = _find_volume(ctx, session, volume_id)
+    if row.status not in allowed:
+        raise errors.Invalid(
+            f"Invalid volume: Volume status must be {' or '.join(allowed)} to {what}, "
+            f"but current status is: {row.status}."
+        )
+    return row
+
+
+def extend_volume(ctx: RequestContext, volume_id: str, new_size: int, in_use_ok: bool) -> None:
+    allowed = ("available", "in-use") if in_use_ok else ("available",)
+    with ctx.db.write() as session:
+        row = _action_row(ctx, session, volume_id, allowed, "extend")
+        if new_size <= row.size:
+            raise errors.Invalid(
+                f"Invalid input received: New size for extend must be greater than current "
+                f"size. (current: {row.size}, extended: {new_size})."
+            )
+        _check_quota(session, row.project_id, 0, new_size - row.size)
+        row.previous_status, row.status, row.new_size = row.status, "extending", new_size
+        row.updated_at = _now()
+    wake(ctx)
+
+
+def reset_status(ctx: RequestContext, volume_id: str, changes: Mapping[str, str]) -> None:
+    """Admin's `os-reset_status`: set the status fields as told, no questions asked."""
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        if "status" in changes:
+            row.status = changes["status"]
+        if "attach_status" in changes:
+            row.attach_status = changes["attach_status"]
+        if "migration_status" in changes:
+            row.migration_status = changes["migration_status"]
+        row.updated_at = _now()
+
+
+def set_flag(ctx: RequestContext, volume_id: str, flag: str, value: bool) -> None:
+    """`os-set_bootable` (flag `bootable`) and `os-update_readonly_flag` (`readonly`)."""
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        if flag == "readonly" and row.status != "available":
+            raise errors.Invalid(
+                f"Invalid volume: Volume status must be available to update readonly flag, "
+                f"but current status is: {row.status}."
+            )
+        setattr(row, flag, value)
+        row.updated_at = _now()
+
+
+def retype(ctx: RequestContext, volume_id: str, new_type: str) -> None:
+    """Change the type of a volume this backend serves either way (no data moves)."""
+    with ctx.db.write() as session:
+        row = _action_row(ctx, session, volume_id, ("available", "in-use"), "retype")
+        volume_type = _find_type(ctx, session, new_type)
+        if volume_type.id == row.volume_type_id:
+            raise errors.Invalid(f"Invalid volume type: Retype to the same type {new_type}.")
+        row.volume_type_id = volume_type.id
+        row.multiattach = _is_true_spec(volume_type.extra_specs.get("multiattach"))
+        row.updated_at = _now()
+
+
+def revert_to_snapshot(ctx: RequestContext, volume_id: str, snapshot_id: str) -> None:
+    with ctx.db.write() as session:
+        row = _action_row(ctx, session, volume_id, ("available",), "revert")
+        snapshot = _find_snapshot(ctx, session, snapshot_id)
+        latest = session.scalar(
+            select(models.Snapshot.id)
+            .where(models.Snapshot.volume_id == row.id)
+            .order_by(models.Snapshot.created_at.desc())
+        )
+        if snapshot.volume_id != row.id or snapshot.id != latest:
+            raise errors.Invalid(
+                "Invalid snapshot: A volume can only be reverted to its latest snapshot."
+            )
+        if snapshot.size != row.size:
+            raise errors.Invalid(
+                "Invalid volume: Volume and snapshot sizes differ; revert needs them equal."
+            )
+        row.status = "reverting"
+        snapshot.status = "restoring"
+    wake(ctx)
+
+
+def set_metadata(
+    ctx: RequestContext, volume_id: str, metadata: Mapping[str, str], replace: bool
+) -> dict[str, str]:
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        row.metadata_ = dict(metadata) if replace else {**row.metadata_, **metadata}
+        row.updated_at = _now()
+        return dict(row.metadata_)
+
+
+def delete_metadata(ctx: RequestContext, volume_id: str, key: str) -> None:
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        if key not in row.metadata_:
+            raise errors.NotFound(f"Metadata item was not found (key {key}).")
+        row.metadata_ = {k: v for k, v in row.metadata_.items() if k != key}
+
+
+# Snapshots ------------------------------------------------------------------------------
+
+
+def _find_snapshot(ctx: RequestContext, session: Session, snapshot_id: str) -> models.Snapshot:
+    row = session.get(models.Snapshot, snapshot_id)
+    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        raise errors.NotFound(f"Snapshot {snapshot_id} could not be found.")
+    return row
+
+
+def get_snapshot(ctx: RequestContext, snapshot_id: str) -> models.Snapshot:
+    with ctx.db.read() as session:
+        return _find_snapshot(ctx, session, snapshot_id)
+
+
+def list_snapshots(
+    ctx: RequestContext, all_projects: bool, filters: Mapping[str, str]
+) -> list[models.Snapshot]:
+    stmt = select(models.Snapshot).order_by(
+        models.Snapshot.created_at.desc(), models.Snapshot.id.desc()
+    )
+    if not (ctx.is_admin and all_projects):
+        stmt = stmt.where(models.Snapshot.project_id == ctx.project_id)
+    for field in ("name", "status", "volume_id"):
+        if field in filters:
+            stmt = stmt.where(getattr(models.Snapshot, field) == filters[field])
+    with ctx.db.read() as session:
+        return list(session.scalars(stmt))
+
+
+def create_snapshot(
+    ctx: RequestContext, volume_id: str, force: bool, name: str | None,
+    description: str | None, metadata: Mapping[str, str] | None,
+) -> models.Snapshot:  # fmt: skip
+    with ctx.db.write() as session:
+        volume = _find_volume(ctx, session, volume_id)
+        allowed = ("available", "in-use") if force else ("available",)
+        if volume.status not in allowed:
+            raise errors.Invalid(
+                f"Invalid volume: Volume {volume.id} status must be available, but current "
+                f"status is: {volume.status}."
+                + (" Use force to snapshot an in-use volume." if volume.status == "in-use" else "")
+            )
+        _check_snapshot_quota(session, volume.project_id, volume.size)
+        row = models.Snapshot(
+            id=_new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
+            volume_id=volume.id, name=name, description=description, size=volume.size,
+            status="creating", progress="0%", metadata_=dict(metadata or {}), created_at=_now(),
+        )  # fmt: skip
+        session.add(row)
+    wake(ctx)
+    return row
+
+
+def update_snapshot(
+    ctx: RequestContext, snapshot_id: str, changes: Mapping[str, Any]
+) -> models.Snapshot:
+    with ctx.db.write() as session:
+        row = _find_snapshot(ctx, session, snapshot_id)
+        for field in ("name", "description"):
+            if field in changes:
+                setattr(row, field, changes[field])
+        row.updated_at = _now()
+        return row
+
+
+def set_snapshot_metadata(
+    ctx: RequestContext, snapshot_id: str, metadata: Mapping[str, str], replace: bool
+) -> dict[str, str]:
+    with ctx.db.write() as session:
+        row = _find_snapshot(ctx, session, snapshot_id)
+        row.metadata_ = dict(metadata) if replace else {**row.metadata_, **metadata}
+        return dict(row.metadata_)
+
+
+def delete_snapshot(ctx: RequestContext, snapshot_id: str, force: bool) -> None:
+    with ctx.db.write() as session:
+        row = _find_snapshot(ctx, session, snapshot_id)
+        if row.status == "deleting":
+            return
+        if not force and row.status not in ("available", "error"):
+            raise errors.Invalid(
+                f"Invalid snapshot: Volume Snapshot status must be available or error, but "
+                f"is {row.status}."
+            )
+        dependent = select(func.count()).where(
+            models.Volume.snapshot_id == row.id, models.Volume.status == "creating"
+        )
+        if session.scalar(dependent):
+            raise errors.Invalid("Invalid snapshot: a volume is being created from it.")
+        row.status = "deleting"
+    wake(ctx)
+
+
+def reset_snapshot_status(ctx: RequestContext, snapshot_id: str, status: str) -> None:
+    with ctx.db.write() as session:
+        _find_snapshot(ctx, session, snapshot_id).status = status
+
+
+# What the agent does --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One piece of backend work a row's status asks for."""
+
+    kind: str  # create, extend, delete, revert, snapshot, delete_snapshot
+    volume_id: str | None
+    snapshot_id: str | None = None
+    source_volid: str | None = None
+    size: int = 0
+
+
+_VOLUME_JOBS = {"creating": "create", "extending": "extend", "deleting": "delete",
+                "reverting": "revert"}  # fmt: skip
+_SNAPSHOT_JOBS = {"creating": "snapshot", "deleting": "delete_snapshot"}
+
+
+def pending_jobs(runtime: Runtime) -> list[Job]:
+    """Every unfinished job: snapshots first (a cascade delete removes them before the
+    volume), then volumes, oldest first."""
+    jobs: list[Job] = []
+    with runtime.db.read() as session:
+        snapshots = session.scalars(
+            select(models.Snapshot)
+            .where(models.Snapshot.status.in_(_SNAPSHOT_JOBS))
+            .order_by(models.Snapshot.created_at)
+        )
+        jobs += [Job(_SNAPSHOT_JOBS[s.status], s.volume_id, s.id) for s in snapshots]
+        volumes = session.scalars(
+            select(models.Volume)
+            .where(models.Volume.status.in_(_VOLUME_JOBS))
+            .order_by(models.Volume.created_at)
+        )
+        for v in volumes:
+            size = v.new_size if v.status == "extending" and v.new_size else v.size
+            snapshot_id = v.snapshot_id
+            if v.status == "reverting":
+                snapshot_id = session.scalar(
+                    select(models.Snapshot.id).where(
+                        models.Snapshot.volume_id == v.id, models.Snapshot.status == "restoring"
+                    )
+                )
+            jobs.append(Job(_VOLUME_JOBS[v.status], v.id, snapshot_id, v.source_volid, size))
+    return jobs
+
+
+def finish_job(runtime: Runtime, job: Job, failure: str | None) -> None:
+    """Record what the backend did for `job` (failure: why it could not)."""
+    with runtime.db.write() as session:
+        if job.kind in ("snapshot", "delete_snapshot"):
+            snapshot = session.get(models.Snapshot, job.snapshot_id)
+            if snapshot is None:
+                return
+            if job.kind == "delete_snapshot" and failure is None:
+                session.delete(snapshot)
+                return
+            snapshot.status = "available" if failure is None else "error"
+            snapshot.progress = "100%" if failure is None else snapshot.progress
+            snapshot.updated_at = _now()
+            return
+        volume = session.get(models.Volume, job.volume_id)
+        if volume is None:
+            return
+        volume.updated_at = _now()
+        volume.fail_reason = failure
+        if job.kind == "delete":
+            if failure is None:
+                session.delete(volume)
+            else:
+                volume.status = "error_deleting"
+        elif job.kind == "create":
+            volume.status = "available" if failure is None else "error"
+            volume.launched_at = _now() if failure is None else None
+        elif job.kind == "extend":
+            if failure is None:
+                volume.size = job.size
+                volume.status = volume.previous_status or "available"
+            else:
+                volume.status = "error_extending"
+            volume.new_size = None
+        elif job.kind == "revert":
+            volume.status = "available" if failure is None else "error"
+            snapshot = session.get(models.Snapshot, job.snapshot_id) if job.snapshot_id else None
+            if snapshot is not None:
+                snapshot.status = "available"

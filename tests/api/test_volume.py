@@ -1,0 +1,166 @@
+"""The block storage service as Cinder v3 clients use it: volumes, types, snapshots,
+quotas, errors; the agent runs with the file backend, so volumes are real sparse files."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Cloud
+
+LATEST = {"OpenStack-API-Version": "volume 3.71"}
+GIB = 1 << 30
+
+
+class Volumes:
+    def __init__(self, cloud: Cloud, token: str, project_id: str) -> None:
+        self.cloud, self.token, self.project_id = cloud, token, project_id
+
+    def __call__(self, method: str, path: str, body: Any = None, version: str = "3.71") -> Any:
+        headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": f"volume {version}"}
+        url = f"/volume/v3/{self.project_id}{path}"
+        return self.cloud.client.request(method, url, json=body, headers=headers)
+
+    def wait(self, path: str, key: str, status: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = self("GET", path)
+            if found.status_code == 404 and status == "gone":
+                return {}
+            body = dict(found.json()[key]) if found.status_code == 200 else {}
+            if body.get("status") == status:
+                return body
+            time.sleep(0.02)
+        raise AssertionError(f"{path} never became {status}: {found.text}")
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        response = self("POST", "/volumes", {"volume": {"size": 1, **fields}})
+        assert response.status_code == 202, response.text
+        assert response.json()["volume"]["status"] == "creating"
+        return self.wait(f"/volumes/{response.json()['volume']['id']}", "volume", "available")
+
+
+@pytest.fixture
+def cloud_running(cloud_factory: Any) -> Iterator[Cloud]:
+    with cloud_factory(background=True) as started:
+        yield started
+
+
+@pytest.fixture
+def volumes(cloud_running: Cloud) -> Volumes:
+    admin = cloud_running.admin
+    projects = cloud_running.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
+    return Volumes(cloud_running, admin, projects[0]["id"])
+
+
+def _file(cloud: Cloud, volume_id: str) -> Path:
+    return cloud.runtime.settings.state_dir / "volume" / "file" / "volumes" / f"volume-{volume_id}.raw"
+
+
+def test_version_documents(volumes: Volumes) -> None:
+    client = volumes.cloud.client
+    root = client.get("/volume/")
+    assert root.status_code == 300
+    version = client.get("/volume/v3/").json()["versions"][0]
+    assert (version["id"], version["version"], version["min_version"]) == ("v3.0", "3.71", "3.0")
+    too_new = volumes("GET", "/volumes", version="3.99")
+    assert too_new.status_code == 406
+
+
+def test_volume_lifecycle_is_a_sparse_file(volumes: Volumes) -> None:
+    volume = volumes.create(name="data", metadata={"purpose": "test"})
+    path = _file(volumes.cloud, volume["id"])
+    assert path.stat().st_size == GIB and path.stat().st_blocks == 0
+    assert volume["volume_type"] == "__DEFAULT__" and volume["bootable"] == "false"
+    assert volume["volume_type_id"] and volume["consumes_quota"] is True
+    old = volumes("GET", f"/volumes/{volume['id']}", version="3.0").json()["volume"]
+    assert "volume_type_id" not in old and "group_id" not in old
+
+    listed = volumes("GET", "/volumes?with_count=true&name=data").json()
+    assert listed["count"] == 1 and listed["volumes"][0]["id"] == volume["id"]
+    filtered = volumes("GET", '/volumes/detail?metadata={"purpose":"other"}').json()
+    assert filtered["volumes"] == []
+
+    renamed = volumes("PUT", f"/volumes/{volume['id']}", {"volume": {"name": "renamed"}})
+    assert renamed.json()["volume"]["name"] == "renamed"
+
+    extend = volumes("POST", f"/volumes/{volume['id']}/action", {"os-extend": {"new_size": 2}})
+    assert extend.status_code == 202
+    extended = volumes.wait(f"/volumes/{volume['id']}", "volume", "available")
+    assert extended["size"] == 2 and path.stat().st_size == 2 * GIB
+    shrink = volumes("POST", f"/volumes/{volume['id']}/action", {"os-extend": {"new_size": 1}})
+    assert shrink.status_code == 400 and "greater than current size" in shrink.text
+
+    assert volumes("DELETE", f"/volumes/{volume['id']}").status_code == 202
+    volumes.wait(f"/volumes/{volume['id']}", "volume", "gone")
+    assert not path.exists()
+
+
+def test_snapshot_and_clones_keep_the_data(volumes: Volumes) -> None:
+    source = volumes.create()
+    with _file(volumes.cloud, source["id"]).open("r+b") as raw:
+        raw.seek(GIB // 2)
+        raw.write(b"pocketstack-block")
+    made = volumes("POST", "/snapshots", {"snapshot": {"volume_id": source["id"], "name": "s"}})
+    assert made.status_code == 202, made.text
+    snapshot = volumes.wait(f"/snapshots/{made.json()['snapshot']['id']}", "snapshot", "available")
+    assert snapshot["size"] == 1 and snapshot["user_id"]
+
+    from_snapshot = volumes.create(snapshot_id=snapshot["id"], size=2)
+    from_volume = volumes.create(source_volid=source["id"])
+    for clone, size in ((from_snapshot, 2), (from_volume, 1)):
+        path = _file(volumes.cloud, clone["id"])
+        assert path.stat().st_size == size * GIB
+        with path.open("rb") as raw:
+            raw.seek(GIB // 2)
+            assert raw.read(17) == b"pocketstack-block"
+        assert os.stat(path).st_blocks < 1024  # a thin copy: only the written block
+    assert from_snapshot["snapshot_id"] == snapshot["id"]
+
+    blocked = volumes("DELETE", f"/volumes/{source['id']}")
+    assert blocked.status_code == 400 and "have snapshots" in blocked.json()["badRequest"]["message"]
+    assert volumes("DELETE", f"/volumes/{source['id']}?cascade=true").status_code == 202
+    volumes.wait(f"/volumes/{source['id']}", "volume", "gone")
+    volumes.wait(f"/snapshots/{snapshot['id']}", "snapshot", "gone")
+
+
+def test_bad_requests_name_the_problem(volumes: Volumes) -> None:
+    zero = volumes("POST", "/volumes", {"volume": {"size": 0}})
+    assert zero.status_code == 400 and "greater than 0" in zero.json()["badRequest"]["message"]
+    unknown = volumes("POST", "/volumes", {"volume": {"size": 1, "volume_type": "nope"}})
+    assert unknown.status_code == 404 and "nope" in unknown.json()["itemNotFound"]["message"]
+    extra = volumes("POST", "/volumes", {"volume": {"size": 1, "colour": "red"}})
+    assert extra.status_code == 400 and "colour" in extra.text
+    missing = volumes("GET", "/volumes/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and "itemNotFound" in missing.json()
+    quota = volumes("PUT", f"/os-quota-sets/{volumes.project_id}", {"quota_set": {"gigabytes": 3}})
+    assert quota.status_code == 200 and quota.json()["quota_set"]["gigabytes"] == 3
+    volumes.create(size=2)
+    over = volumes("POST", "/volumes", {"volume": {"size": 2}})
+    assert over.status_code == 413 and "gigabytes quota" in over.json()["overLimit"]["message"]
+    usage = volumes("GET", f"/os-quota-sets/{volumes.project_id}?usage=true").json()
+    assert usage["quota_set"]["gigabytes"] == {"limit": 3, "in_use": 2, "reserved": 0, "allocated": 0}
+    limits = volumes("GET", "/limits").json()["limits"]["absolute"]
+    assert limits["totalGigabytesUsed"] == 2 and limits["maxTotalVolumeGigabytes"] == 3
+
+
+def test_volume_types_set_what_volumes_can_do(volumes: Volumes) -> None:
+    made = volumes("POST", "/types", {"volume_type": {
+        "name": "shared-disk", "extra_specs": {"multiattach": "<is> True"}}})  # fmt: skip
+    assert made.status_code == 200, made.text
+    volume_type = made.json()["volume_type"]
+    again = volumes("POST", "/types", {"volume_type": {"name": "shared-disk"}})
+    assert again.status_code == 409
+    volume = volumes.create(volume_type="shared-disk")
+    assert volume["multiattach"] is True and volume["volume_type"] == "shared-disk"
+    in_use = volumes("DELETE", f"/types/{volume_type['id']}")
+    assert in_use.status_code == 400 and "still in use" in in_use.text
+    specs = volumes("GET", f"/types/{volume_type['id']}/extra_specs").json()
+    assert specs == {"extra_specs": {"multiattach": "<is> True"}}
+    default = volumes("GET", "/types/default").json()["volume_type"]
+    assert default["name"] == "__DEFAULT__"
