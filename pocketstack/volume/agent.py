@@ -23,7 +23,6 @@ from pocketstack.volume.drivers import file as file_backend
 
 LOG = logging.getLogger(__name__)
 RESYNC_S = 10.0
-_BACKEND_KEY = "volume.backend"
 
 
 def run(backend: Backend, job: volume_service.Job) -> None:
@@ -96,14 +95,18 @@ def start(runtime: Runtime) -> Callable[[], None]:
     """Run this process's volume agent; returns what stops it."""
     backend = choose_backend(runtime)
     agent = VolumeAgent(runtime, backend)
-    runtime.state[_BACKEND_KEY] = backend
+    runtime.state[volume_service.BACKEND_OBJECT_KEY] = backend
     runtime.state[volume_service.BACKEND_KEY] = backend.name
     runtime.state[volume_service.WAKE_KEY] = agent.wake.set
     agent.start()
 
     def stop() -> None:
         agent.stop()
-        for key in (_BACKEND_KEY, volume_service.BACKEND_KEY, volume_service.WAKE_KEY):
+        for key in (
+            volume_service.BACKEND_OBJECT_KEY,
+            volume_service.BACKEND_KEY,
+            volume_service.WAKE_KEY,
+        ):
             runtime.state.pop(key, None)
 
     return stop

@@ -9,6 +9,7 @@ Every request under `/v3/{project_id}` is version-negotiated (3.0 to 3.71,
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Body, Request
@@ -635,6 +636,107 @@ def set_snapshot_metadata(
     return JSONResponse(
         {"metadata": volume_service.set_snapshot_metadata(ctx, snapshot_id, found, replace)}
     )
+
+
+# Attachments ----------------------------------------------------------------------------
+
+
+def _needs(request: Request, version: Version, what: str) -> None:
+    if requested_version(request) < version:
+        raise errors.NotFound(f"{what} needs microversion {version} or later.")
+
+
+def _attachment_body(ctx: Ctx, row: Any) -> dict[str, Any]:
+    return schemas.attachment_view(row, volume_service.attachment_connection(ctx, row))
+
+
+def _connector(inner: Mapping[str, Any]) -> dict[str, Any] | None:
+    connector = inner.get("connector")
+    if connector is not None and not isinstance(connector, dict):
+        raise errors.Invalid("Invalid input for field/attribute connector. It is not an object.")
+    return connector
+
+
+@router.post("/v3/{project_id}/attachments")
+def create_attachment(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    _needs(request, V(3, 27), "The attachments API")
+    inner = schemas.envelope(body, "attachment")
+    volume_id = schemas.text(inner, "volume_uuid")
+    if not volume_id:
+        raise errors.Invalid("Invalid input for field/attribute volume_uuid: it is required.")
+    view = _volume(ctx, volume_id, "volume:attachment_create")
+    mode = schemas.text(inner, "mode") or "rw"
+    if mode not in ("rw", "ro") or (mode == "ro" and requested_version(request) < V(3, 54)):
+        raise errors.Invalid(f"Invalid attach mode {mode!r}: use 'rw' (or 'ro' from 3.54).")
+    row = volume_service.create_attachment(
+        ctx, view.row.id, schemas.text(inner, "instance_uuid"), _connector(inner), mode
+    )
+    return JSONResponse({"attachment": _attachment_body(ctx, row)})
+
+
+def _list_attachments(request: Request, ctx: Ctx, detail: bool) -> Response:
+    _needs(request, V(3, 27), "The attachments API")
+    all_projects = schemas.boolean(request.query_params.get("all_tenants", "false"), "all_tenants")
+    rows = volume_service.list_attachments(ctx, all_projects)
+    rendered = [
+        _attachment_body(ctx, r) if detail else schemas.attachment_view(r, None) for r in rows
+    ]
+    return JSONResponse({"attachments": rendered})
+
+
+@router.get("/v3/{project_id}/attachments")
+def list_attachments(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_attachments(request, ctx, detail=False)
+
+
+@router.get("/v3/{project_id}/attachments/detail")
+def list_attachments_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_attachments(request, ctx, detail=True)
+
+
+@router.get("/v3/{project_id}/attachments/{attachment_id}")
+def show_attachment(request: Request, project_id: str, attachment_id: str, ctx: Ctx) -> Response:
+    _needs(request, V(3, 27), "The attachments API")
+    row = volume_service.get_attachment(ctx, attachment_id)
+    _volume(ctx, row.volume_id, "volume:attachment_get")
+    return JSONResponse({"attachment": _attachment_body(ctx, row)})
+
+
+@router.put("/v3/{project_id}/attachments/{attachment_id}")
+def update_attachment(
+    request: Request, project_id: str, attachment_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _needs(request, V(3, 27), "The attachments API")
+    inner = schemas.envelope(body, "attachment")
+    connector = _connector(inner)
+    if not connector:
+        raise errors.Invalid("Invalid input for field/attribute connector: it is required.")
+    found = volume_service.get_attachment(ctx, attachment_id)
+    _volume(ctx, found.volume_id, "volume:attachment_update")
+    row = volume_service.update_attachment(ctx, attachment_id, connector)
+    return JSONResponse({"attachment": _attachment_body(ctx, row)})
+
+
+@router.post("/v3/{project_id}/attachments/{attachment_id}/action")
+def attachment_action(
+    request: Request, project_id: str, attachment_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _needs(request, V(3, 44), "Completing an attachment")
+    if not isinstance(body, dict) or list(body) != ["os-complete"]:
+        raise errors.Invalid("Invalid action: the attachments API offers 'os-complete'.")
+    found = volume_service.get_attachment(ctx, attachment_id)
+    _volume(ctx, found.volume_id, "volume:attachment_complete")
+    volume_service.complete_attachment(ctx, attachment_id)
+    return Response(status_code=204)
+
+
+@router.delete("/v3/{project_id}/attachments/{attachment_id}")
+def delete_attachment(request: Request, project_id: str, attachment_id: str, ctx: Ctx) -> Response:
+    _needs(request, V(3, 27), "The attachments API")
+    found = volume_service.get_attachment(ctx, attachment_id)
+    _volume(ctx, found.volume_id, "volume:attachment_delete")
+    volume_service.delete_attachment(ctx, attachment_id)
+    return JSONResponse({"attachments": []})
 
 
 # Quotas, limits, zones, services -------------------------------------------------------

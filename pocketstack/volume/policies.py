@@ -31,11 +31,21 @@ RULES = [
             "delete_snapshot",
             "update_snapshot_metadata",
             "delete_snapshot_metadata",
+            "attachment_create",
+            "attachment_update",
+            "attachment_complete",
+            "attachment_delete",
         )
     ),
     *(
         Rule(f"volume:{action}", READER, scope_types=PROJECT)
-        for action in ("get", "get_volume_metadata", "get_snapshot", "get_snapshot_metadata")
+        for action in (
+            "get",
+            "get_volume_metadata",
+            "get_snapshot",
+            "get_snapshot_metadata",
+            "attachment_get",
+        )
     ),
     Rule("volume:get_all", ANY_READER, scope_types=PROJECT),
     Rule("volume:get_all_snapshots", ANY_READER, scope_types=PROJECT),

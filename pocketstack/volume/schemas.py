@@ -234,3 +234,21 @@ def volume_spec(body: Any) -> volume_service.VolumeSpec:
         backup_id=text(inner, "backup_id"),
         metadata=metadata(inner),
     )
+
+
+def attachment_view(row: Any, connection_info: dict[str, Any] | None) -> dict[str, Any]:
+    """Cinder's attachment; `connection_info` None renders the list's summary."""
+    body: dict[str, Any] = {
+        "id": row.id,
+        "status": row.attach_status,
+        "instance": row.instance_uuid,
+        "volume_id": row.volume_id,
+    }
+    if connection_info is not None:
+        body |= {
+            "attached_at": when(row.attach_time),
+            "detached_at": when(row.detach_time),
+            "attach_mode": row.attach_mode,
+            "connection_info": connection_info,
+        }
+    return body

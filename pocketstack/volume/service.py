@@ -25,6 +25,7 @@ DEFAULT_TYPE = "__DEFAULT__"
 AVAILABILITY_ZONE = "nova"
 WAKE_KEY = "volume.agent_wake"
 BACKEND_KEY = "volume.backend_name"
+BACKEND_OBJECT_KEY = "volume.backend"
 # The one volume service of this cloud, as `service_uuid` names it (stable across restarts).
 SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "pocketstack:volume"))
 # Cinder's default quotas (`quota_volumes`, `quota_snapshots`, ...).
@@ -834,3 +835,157 @@ def finish_job(runtime: Runtime, job: Job, failure: str | None) -> None:
             snapshot = session.get(models.Snapshot, job.snapshot_id) if job.snapshot_id else None
             if snapshot is not None:
                 snapshot.status = "available"
+
+
+# Attachments (the 3.27+ API Nova uses) --------------------------------------------------
+
+
+def _find_attachment(
+    ctx: RequestContext, session: Session, attachment_id: str
+) -> models.Attachment:
+    row = session.get(models.Attachment, attachment_id)
+    if row is None:
+        raise errors.NotFound(f"Attachment {attachment_id} could not be found.")
+    _find_volume(ctx, session, row.volume_id)
+    return row
+
+
+def _connection_info(ctx: RequestContext, volume: models.Volume, mode: str) -> dict[str, Any]:
+    backend = ctx.runtime.state.get(BACKEND_OBJECT_KEY)
+    if backend is None:
+        raise errors.PocketstackError.with_status(
+            503, "Service Unavailable", "The volume service's backend is not running."
+        )
+    data = dict(backend.connection(volume.id))
+    kind = "local" if "device_path" in data else backend.name
+    return {"driver_volume_type": kind, "data": {**data, "access_mode": mode}}
+
+
+def attachment_connection(ctx: RequestContext, attachment: models.Attachment) -> dict[str, Any]:
+    """The connection_info of an attachment that has a connector ({} before)."""
+    if attachment.connector is None or attachment.attach_status == "detached":
+        return {}
+    with ctx.db.read() as session:
+        volume = _find_volume(ctx, session, attachment.volume_id)
+    return _connection_info(ctx, volume, attachment.attach_mode)
+
+
+def list_attachments(ctx: RequestContext, all_projects: bool) -> list[models.Attachment]:
+    stmt = (
+        select(models.Attachment)
+        .join(models.Volume, models.Volume.id == models.Attachment.volume_id)
+        .order_by(models.Attachment.created_at.desc(), models.Attachment.id)
+    )
+    if not (ctx.is_admin and all_projects):
+        stmt = stmt.where(models.Volume.project_id == ctx.project_id)
+    with ctx.db.read() as session:
+        return list(session.scalars(stmt))
+
+
+def get_attachment(ctx: RequestContext, attachment_id: str) -> models.Attachment:
+    with ctx.db.read() as session:
+        return _find_attachment(ctx, session, attachment_id)
+
+
+def _live_attachments(session: Session, volume_id: str) -> list[models.Attachment]:
+    return list(
+        session.scalars(
+            select(models.Attachment).where(
+                models.Attachment.volume_id == volume_id,
+                models.Attachment.attach_status != "detached",
+            )
+        )
+    )
+
+
+def create_attachment(
+    ctx: RequestContext, volume_id: str, instance_uuid: str | None,
+    connector: Mapping[str, Any] | None, mode: str,
+) -> models.Attachment:  # fmt: skip
+    """Reserve the volume for a server (and connect it, given a connector). A volume
+    already in use takes a second attachment only if its type allows multi-attach."""
+    with ctx.db.write() as session:
+        volume = _find_volume(ctx, session, volume_id)
+        live = _live_attachments(session, volume.id)
+        if live and not volume.multiattach:
+            raise errors.Invalid(
+                f"Invalid volume: Volume {volume.id} is already attached to server "
+                f"{live[0].instance_uuid} and its type does not allow multi-attach "
+                '(extra spec multiattach="<is> True").'
+            )
+        allowed = ("available", "reserved", "in-use", "attaching") if volume.multiattach else (
+            "available",
+        )  # fmt: skip
+        if volume.status not in allowed:
+            raise errors.Invalid(
+                f"Invalid volume: Volume {volume.id} status must be available or downloading "
+                f"to reserve, but the current status is {volume.status}."
+            )
+        if any(a.instance_uuid == instance_uuid for a in live if instance_uuid):
+            raise errors.Invalid(
+                f"Invalid volume: Volume {volume.id} is already attached to server {instance_uuid}."
+            )
+        if mode == "rw" and volume.readonly:
+            raise errors.Invalid(
+                f"Invalid volume: Volume {volume.id} is read-only; attach it 'ro'."
+            )
+        status = "attaching" if connector else "reserved"
+        row = models.Attachment(
+            id=_new_id(), volume_id=volume.id, instance_uuid=instance_uuid,
+            attached_host=(connector or {}).get("host"), mountpoint=(connector or {}).get(
+                "mountpoint"
+            ), attach_mode=mode, attach_status=status,
+            connector=dict(connector) if connector else None, created_at=_now(),
+        )  # fmt: skip
+        session.add(row)
+        if volume.status != "in-use":
+            volume.status = status
+        volume.updated_at = _now()
+    return row
+
+
+def update_attachment(
+    ctx: RequestContext, attachment_id: str, connector: Mapping[str, Any]
+) -> models.Attachment:
+    with ctx.db.write() as session:
+        row = _find_attachment(ctx, session, attachment_id)
+        if row.attach_status == "detached":
+            raise errors.Invalid(f"Invalid attachment: attachment {row.id} is detached.")
+        row.connector = dict(connector)
+        row.attached_host = connector.get("host") or row.attached_host
+        row.mountpoint = connector.get("mountpoint") or row.mountpoint
+        if row.attach_status == "reserved":
+            row.attach_status = "attaching"
+        volume = session.get(models.Volume, row.volume_id)
+        if volume is not None and volume.status == "reserved":
+            volume.status = "attaching"
+        row.updated_at = _now()
+    return row
+
+
+def complete_attachment(ctx: RequestContext, attachment_id: str) -> None:
+    """The host has connected the volume: it is in use."""
+    with ctx.db.write() as session:
+        row = _find_attachment(ctx, session, attachment_id)
+        if row.connector is None:
+            raise errors.Invalid(
+                f"Invalid attachment: attachment {row.id} has no connector yet; update it "
+                "with the host's connector first."
+            )
+        row.attach_status, row.attach_time = "attached", _now()
+        volume = session.get(models.Volume, row.volume_id)
+        if volume is not None:
+            volume.status, volume.attach_status = "in-use", "attached"
+            volume.updated_at = _now()
+
+
+def delete_attachment(ctx: RequestContext, attachment_id: str) -> None:
+    """Detach: the volume is available again once no attachment is left."""
+    with ctx.db.write() as session:
+        row = _find_attachment(ctx, session, attachment_id)
+        volume = session.get(models.Volume, row.volume_id)
+        session.delete(row)
+        session.flush()
+        if volume is not None and not _live_attachments(session, volume.id):
+            volume.status, volume.attach_status = "available", "detached"
+            volume.updated_at = _now()

@@ -59,7 +59,8 @@ def volumes(cloud_running: Cloud) -> Volumes:
 
 
 def _file(cloud: Cloud, volume_id: str) -> Path:
-    return cloud.runtime.settings.state_dir / "volume" / "file" / "volumes" / f"volume-{volume_id}.raw"
+    folder = cloud.runtime.settings.state_dir / "volume" / "file" / "volumes"
+    return folder / f"volume-{volume_id}.raw"
 
 
 def test_version_documents(volumes: Volumes) -> None:
@@ -123,7 +124,8 @@ def test_snapshot_and_clones_keep_the_data(volumes: Volumes) -> None:
     assert from_snapshot["snapshot_id"] == snapshot["id"]
 
     blocked = volumes("DELETE", f"/volumes/{source['id']}")
-    assert blocked.status_code == 400 and "have snapshots" in blocked.json()["badRequest"]["message"]
+    assert blocked.status_code == 400
+    assert "have snapshots" in blocked.json()["badRequest"]["message"]
     assert volumes("DELETE", f"/volumes/{source['id']}?cascade=true").status_code == 202
     volumes.wait(f"/volumes/{source['id']}", "volume", "gone")
     volumes.wait(f"/snapshots/{snapshot['id']}", "snapshot", "gone")
@@ -144,7 +146,8 @@ def test_bad_requests_name_the_problem(volumes: Volumes) -> None:
     over = volumes("POST", "/volumes", {"volume": {"size": 2}})
     assert over.status_code == 413 and "gigabytes quota" in over.json()["overLimit"]["message"]
     usage = volumes("GET", f"/os-quota-sets/{volumes.project_id}?usage=true").json()
-    assert usage["quota_set"]["gigabytes"] == {"limit": 3, "in_use": 2, "reserved": 0, "allocated": 0}
+    expected = {"limit": 3, "in_use": 2, "reserved": 0, "allocated": 0}
+    assert usage["quota_set"]["gigabytes"] == expected
     limits = volumes("GET", "/limits").json()["limits"]["absolute"]
     assert limits["totalGigabytesUsed"] == 2 and limits["maxTotalVolumeGigabytes"] == 3
 
@@ -164,3 +167,52 @@ def test_volume_types_set_what_volumes_can_do(volumes: Volumes) -> None:
     assert specs == {"extra_specs": {"multiattach": "<is> True"}}
     default = volumes("GET", "/types/default").json()["volume_type"]
     assert default["name"] == "__DEFAULT__"
+
+
+def test_attachments_reserve_connect_complete_detach(volumes: Volumes) -> None:
+    plain = volumes.create()
+    server_a, server_b = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-22222222"
+    reserved = volumes("POST", "/attachments", {"attachment": {
+        "volume_uuid": plain["id"], "instance_uuid": server_a}})  # fmt: skip
+    assert reserved.status_code == 200, reserved.text
+    attachment = reserved.json()["attachment"]
+    assert attachment["status"] == "reserved" and attachment["connection_info"] == {}
+    assert volumes("GET", f"/volumes/{plain['id']}").json()["volume"]["status"] == "reserved"
+
+    connector = {"host": "compute-1", "mountpoint": "/dev/vdb"}
+    updated = volumes("PUT", f"/attachments/{attachment['id']}",
+                      {"attachment": {"connector": connector}})  # fmt: skip
+    info = updated.json()["attachment"]["connection_info"]
+    assert info["driver_volume_type"] == "local"
+    assert info["data"]["device_path"] == str(_file(volumes.cloud, plain["id"]))
+    done = volumes("POST", f"/attachments/{attachment['id']}/action", {"os-complete": None})
+    assert done.status_code == 204
+    shown = volumes("GET", f"/volumes/{plain['id']}").json()["volume"]
+    assert shown["status"] == "in-use"
+    assert [(a["server_id"], a["device"]) for a in shown["attachments"]] == [(server_a, "/dev/vdb")]
+
+    second = volumes("POST", "/attachments", {"attachment": {
+        "volume_uuid": plain["id"], "instance_uuid": server_b}})  # fmt: skip
+    assert second.status_code == 400 and "multi-attach" in second.json()["badRequest"]["message"]
+    busy = volumes("DELETE", f"/volumes/{plain['id']}")
+    assert busy.status_code == 400
+
+    assert volumes("DELETE", f"/attachments/{attachment['id']}").status_code == 200
+    assert volumes("GET", f"/volumes/{plain['id']}").json()["volume"]["status"] == "available"
+
+
+def test_multiattach_volume_takes_two_servers(volumes: Volumes) -> None:
+    volumes("POST", "/types", {"volume_type": {
+        "name": "multi", "extra_specs": {"multiattach": "<is> True"}}})  # fmt: skip
+    shared = volumes.create(volume_type="multi")
+    for server in ("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"):
+        made = volumes("POST", "/attachments", {"attachment": {
+            "volume_uuid": shared["id"], "instance_uuid": server,
+            "connector": {"host": "compute-1"}}})  # fmt: skip
+        assert made.status_code == 200, made.text
+        volumes("POST", f"/attachments/{made.json()['attachment']['id']}/action",
+                {"os-complete": None})  # fmt: skip
+    shown = volumes("GET", f"/volumes/{shared['id']}").json()["volume"]
+    assert shown["status"] == "in-use" and len(shown["attachments"]) == 2
+    old = volumes("POST", "/attachments", {"attachment": {"volume_uuid": shared["id"]}}, "3.0")
+    assert old.status_code == 404

@@ -42,6 +42,10 @@ class Backend(Protocol):
 
     def delete_snapshot(self, snapshot_id: str) -> None: ...
 
+    def connection(self, volume_id: str) -> dict[str, object]:
+        """How a host reaches the volume: Cinder's `connection_info` data (`device_path`)."""
+        ...
+
     def volumes(self) -> set[str]:
         """The ids of every volume the backend holds data for."""
         ...

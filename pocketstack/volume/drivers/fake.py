@@ -41,5 +41,8 @@ class FakeBackend:
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.snapshots.pop(snapshot_id, None)
 
+    def connection(self, volume_id: str) -> dict[str, object]:
+        return {"volume_id": volume_id}
+
     def volumes(self) -> set[str]:
         return set(self.sizes)

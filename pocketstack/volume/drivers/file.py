@@ -71,6 +71,9 @@ class FileBackend:
     def delete_snapshot(self, snapshot_id: str) -> None:
         blockfiles.remove(self.snapshot_path(snapshot_id))
 
+    def connection(self, volume_id: str) -> dict[str, object]:
+        return {"volume_id": volume_id, "device_path": str(self.volume_path(volume_id))}
+
     def volumes(self) -> set[str]:
         folder = self.root / "volumes"
         if not folder.is_dir():
