@@ -305,8 +305,52 @@ def volume_action(
         if not snapshot_id:
             raise errors.Invalid("Invalid input: 'snapshot_id' is required.")
         volume_service.revert_to_snapshot(ctx, volume_id, snapshot_id)
+    elif action in _LEGACY_ATTACH_ACTIONS:
+        return _legacy_attach_action(ctx, view, action, inner)
     else:
         raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
+    return _accepted()
+
+
+_LEGACY_ATTACH_ACTIONS = (
+    "os-reserve", "os-unreserve", "os-begin_detaching", "os-roll_detaching", "os-attach",
+    "os-detach", "os-force_detach", "os-initialize_connection", "os-terminate_connection",
+)  # fmt: skip
+
+
+def _legacy_attach_action(
+    ctx: Ctx, view: volume_service.VolumeView, action: str, inner: Any
+) -> Response:
+    """The attach steps Nova took before the attachments API (and Tempest still tests)."""
+    target = _volume_target(view)
+    fields: dict[str, Any] = inner if isinstance(inner, dict) else {}
+    volume_id = view.row.id
+    if action == "os-force_detach":
+        ctx.authorize("volume_extension:volume_admin_actions:force_detach", target)
+    else:
+        ctx.authorize(f"volume_extension:volume_actions:{action.removeprefix('os-')}", target)
+    if action == "os-attach":
+        if not fields.get("instance_uuid") and not fields.get("host_name"):
+            raise errors.Invalid("Invalid request to attach volume: name an instance_uuid.")
+        mode = schemas.text(fields, "mode") or "rw"
+        if mode not in ("rw", "ro"):
+            raise errors.Invalid(f"Invalid request to attach volume with an invalid mode {mode!r}.")
+        volume_service.legacy_attach(
+            ctx, volume_id, schemas.text(fields, "instance_uuid"),
+            schemas.text(fields, "host_name"), schemas.text(fields, "mountpoint"), mode,
+        )  # fmt: skip
+    elif action in ("os-detach", "os-force_detach"):
+        volume_service.legacy_detach(ctx, volume_id, schemas.text(fields, "attachment_id"))
+    elif action == "os-initialize_connection":
+        if not isinstance(fields.get("connector"), dict):
+            raise errors.Invalid("Must specify 'connector'.")
+        info = volume_service.initialize_connection(ctx, volume_id)
+        return JSONResponse({"connection_info": info})
+    elif action == "os-terminate_connection":
+        if not isinstance(fields.get("connector"), dict):
+            raise errors.Invalid("Must specify 'connector'.")
+    else:
+        volume_service.legacy_status(ctx, volume_id, action)
     return _accepted()
 
 

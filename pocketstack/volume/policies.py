@@ -51,6 +51,20 @@ RULES = [
     Rule("volume:get_all_snapshots", ANY_READER, scope_types=PROJECT),
     Rule("volume_extension:volume_actions:update_readonly", MEMBER, scope_types=PROJECT),
     Rule("volume_extension:volume_actions:set_bootable", MEMBER, scope_types=PROJECT),
+    *(
+        Rule(f"volume_extension:volume_actions:{action}", MEMBER, scope_types=PROJECT)
+        for action in (
+            "reserve",
+            "unreserve",
+            "begin_detaching",
+            "roll_detaching",
+            "attach",
+            "detach",
+            "initialize_connection",
+            "terminate_connection",
+        )
+    ),
+    Rule("volume_extension:volume_admin_actions:force_detach", ADMIN, scope_types=PROJECT),
     Rule("volume_extension:volume_admin_actions:reset_status", ADMIN, scope_types=PROJECT),
     Rule("volume_extension:volume_admin_actions:force_delete", ADMIN, scope_types=PROJECT),
     Rule("volume_extension:snapshot_admin_actions:reset_status", ADMIN, scope_types=PROJECT),

@@ -989,3 +989,61 @@ def delete_attachment(ctx: RequestContext, attachment_id: str) -> None:
         if volume is not None and not _live_attachments(session, volume.id):
             volume.status, volume.attach_status = "available", "detached"
             volume.updated_at = _now()
+
+
+# The legacy attach actions (os-reserve, os-attach, ... before the attachments API) ------
+
+
+def legacy_status(ctx: RequestContext, volume_id: str, action: str) -> None:
+    """os-reserve, os-unreserve, os-begin_detaching, os-roll_detaching: status moves only."""
+    moves = {
+        "os-reserve": (("available",), "attaching"),
+        "os-unreserve": (("attaching",), "available"),
+        "os-begin_detaching": (("in-use",), "detaching"),
+        "os-roll_detaching": (("detaching",), "in-use"),
+    }
+    allowed, target = moves[action]
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        if row.status == target:
+            return
+        if row.status not in allowed:
+            raise errors.Invalid(
+                f"Invalid volume: Volume status must be {' or '.join(allowed)} for "
+                f"{action}, but current status is: {row.status}."
+            )
+        row.status, row.updated_at = target, _now()
+
+
+def legacy_attach(
+    ctx: RequestContext, volume_id: str, instance_uuid: str | None, host: str | None,
+    mountpoint: str | None, mode: str,
+) -> None:  # fmt: skip
+    """os-attach: the caller has connected the volume; record the attachment at once."""
+    connector = {"host": host or "", "mountpoint": mountpoint}
+    with ctx.db.write() as session:
+        row = _find_volume(ctx, session, volume_id)
+        if row.status == "attaching":
+            row.status = "available"
+    attachment = create_attachment(ctx, volume_id, instance_uuid, connector, mode)
+    complete_attachment(ctx, attachment.id)
+
+
+def legacy_detach(ctx: RequestContext, volume_id: str, attachment_id: str | None) -> None:
+    """os-detach (and os-force_detach): drop the named attachment, or the only one."""
+    with ctx.db.read() as session:
+        _find_volume(ctx, session, volume_id)
+        live = _live_attachments(session, volume_id)
+    chosen = [a for a in live if attachment_id in (None, a.id)]
+    if not chosen or (attachment_id is None and len(chosen) > 1):
+        raise errors.Invalid(
+            f"Invalid volume: Volume {volume_id} has no attachment "
+            + (f"{attachment_id}." if attachment_id else "to detach; name its attachment_id.")
+        )
+    delete_attachment(ctx, chosen[0].id)
+
+
+def initialize_connection(ctx: RequestContext, volume_id: str) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        row = _find_volume(ctx, session, volume_id)
+    return _connection_info(ctx, row, "ro" if row.readonly else "rw")

@@ -216,3 +216,25 @@ def test_multiattach_volume_takes_two_servers(volumes: Volumes) -> None:
     assert shown["status"] == "in-use" and len(shown["attachments"]) == 2
     old = volumes("POST", "/attachments", {"attachment": {"volume_uuid": shared["id"]}}, "3.0")
     assert old.status_code == 404
+
+
+def test_legacy_attach_actions(volumes: Volumes) -> None:
+    volume = volumes.create()
+    path = f"/volumes/{volume['id']}/action"
+    server = "33333333-3333-3333-3333-333333333333"
+    assert volumes("POST", path, {"os-reserve": None}).status_code == 202
+    assert volumes("GET", f"/volumes/{volume['id']}").json()["volume"]["status"] == "attaching"
+    connection = volumes("POST", path, {"os-initialize_connection": {"connector": {"host": "h"}}})
+    assert connection.json()["connection_info"]["data"]["device_path"].endswith(".raw")
+    attach = {"os-attach": {"instance_uuid": server, "mountpoint": "/dev/vdc"}}
+    assert volumes("POST", path, attach).status_code == 202
+    shown = volumes("GET", f"/volumes/{volume['id']}").json()["volume"]
+    assert shown["status"] == "in-use" and shown["attachments"][0]["server_id"] == server
+    assert volumes("POST", path, {"os-begin_detaching": None}).status_code == 202
+    assert volumes("POST", path, {"os-roll_detaching": None}).status_code == 202
+    attachment_id = shown["attachments"][0]["attachment_id"]
+    detach = volumes("POST", path, {"os-detach": {"attachment_id": attachment_id}})
+    assert detach.status_code == 202
+    assert volumes("GET", f"/volumes/{volume['id']}").json()["volume"]["status"] == "available"
+    wrong = volumes("POST", path, {"os-roll_detaching": None})
+    assert wrong.status_code == 400 and "detaching" in wrong.text
