@@ -91,22 +91,24 @@ def choose_backend(runtime: Runtime) -> Backend:
     return file_backend.FileBackend(Path(runtime.settings.state_dir) / "volume" / "file")
 
 
-def start(runtime: Runtime) -> Callable[[], None]:
-    """Run this process's volume agent; returns what stops it."""
+def install(runtime: Runtime) -> None:
+    """The backend of this process, which attachments ask for connection details even
+    when no agent runs (API-only tests)."""
     backend = choose_backend(runtime)
-    agent = VolumeAgent(runtime, backend)
     runtime.state[volume_service.BACKEND_OBJECT_KEY] = backend
     runtime.state[volume_service.BACKEND_KEY] = backend.name
+
+
+def start(runtime: Runtime) -> Callable[[], None]:
+    """Run this process's volume agent; returns what stops it."""
+    agent = VolumeAgent(runtime, runtime.state[volume_service.BACKEND_OBJECT_KEY])
     runtime.state[volume_service.WAKE_KEY] = agent.wake.set
+    runtime.state[volume_service.AGENT_KEY] = True
     agent.start()
 
     def stop() -> None:
         agent.stop()
-        for key in (
-            volume_service.BACKEND_OBJECT_KEY,
-            volume_service.BACKEND_KEY,
-            volume_service.WAKE_KEY,
-        ):
-            runtime.state.pop(key, None)
+        runtime.state.pop(volume_service.WAKE_KEY, None)
+        runtime.state.pop(volume_service.AGENT_KEY, None)
 
     return stop

@@ -26,6 +26,7 @@ AVAILABILITY_ZONE = "nova"
 WAKE_KEY = "volume.agent_wake"
 BACKEND_KEY = "volume.backend_name"
 BACKEND_OBJECT_KEY = "volume.backend"
+AGENT_KEY = "volume.agent_running"
 # The one volume service of this cloud, as `service_uuid` names it (stable across restarts).
 SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "pocketstack:volume"))
 # Cinder's default quotas (`quota_volumes`, `quota_snapshots`, ...).
@@ -83,8 +84,7 @@ def prepare(runtime: Runtime) -> None:
 
 def services(ctx: RequestContext) -> list[dict[str, Any]]:
     """The cinder-scheduler and cinder-volume of this process, as `os-services` lists them."""
-    backend = ctx.runtime.state.get(BACKEND_KEY)
-    state = "up" if backend else "down"
+    state = "up" if ctx.runtime.state.get(AGENT_KEY) else "down"
     moment = _now().isoformat(timespec="microseconds")
     base = {"zone": AVAILABILITY_ZONE, "status": "enabled", "state": state,
             "updated_at": moment, "disabled_reason": None}  # fmt: skip

@@ -14,6 +14,7 @@ from pocketstack.identity import api as identity_api
 from pocketstack.image import api as image_api
 from pocketstack.network import api as network_api
 from pocketstack.placement import api as placement_api
+from pocketstack.volume import api as volume_api
 from tests.api.conftest import Cloud
 
 ODD_IDS = ["x", "a" * 300, "%E2%98%83", "0"]
@@ -74,7 +75,23 @@ ROUTERS = {
     "placement": [placement_api.router],
     "image": [image_api.router],
     "compute": [compute_api.router, admin_api.router, more_api.router],
+    "volume": [volume_api.router],
 }
+# Bodies only the block storage routes get (valid keys, wrong values inside).
+VOLUME_BODIES: list[Any] = [
+    {"volume": {"size": "big", "metadata": [1], "volume_type": 5}},
+    {"volume": {"snapshot_id": 5, "source_volid": {}}},
+    {"snapshot": {"volume_id": None, "force": "maybe"}},
+    {"attachment": {"volume_uuid": 5, "connector": "x", "mode": 3}},
+    {"volume_type": {"name": [], "extra_specs": 5}},
+    {"quota_set": {"volumes": "x"}},
+    {"os-extend": {"new_size": "x"}},
+    {"os-reset_status": {"status": 5}},
+    {"os-attach": {"instance_uuid": 5, "mode": []}},
+    {"os-initialize_connection": {"connector": 5}},
+    {"metadata": {"k": 5}},
+    {"extra_specs": [1]},
+]
 ROUTES = sorted(
     {
         (prefix, method, route.path)
@@ -99,7 +116,7 @@ def _error_message(prefix: str, body: Any) -> str:
         return str(body["errors"][0]["detail"])
     if prefix == "image":
         return str(body["message"])
-    if prefix == "compute":
+    if prefix in ("compute", "volume"):
         (fault,) = body.values()
         return str(fault["message"])
     if prefix == "networking":
@@ -107,7 +124,9 @@ def _error_message(prefix: str, body: Any) -> str:
     return str(body["error"]["message"])
 
 
-@pytest.mark.parametrize("versions", ["placement latest, compute latest", "compute 2.1"])
+@pytest.mark.parametrize(
+    "versions", ["placement latest, compute latest, volume latest", "compute 2.1"]
+)
 @pytest.mark.parametrize(("prefix", "method", "template"), ROUTES)
 def test_route_never_answers_500(
     cloud: Cloud, prefix: str, method: str, template: str, versions: str
@@ -120,6 +139,8 @@ def test_route_never_answers_500(
     bodies = ODD_BODIES if method in ("POST", "PUT", "PATCH") else [None]
     if prefix == "networking" and method in ("POST", "PUT"):
         bodies = [*bodies, *NETWORK_BODIES]
+    if prefix == "volume" and method in ("POST", "PUT"):
+        bodies = [*bodies, *VOLUME_BODIES]
     for path in _paths(template):
         for body in bodies:
             response = cloud.client.request(method, f"/{prefix}{path}", json=body, headers=headers)
