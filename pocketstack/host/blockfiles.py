@@ -43,3 +43,19 @@ def clone(source: Path, target: Path, size_gb: int) -> None:
 def remove(path: Path) -> None:
     path.unlink(missing_ok=True)
     path.with_name(f"{path.name}.part").unlink(missing_ok=True)
+
+
+def write_image(source: Path, target: Path, disk_format: str | None, size_gb: int) -> None:
+    """`target` (a volume of `size_gb` GiB) starts with the image's disk: qcow2 images are
+    converted to raw by qemu-img, anything else is copied byte for byte, holes kept."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.part")
+    if disk_format == "qcow2":
+        commands.run(["qemu-img", "convert", "-O", "raw", str(source), str(partial)])
+    else:
+        commands.run(["cp", "--sparse=always", str(source), str(partial)])
+    with partial.open("r+b") as handle:
+        if os.fstat(handle.fileno()).st_size > size_gb * GIB:
+            raise ValueError(f"the image's disk is larger than the volume's {size_gb} GiB")
+        handle.truncate(size_gb * GIB)
+    partial.replace(target)

@@ -15,7 +15,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from pocketstack.core import errors
 from pocketstack.core.runtime import Runtime
+from pocketstack.image import service as image_service
 from pocketstack.volume import service as volume_service
 from pocketstack.volume.drivers import Backend, BackendError
 from pocketstack.volume.drivers import fake as fake_backend
@@ -25,11 +27,26 @@ LOG = logging.getLogger(__name__)
 RESYNC_S = 10.0
 
 
-def run(backend: Backend, job: volume_service.Job) -> None:
+def _image(runtime: Runtime, image_id: str) -> tuple[Path, str | None]:
+    """The image's bytes on this host and its disk format."""
+    try:
+        view = image_service.get_image(runtime.service_context(), image_id)
+    except errors.NotFound:
+        raise BackendError(f"image {image_id} is gone") from None
+    path = image_service.store_of(runtime).path(image_id)
+    if view.row.status != "active" or not path.exists():
+        raise BackendError(f"image {image_id} is {view.row.status}, not active")
+    return path, view.row.disk_format
+
+
+def run(runtime: Runtime, backend: Backend, job: volume_service.Job) -> None:
     """The backend call that does `job`."""
     volume_id = job.volume_id or ""
     if job.kind == "create":
-        if job.snapshot_id:
+        if job.image_id:
+            path, disk_format = _image(runtime, job.image_id)
+            backend.create_from_image(volume_id, path, disk_format, job.size)
+        elif job.snapshot_id:
             backend.create_from_snapshot(volume_id, job.snapshot_id, job.size)
         elif job.source_volid:
             backend.create_from_volume(volume_id, job.source_volid, job.size)
@@ -69,7 +86,7 @@ class VolumeAgent:
         for job in volume_service.pending_jobs(self.runtime):
             failure = None
             try:
-                run(self.backend, job)
+                run(self.runtime, self.backend, job)
             except (BackendError, OSError) as exc:
                 failure = str(exc)
                 LOG.warning("volume job %s of %s failed: %s", job.kind, job.volume_id, exc)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
+from pocketstack.image import service as image_service
 from pocketstack.volume import models
 
 DEFAULT_TYPE = "__DEFAULT__"
@@ -447,15 +448,38 @@ def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tup
     return 0, None
 
 
+def _image_source(ctx: RequestContext, image_id: str) -> tuple[int, dict[str, str]]:
+    """The smallest volume (GiB) an image fits in, and the image's metadata a volume made
+    from it shows as `volume_image_metadata`."""
+    try:
+        view = image_service.get_image(ctx, image_id)
+    except errors.NotFound:
+        raise errors.Invalid(f"Invalid image identifier or unable to access requested image "
+                             f"({image_id}).") from None  # fmt: skip
+    row = view.row
+    if row.status != "active":
+        raise errors.Invalid(f"Image {image_id} is not active (it is {row.status}).")
+    fits = -(-max(row.size or 0, row.virtual_size or 0) // (1 << 30))
+    metadata = {
+        "image_id": row.id, "image_name": row.name or "", "checksum": row.checksum or "",
+        "disk_format": row.disk_format or "", "container_format": row.container_format or "",
+        "size": str(row.size or 0), "min_disk": str(row.min_disk), "min_ram": str(row.min_ram),
+    }  # fmt: skip
+    metadata.update({k: str(v) for k, v in view.properties.items()})
+    return max(fits, row.min_disk, 1), metadata
+
+
 def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
-    if spec.image_id or spec.backup_id:
+    if spec.backup_id:
         raise errors.Invalid(
-            "Creating a volume from an image or a backup is not available yet on this cloud; "
-            "create an empty volume, or one from a snapshot or another volume."
+            "Creating a volume from a backup is not available yet on this cloud; create an "
+            "empty volume, or one from an image, a snapshot or another volume."
         )
+    image_size, image_metadata = _image_source(ctx, spec.image_id) if spec.image_id else (0, {})
     project_id = ctx.project_id or ""
     with ctx.db.write() as session:
         source_size, source_type = _source_size(ctx, session, spec)
+        source_size = max(source_size, image_size)
         size = spec.size if spec.size is not None else source_size
         if size < 1:
             raise errors.Invalid(
@@ -490,7 +514,8 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
             bootable=False, readonly=False,
             multiattach=_is_true_spec(specs.get("multiattach")),
             snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
-            metadata_=dict(spec.metadata or {}), image_metadata={}, host=_host(ctx),
+            image_id=spec.image_id, metadata_=dict(spec.metadata or {}),
+            image_metadata=image_metadata, host=_host(ctx),
             replication_status=(
                 "enabled" if _is_true_spec(specs.get("replication_enabled")) else None
             ),
@@ -760,6 +785,7 @@ class Job:
     snapshot_id: str | None = None
     source_volid: str | None = None
     size: int = 0
+    image_id: str | None = None
 
 
 _VOLUME_JOBS = {"creating": "create", "extending": "extend", "deleting": "delete",
@@ -792,7 +818,10 @@ def pending_jobs(runtime: Runtime) -> list[Job]:
                         models.Snapshot.volume_id == v.id, models.Snapshot.status == "restoring"
                     )
                 )
-            jobs.append(Job(_VOLUME_JOBS[v.status], v.id, snapshot_id, v.source_volid, size))
+            image_id = v.image_id if v.status == "creating" else None
+            jobs.append(
+                Job(_VOLUME_JOBS[v.status], v.id, snapshot_id, v.source_volid, size, image_id)
+            )
     return jobs
 
 
@@ -823,6 +852,7 @@ def finish_job(runtime: Runtime, job: Job, failure: str | None) -> None:
         elif job.kind == "create":
             volume.status = "available" if failure is None else "error"
             volume.launched_at = _now() if failure is None else None
+            volume.bootable = volume.bootable or (failure is None and job.image_id is not None)
         elif job.kind == "extend":
             if failure is None:
                 volume.size = job.size

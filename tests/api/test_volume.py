@@ -238,3 +238,24 @@ def test_legacy_attach_actions(volumes: Volumes) -> None:
     assert volumes("GET", f"/volumes/{volume['id']}").json()["volume"]["status"] == "available"
     wrong = volumes("POST", path, {"os-roll_detaching": None})
     assert wrong.status_code == 400 and "detaching" in wrong.text
+
+
+def test_volume_from_image_holds_its_disk(volumes: Volumes) -> None:
+    client, token = volumes.cloud.client, volumes.token
+    image = client.post(
+        "/image/v2/images", headers={"X-Auth-Token": token},
+        json={"name": "disk", "disk_format": "raw", "container_format": "bare"},
+    ).json()  # fmt: skip
+    disk = b"boot-sector" + bytes(4096) + b"end-of-disk"
+    upload = client.put(
+        f"/image/v2/images/{image['id']}/file", content=disk,
+        headers={"X-Auth-Token": token, "Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+    assert upload.status_code == 204, upload.text
+    volume = volumes.create(imageRef=image["id"])
+    assert volume["size"] == 1 and volume["bootable"] == "true"
+    assert volume["volume_image_metadata"]["image_id"] == image["id"]
+    path = _file(volumes.cloud, volume["id"])
+    assert path.stat().st_size == GIB and path.read_bytes()[: len(disk)] == disk
+    missing = volumes("POST", "/volumes", {"volume": {"size": 1, "imageRef": "nope"}})
+    assert missing.status_code == 400 and "nope" in missing.json()["badRequest"]["message"]

@@ -8,6 +8,7 @@ only their sizes, in memory, for API and scale tests.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
@@ -20,6 +21,12 @@ class Backend(Protocol):
 
     def create(self, volume_id: str, size_gb: int) -> None:
         """An empty volume of `size_gb` GiB."""
+        ...
+
+    def create_from_image(
+        self, volume_id: str, image: Path, disk_format: str | None, size_gb: int
+    ) -> None:
+        """A volume whose first bytes are the image's disk (converted to raw)."""
         ...
 
     def create_from_volume(self, volume_id: str, source_id: str, size_gb: int) -> None: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pocketstack.volume.drivers import BackendError
 
 
@@ -13,6 +15,11 @@ class FakeBackend:
         self.snapshots: dict[str, int] = {}
 
     def create(self, volume_id: str, size_gb: int) -> None:
+        self.sizes[volume_id] = size_gb
+
+    def create_from_image(
+        self, volume_id: str, image: Path, disk_format: str | None, size_gb: int
+    ) -> None:
         self.sizes[volume_id] = size_gb
 
     def create_from_volume(self, volume_id: str, source_id: str, size_gb: int) -> None:

@@ -38,6 +38,17 @@ class FileBackend:
     def create(self, volume_id: str, size_gb: int) -> None:
         blockfiles.create_sparse(self.volume_path(volume_id), size_gb)
 
+    def create_from_image(
+        self, volume_id: str, image: Path, disk_format: str | None, size_gb: int
+    ) -> None:
+        target = self.volume_path(volume_id)
+        if target.exists():
+            return
+        try:
+            blockfiles.write_image(image, target, disk_format, size_gb)
+        except (HostCommandError, ValueError) as exc:
+            raise BackendError(f"writing image {image.name} to the volume failed: {exc}") from exc
+
     def create_from_volume(self, volume_id: str, source_id: str, size_gb: int) -> None:
         target = self.volume_path(volume_id)
         if not target.exists():
