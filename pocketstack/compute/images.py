@@ -136,12 +136,9 @@ class LocalImages:
 
     def image(self, image_ref: str) -> drivers.ImageFile:
         try:
-            view = image_service.get_image(self.runtime.service_context(), image_ref)
-        except errors.NotFound as exc:
-            raise drivers.DriverError(f"Image {image_ref} could not be found.") from exc
-        path = image_service.store_of(self.runtime).path(image_ref)
-        if view.row.status != "active" or not path.exists():
-            raise drivers.DriverError(f"Image {image_ref} is {view.row.status}, not active.")
+            view, path = image_service.active_file(self.runtime, image_ref)
+        except (errors.NotFound, errors.Conflict) as exc:
+            raise drivers.DriverError(exc.message) from exc
         return drivers.ImageFile(
             image_ref, path, view.row.disk_format, view.row.container_format, view.properties
         )

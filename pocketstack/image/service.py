@@ -12,6 +12,7 @@ import uuid as uuidlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
@@ -486,6 +487,20 @@ def _finish_upload(ctx: RequestContext, image_id: str, stored: Stored | None) ->
             row.os_hash_algo = HASH_ALGO
             row.os_hash_value = stored.hash_value
         row.updated_at = now()
+
+
+def active_file(runtime: Runtime, image_id: str) -> tuple[ImageView, Path]:
+    """An active image and its stored bytes, as the control plane reads them for a host
+    (whoever owns the image): compute boots from them, volumes are written from them.
+    NotFound when there is no such image, Conflict when it has no data to read."""
+    try:
+        view = get_image(runtime.service_context(), image_id)
+    except errors.NotFound:
+        raise errors.NotFound(f"Image {image_id} could not be found.") from None
+    path = store_of(runtime).path(image_id)
+    if view.row.status != "active" or not path.exists():
+        raise errors.Conflict(f"Image {image_id} is {view.row.status}, not active.")
+    return view, path
 
 
 def image_data(ctx: RequestContext, image_id: str) -> tuple[ImageView, Iterator[bytes] | None]:

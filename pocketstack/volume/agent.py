@@ -30,12 +30,9 @@ RESYNC_S = 10.0
 def _image(runtime: Runtime, image_id: str) -> tuple[Path, str | None]:
     """The image's bytes on this host and its disk format."""
     try:
-        view = image_service.get_image(runtime.service_context(), image_id)
-    except errors.NotFound:
-        raise BackendError(f"image {image_id} is gone") from None
-    path = image_service.store_of(runtime).path(image_id)
-    if view.row.status != "active" or not path.exists():
-        raise BackendError(f"image {image_id} is {view.row.status}, not active")
+        view, path = image_service.active_file(runtime, image_id)
+    except (errors.NotFound, errors.Conflict) as exc:
+        raise BackendError(exc.message) from exc
     return path, view.row.disk_format
 
 
