@@ -109,20 +109,17 @@ def install(runtime: Runtime) -> None:
     """The backend of this process, which attachments ask for connection details even
     when no agent runs (API-only tests)."""
     backend = choose_backend(runtime)
-    runtime.state[volume_service.BACKEND_OBJECT_KEY] = backend
-    runtime.state[volume_service.BACKEND_KEY] = backend.name
+    runtime.state[volume_service.BACKEND_KEY] = backend
 
 
 def start(runtime: Runtime) -> Callable[[], None]:
     """Run this process's volume agent; returns what stops it."""
-    agent = VolumeAgent(runtime, runtime.state[volume_service.BACKEND_OBJECT_KEY])
+    agent = VolumeAgent(runtime, runtime.state[volume_service.BACKEND_KEY])
     runtime.state[volume_service.WAKE_KEY] = agent.wake.set
-    runtime.state[volume_service.AGENT_KEY] = True
     agent.start()
 
     def stop() -> None:
         agent.stop()
         runtime.state.pop(volume_service.WAKE_KEY, None)
-        runtime.state.pop(volume_service.AGENT_KEY, None)
 
     return stop

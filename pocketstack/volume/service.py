@@ -21,13 +21,13 @@ from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
 from pocketstack.image import service as image_service
 from pocketstack.volume import models
+from pocketstack.volume.drivers import Backend
 
 DEFAULT_TYPE = "__DEFAULT__"
 AVAILABILITY_ZONE = "nova"
+# Set while this process's agent runs (os-services shows it up).
 WAKE_KEY = "volume.agent_wake"
-BACKEND_KEY = "volume.backend_name"
-BACKEND_OBJECT_KEY = "volume.backend"
-AGENT_KEY = "volume.agent_running"
+BACKEND_KEY = "volume.backend"
 # The one volume service of this cloud, as `service_uuid` names it (stable across restarts).
 SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "pocketstack:volume"))
 # Cinder's default quotas (`quota_volumes`, `quota_snapshots`, ...).
@@ -60,8 +60,14 @@ def wake(ctx: RequestContext) -> None:
 
 
 def _host(ctx: RequestContext) -> str:
-    backend = ctx.runtime.state.get(BACKEND_KEY, "file")
-    return f"pocketstack@{backend}#{backend}"
+    name = _backend(ctx).name
+    return f"pocketstack@{name}#{name}"
+
+
+def _backend(ctx: RequestContext) -> Backend:
+    """This process's backend (agent.install put it there)."""
+    backend: Backend = ctx.runtime.state[BACKEND_KEY]
+    return backend
 
 
 def prepare(runtime: Runtime) -> None:
@@ -85,7 +91,7 @@ def prepare(runtime: Runtime) -> None:
 
 def services(ctx: RequestContext) -> list[dict[str, Any]]:
     """The cinder-scheduler and cinder-volume of this process, as `os-services` lists them."""
-    state = "up" if ctx.runtime.state.get(AGENT_KEY) else "down"
+    state = "up" if WAKE_KEY in ctx.runtime.state else "down"
     moment = _now().isoformat(timespec="microseconds")
     base = {"zone": AVAILABILITY_ZONE, "status": "enabled", "state": state,
             "updated_at": moment, "disabled_reason": None}  # fmt: skip
@@ -881,11 +887,7 @@ def _find_attachment(
 
 
 def _connection_info(ctx: RequestContext, volume: models.Volume, mode: str) -> dict[str, Any]:
-    backend = ctx.runtime.state.get(BACKEND_OBJECT_KEY)
-    if backend is None:
-        raise errors.PocketstackError.with_status(
-            503, "Service Unavailable", "The volume service's backend is not running."
-        )
+    backend = _backend(ctx)
     data = dict(backend.connection(volume.id))
     kind = "local" if "device_path" in data else backend.name
     return {"driver_volume_type": kind, "data": {**data, "access_mode": mode}}
