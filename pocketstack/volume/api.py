@@ -567,15 +567,8 @@ def _list_snapshots(request: Request, ctx: Ctx, detail: bool) -> Response:
     params = request.query_params
     all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
     filters = {k: params[k] for k in ("name", "status", "volume_id") if k in params}
-    rows = volume_service.list_snapshots(ctx, all_projects, filters)
     limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT)
-    marker = params.get("marker")
-    if marker is not None:
-        ids = [r.id for r in rows]
-        if marker not in ids:
-            raise errors.NotFound(f"Marker {marker} could not be found.")
-        rows = rows[ids.index(marker) + 1 :]
-    rows = rows[: limit if limit is not None else None]
+    rows = volume_service.list_snapshots(ctx, all_projects, filters, params.get("marker"), limit)
     render = (
         (lambda r: _snapshot_body(request, r))
         if detail

@@ -8,10 +8,10 @@ agent (agent.py) by the row's status, and wake it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -302,8 +302,11 @@ def delete_quotas(ctx: RequestContext, project_id: str) -> None:
             session.delete(row)
 
 
-def _check_quota(session: Session, project_id: str, volumes: int, gigabytes: int) -> None:
-    """Raise OverQuota (413, as Cinder) if adding these would pass a project's limits."""
+def _check_quota(
+    session: Session, project_id: str, gigabytes: int, volumes: int = 0, snapshots: int = 0
+) -> None:
+    """Raise RequestTooLarge (413 overLimit, as Cinder) if adding these would pass one of
+    the project's limits."""
     limits, usage = _limits(session, project_id), _usage(session, project_id)
     per_volume = limits["per_volume_gigabytes"]
     if per_volume >= 0 and volumes and gigabytes > per_volume:
@@ -311,26 +314,21 @@ def _check_quota(session: Session, project_id: str, volumes: int, gigabytes: int
             f"VolumeSizeExceedsLimit: Requested volume size {gigabytes}G is larger than "
             f"maximum allowed limit {per_volume}G."
         )
-    for resource, wanted in (("volumes", volumes), ("gigabytes", gigabytes)):
+    for resource, wanted in (("volumes", volumes), ("snapshots", snapshots),
+                             ("gigabytes", gigabytes)):  # fmt: skip
         limit = limits[resource]
-        if wanted and limit >= 0 and usage[resource] + wanted > limit:
+        if not wanted or limit < 0 or usage[resource] + wanted <= limit:
+            continue
+        if resource == "gigabytes":
             raise errors.RequestTooLarge(
-                f"VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded"
-                if resource == "volumes"
-                else f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds "
+                f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds "
                 f"allowed gigabytes quota. Requested {wanted}G, quota is {limit}G and "
                 f"{usage[resource]}G has been consumed."
             )
-
-
-def _check_snapshot_quota(session: Session, project_id: str, size: int) -> None:
-    limits, usage = _limits(session, project_id), _usage(session, project_id)
-    if limits["snapshots"] >= 0 and usage["snapshots"] + 1 > limits["snapshots"]:
+        noun = "Volume" if resource == "volumes" else "Snapshot"
         raise errors.RequestTooLarge(
-            f"SnapshotLimitExceeded: Maximum number of snapshots allowed "
-            f"({limits['snapshots']}) exceeded"
+            f"{noun}LimitExceeded: Maximum number of {resource} allowed ({limit}) exceeded"
         )
-    _check_quota(session, project_id, 0, size)
 
 
 # Volumes --------------------------------------------------------------------------------
@@ -359,14 +357,41 @@ class VolumeQuery:
     offset: int = 0
 
 
-def _view(session: Session, row: models.Volume) -> VolumeView:
-    volume_type = session.get(models.VolumeType, row.volume_type_id)
-    attachments = session.scalars(
-        select(models.Attachment).where(
-            models.Attachment.volume_id == row.id, models.Attachment.attach_status == "attached"
-        )
+def _views(session: Session, rows: Sequence[models.Volume]) -> list[VolumeView]:
+    """The views of `rows` in two queries, whatever their number: their types' names and
+    their live attachments."""
+    type_ids = {r.volume_type_id for r in rows}
+    query = select(models.VolumeType.id, models.VolumeType.name).where(
+        models.VolumeType.id.in_(type_ids)
     )
-    return VolumeView(row, volume_type.name if volume_type else "", tuple(attachments))
+    names = {type_id: name for type_id, name in session.execute(query)}
+    attached: dict[str, list[models.Attachment]] = {r.id: [] for r in rows}
+    for attachment in session.scalars(
+        select(models.Attachment).where(
+            models.Attachment.volume_id.in_(list(attached)),
+            models.Attachment.attach_status == "attached",
+        )
+    ):
+        attached[attachment.volume_id].append(attachment)
+    return [VolumeView(r, names.get(r.volume_type_id, ""), tuple(attached[r.id])) for r in rows]
+
+
+def _view(session: Session, row: models.Volume) -> VolumeView:
+    return _views(session, [row])[0]
+
+
+_Row = TypeVar("_Row", models.Volume, models.Snapshot)
+
+
+def _page(rows: list[_Row], marker: str | None, limit: int | None, offset: int = 0) -> list[_Row]:
+    """The rows after the one whose id is `marker`, skipping `offset`, at most `limit`."""
+    if marker is not None:
+        ids = [r.id for r in rows]
+        if marker not in ids:
+            raise errors.NotFound(f"Marker {marker} could not be found.")
+        rows = rows[ids.index(marker) + 1 :]
+    rows = rows[offset:]
+    return rows if limit is None else rows[:limit]
 
 
 def _find_volume(ctx: RequestContext, session: Session, volume_id: str) -> models.Volume:
@@ -404,16 +429,8 @@ def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeVi
         if query.metadata:
             wanted = query.metadata.items()
             rows = [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted)]
-        total = len(rows)
-        if query.marker is not None:
-            ids = [r.id for r in rows]
-            if query.marker not in ids:
-                raise errors.NotFound(f"Marker {query.marker} could not be found.")
-            rows = rows[ids.index(query.marker) + 1 :]
-        rows = rows[query.offset :]
-        if query.limit is not None:
-            rows = rows[: query.limit]
-        return [_view(session, r) for r in rows], total
+        page = _page(rows, query.marker, query.limit, query.offset)
+        return _views(session, page), len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +528,7 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
                 f"Invalid input received: Availability zone '{zone}' is invalid; this cloud "
                 f"has '{AVAILABILITY_ZONE}'."
             )
-        _check_quota(session, project_id, 1, size)
+        _check_quota(session, project_id, size, volumes=1)
         specs = volume_type.extra_specs
         row = models.Volume(
             id=_new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
@@ -596,7 +613,7 @@ def extend_volume(ctx: RequestContext, volume_id: str, new_size: int, in_use_ok:
                 f"Invalid input received: New size for extend must be greater than current "
                 f"size. (current: {row.size}, extended: {new_size})."
             )
-        _check_quota(session, row.project_id, 0, new_size - row.size)
+        _check_quota(session, row.project_id, new_size - row.size)
         row.previous_status, row.status, row.new_size = row.status, "extending", new_size
         row.updated_at = _now()
     wake(ctx)
@@ -696,8 +713,9 @@ def get_snapshot(ctx: RequestContext, snapshot_id: str) -> models.Snapshot:
 
 
 def list_snapshots(
-    ctx: RequestContext, all_projects: bool, filters: Mapping[str, str]
-) -> list[models.Snapshot]:
+    ctx: RequestContext, all_projects: bool, filters: Mapping[str, str],
+    marker: str | None = None, limit: int | None = None,
+) -> list[models.Snapshot]:  # fmt: skip
     stmt = select(models.Snapshot).order_by(
         models.Snapshot.created_at.desc(), models.Snapshot.id.desc()
     )
@@ -707,7 +725,7 @@ def list_snapshots(
         if field in filters:
             stmt = stmt.where(getattr(models.Snapshot, field) == filters[field])
     with ctx.db.read() as session:
-        return list(session.scalars(stmt))
+        return _page(list(session.scalars(stmt)), marker, limit)
 
 
 def create_snapshot(
@@ -723,7 +741,7 @@ def create_snapshot(
                 f"status is: {volume.status}."
                 + (" Use force to snapshot an in-use volume." if volume.status == "in-use" else "")
             )
-        _check_snapshot_quota(session, volume.project_id, volume.size)
+        _check_quota(session, volume.project_id, volume.size, snapshots=1)
         row = models.Snapshot(
             id=_new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
             volume_id=volume.id, name=name, description=description, size=volume.size,
