@@ -963,8 +963,9 @@ def create_attachment(
                 f"{live[0].instance_uuid} and its type does not allow multi-attach "
                 '(extra spec multiattach="<is> True").'
             )
+        # `attaching` with no attachment yet is a volume os-reserve has held for this attach.
         allowed = ("available", "reserved", "in-use", "attaching") if volume.multiattach else (
-            "available",
+            "available", "attaching",
         )  # fmt: skip
         if volume.status not in allowed:
             raise errors.Invalid(
@@ -1071,10 +1072,6 @@ def legacy_attach(
 ) -> None:  # fmt: skip
     """os-attach: the caller has connected the volume; record the attachment at once."""
     connector = {"host": host or "", "mountpoint": mountpoint}
-    with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
-        if row.status == "attaching":
-            row.status = "available"
     attachment = create_attachment(ctx, volume_id, instance_uuid, connector, mode)
     complete_attachment(ctx, attachment.id)
 
