@@ -1,10 +1,9 @@
 """Block storage tables. Only volume/service.py (and the modules it splits into) touch them.
 
 A row's `status` is both what the API shows and the work its backend still owes
-it: the agent picks up rows in `creating`, `extending`, `deleting`,
-`restoring-backup`, `uploading` (volumes), `creating`/`deleting` (snapshots)
-and `creating`/`restoring`/`deleting` (backups), so a restarted process finds
-every unfinished job in the database and finishes it.
+it: the agent picks up volumes in `creating`, `extending`, `deleting`,
+`reverting` and snapshots in `creating`, `deleting`, so a restarted process
+finds every unfinished job in the database and finishes it.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pocketstack.core.db import Base, PreciseDateTime
@@ -50,7 +49,7 @@ class Volume(Base):
     # While `extending`: the size the backend is growing the volume to.
     new_size: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(40), index=True)
-    # The status a backup or upload returns the volume to (`available` or `in-use`).
+    # The status an extend returns the volume to (`available` or `in-use`).
     previous_status: Mapped[str | None] = mapped_column(String(40))
     attach_status: Mapped[str] = mapped_column(String(20), default="detached")
     availability_zone: Mapped[str] = mapped_column(String(255))
@@ -60,10 +59,7 @@ class Volume(Base):
     multiattach: Mapped[bool] = mapped_column(Boolean, default=False)
     snapshot_id: Mapped[str | None] = mapped_column(String(36))
     source_volid: Mapped[str | None] = mapped_column(String(36))
-    backup_id: Mapped[str | None] = mapped_column(String(36))
     image_id: Mapped[str | None] = mapped_column(String(36))
-    # While `uploading`: the image the volume's bytes go to.
-    upload_image_id: Mapped[str | None] = mapped_column(String(36))
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     host: Mapped[str] = mapped_column(String(255))
@@ -108,35 +104,6 @@ class Attachment(Base):
     attach_time: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     detach_time: Mapped[datetime | None] = mapped_column(PreciseDateTime)
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
-    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
-
-
-class Backup(Base):
-    __tablename__ = "volume_backup"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(255), index=True)
-    user_id: Mapped[str] = mapped_column(String(255))
-    volume_id: Mapped[str] = mapped_column(String(36), index=True)
-    snapshot_id: Mapped[str | None] = mapped_column(String(36))
-    # The snapshot this backup made of an in-use volume, removed when the backup is done.
-    temp_snapshot_id: Mapped[str | None] = mapped_column(String(36))
-    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    name: Mapped[str | None] = mapped_column(String(255))
-    description: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(40), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    object_count: Mapped[int] = mapped_column(Integer, default=0)
-    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    progress: Mapped[int] = mapped_column(Integer, default=0)
-    container: Mapped[str | None] = mapped_column(String(255))
-    availability_zone: Mapped[str] = mapped_column(String(255))
-    is_incremental: Mapped[bool] = mapped_column(Boolean, default=False)
-    # While `restoring`: the volume the backup's bytes go to.
-    restore_volume_id: Mapped[str | None] = mapped_column(String(36))
-    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
-    fail_reason: Mapped[str | None] = mapped_column(Text)
-    data_timestamp: Mapped[datetime] = mapped_column(PreciseDateTime)
-    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
 
 

@@ -265,14 +265,9 @@ def _usage(session: Session, project_id: str) -> dict[str, int]:
             models.Snapshot.project_id == project_id
         )
     ).one()
-    backups = session.execute(
-        select(func.count(), func.coalesce(func.sum(models.Backup.size), 0)).where(
-            models.Backup.project_id == project_id
-        )
-    ).one()
     return {
         "volumes": volumes[0], "gigabytes": volumes[1] + snapshots[1],
-        "snapshots": snapshots[0], "backups": backups[0], "backup_gigabytes": backups[1],
+        "snapshots": snapshots[0], "backups": 0, "backup_gigabytes": 0,  # no backups yet
         "groups": 0, "per_volume_gigabytes": 0,
     }  # fmt: skip
 

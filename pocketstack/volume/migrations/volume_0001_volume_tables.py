@@ -20,38 +20,6 @@ def _moment() -> sa.types.TypeEngine:
 
 def upgrade() -> None:
     op.create_table(
-        "volume_backup",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("project_id", sa.String(length=255), nullable=False),
-        sa.Column("user_id", sa.String(length=255), nullable=False),
-        sa.Column("volume_id", sa.String(length=36), nullable=False),
-        sa.Column("snapshot_id", sa.String(length=36), nullable=True),
-        sa.Column("temp_snapshot_id", sa.String(length=36), nullable=True),
-        sa.Column("parent_id", sa.String(length=36), nullable=True),
-        sa.Column("name", sa.String(length=255), nullable=True),
-        sa.Column("description", sa.String(length=255), nullable=True),
-        sa.Column("status", sa.String(length=40), nullable=False),
-        sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("object_count", sa.Integer(), nullable=False),
-        sa.Column("stored_bytes", sa.BigInteger(), nullable=False),
-        sa.Column("progress", sa.Integer(), nullable=False),
-        sa.Column("container", sa.String(length=255), nullable=True),
-        sa.Column("availability_zone", sa.String(length=255), nullable=False),
-        sa.Column("is_incremental", sa.Boolean(), nullable=False),
-        sa.Column("restore_volume_id", sa.String(length=36), nullable=True),
-        sa.Column("metadata", sa.JSON(), nullable=False),
-        sa.Column("fail_reason", sa.Text(), nullable=True),
-        sa.Column("data_timestamp", _moment(), nullable=False),
-        sa.Column("created_at", _moment(), nullable=False),
-        sa.Column("updated_at", _moment(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(("ix_volume_backup_created_at"), "volume_backup", ["created_at"], unique=False)
-    op.create_index(("ix_volume_backup_parent_id"), "volume_backup", ["parent_id"], unique=False)
-    op.create_index(("ix_volume_backup_project_id"), "volume_backup", ["project_id"], unique=False)
-    op.create_index(("ix_volume_backup_status"), "volume_backup", ["status"], unique=False)
-    op.create_index(("ix_volume_backup_volume_id"), "volume_backup", ["volume_id"], unique=False)
-    op.create_table(
         "volume_quota",
         sa.Column("project_id", sa.String(length=255), nullable=False),
         sa.Column("resource", sa.String(length=255), nullable=False),
@@ -96,9 +64,7 @@ def upgrade() -> None:
         sa.Column("multiattach", sa.Boolean(), nullable=False),
         sa.Column("snapshot_id", sa.String(length=36), nullable=True),
         sa.Column("source_volid", sa.String(length=36), nullable=True),
-        sa.Column("backup_id", sa.String(length=36), nullable=True),
         sa.Column("image_id", sa.String(length=36), nullable=True),
-        sa.Column("upload_image_id", sa.String(length=36), nullable=True),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("image_metadata", sa.JSON(), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
