@@ -55,14 +55,6 @@ def _only(body: dict[str, Any], allowed: set[str]) -> None:
         raise errors.Invalid(f"Additional properties are not allowed ({listed} was unexpected)")
 
 
-def _non_negative(raw: str | None, name: str) -> int | None:
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise schemas.invalid(name, raw, f"'{raw}' is not a non-negative integer")
-    return int(raw)
-
-
 # Server groups ------------------------------------------------------------------------------
 
 
@@ -132,8 +124,8 @@ def list_server_groups(request: Request, ctx: Ctx) -> Response:
             {"project_id": ctx.project_id or ""},
         )
         project = None
-    offset = _non_negative(params.get("offset"), "offset") or 0
-    limit = min(_non_negative(params.get("limit"), "limit") or MAX_LIMIT, MAX_LIMIT)
+    offset = schemas.non_negative(params.get("offset"), "offset") or 0
+    limit = min(schemas.non_negative(params.get("limit"), "limit") or MAX_LIMIT, MAX_LIMIT)
     found = server_groups.list_groups(ctx, project, offset, limit)
     version = requested_version(request)
     return JSONResponse({"server_groups": [_group_view(g, version) for g in found]})

@@ -70,6 +70,8 @@ class ServerReport:
     # The guest stopped without being asked (its PID 1 or qemu died): the server becomes
     # SHUTOFF, as Nova's power-state sync stops it.
     power_lost: bool = False
+    # Volumes whose attach or detach failed, with why.
+    disk_faults: tuple[tuple[str, str], ...] = ()
 
 
 class ControlPlane(Protocol):
@@ -86,6 +88,9 @@ class ControlPlane(Protocol):
 
 # A step is a driver call; `plan` returns them in the order to apply.
 Step = tuple[str, Callable[[Driver, ServerSpec], None]]
+# Steps named so ("disk:attach <volume id>") fail alone: the server goes on, and the
+# control plane rolls back that volume's attachment, as Nova does when an attach fails.
+DISK_STEP = "disk:"
 
 
 def _power_steps(current: int, target: int) -> list[Step]:
@@ -110,8 +115,32 @@ def _power_steps(current: int, target: int) -> list[Step]:
     return steps
 
 
+def _attach(disk: drivers.Disk) -> Callable[[Driver, ServerSpec], None]:
+    return lambda d, s: d.attach_disk(s.guest.uuid, disk)
+
+
+def _detach(volume_id: str) -> Callable[[Driver, ServerSpec], None]:
+    return lambda d, s: d.detach_disk(s.guest.uuid, volume_id)
+
+
+def _disk_steps(wanted: drivers.GuestSpec, connected: frozenset[str]) -> list[Step]:
+    """Connect the volumes the spec has and the guest lacks; take away the others. A
+    step's name carries its volume, so a failure is that volume's alone (see DISK_STEP)."""
+    steps: list[Step] = [
+        (f"{DISK_STEP}detach {volume_id}", _detach(volume_id))
+        for volume_id in sorted(connected - {disk.volume_id for disk in wanted.disks})
+    ]
+    steps += [
+        (f"{DISK_STEP}attach {disk.volume_id}", _attach(disk))
+        for disk in wanted.disks
+        if disk.volume_id not in connected
+    ]
+    return steps
+
+
 def plan(spec: ServerSpec, guest: Guest | None) -> list[Step]:
-    """The driver calls that take `guest` (None: nothing there) to `spec`. Pure."""
+    """The driver calls that take `guest` (None: nothing there) to `spec`. Pure. A spawn
+    or a rebuild connects the spec's volumes itself."""
     if spec.desired_state == "deleted":
         return [("destroy", lambda d, s: d.destroy(s.guest.uuid))] if guest else []
     wanted = spec.guest
@@ -124,7 +153,7 @@ def plan(spec: ServerSpec, guest: Guest | None) -> list[Step]:
         steps = [("rebuild", lambda d, s: d.rebuild(s.guest))]
         current, rescued = drivers.RUNNING, False
     else:
-        steps = []
+        steps = _disk_steps(wanted, guest.disks)
         current, rescued = guest.power_state, guest.rescued
         if guest.size != wanted.size:
             steps.append(("resize", lambda d, s: d.resize(s.guest)))
@@ -159,9 +188,15 @@ class HostAgent:
         guest = self.driver.guests().get(spec.guest.uuid)
         steps = plan(spec, guest)
         fault = None
+        disk_faults: list[tuple[str, str]] = []
         try:
-            for _name, call in steps:
-                call(self.driver, spec)
+            for name, call in steps:
+                try:
+                    call(self.driver, spec)
+                except DriverError as exc:
+                    if not name.startswith(DISK_STEP):
+                        raise
+                    disk_faults.append((name.rsplit(" ", 1)[1], str(exc)))
         except DriverError as exc:
             fault = str(exc)
         guest = self.driver.guests().get(spec.guest.uuid)
@@ -173,9 +208,10 @@ class HostAgent:
         if settled and not steps and fault is None and power == spec.recorded_power_state:
             return
         vm_state = spec.desired_state if fault is None else "error"
-        self.control.report(
-            ServerReport(spec.guest.uuid, self.host, spec.generation, power, vm_state, fault)
-        )
+        self.control.report(ServerReport(
+            spec.guest.uuid, self.host, spec.generation, power, vm_state, fault,
+            disk_faults=tuple(disk_faults),
+        ))  # fmt: skip
 
     def lost(self) -> list[ServerReport]:
         """Guests that were up and are down now, nobody having asked: each is reported

@@ -862,3 +862,59 @@ def create_app() -> ASGIApp:
     routes.routes.extend([*router.routes, *admin_api.router.routes, *more_api.router.routes])
     app = app_mod.service_app(routes, render_error, redirect_slashes=False)
     return MicroversionMiddleware(app, VERSIONS, render_error)
+
+
+# Volume attachments (os-volume_attachments) ------------------------------------------------
+
+_VA = "os_compute_api:os-volumes-attachments:"
+
+
+@router.get("/v2.1/servers/{server_id}/os-volume_attachments")
+def list_volume_attachments(server_id: str, request: Request, ctx: Ctx) -> Response:
+    _server(ctx, server_id, f"{_VA}index")
+    version = requested_version(request)
+    found = compute_service.volume_attachments(ctx, server_id)
+    offset = schemas.non_negative(request.query_params.get("offset"), "offset") or 0
+    limit = pagination.parse_limit(request.query_params.get("limit"), MAX_LIMIT)
+    page = found[offset : offset + limit if limit else None]
+    return JSONResponse({
+        "volumeAttachments": [schemas.volume_attachment_view(e, server_id, version) for e in page]
+    })  # fmt: skip
+
+
+def _attachment(ctx: Ctx, server_id: str, volume_id: str) -> dict[str, Any]:
+    for entry in compute_service.volume_attachments(ctx, server_id):
+        if entry["volume_id"] == volume_id:
+            return entry
+    raise errors.NotFound(f"Volume {volume_id} is not attached to server {server_id}.")
+
+
+@router.get("/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}")
+def show_volume_attachment(server_id: str, volume_id: str, request: Request, ctx: Ctx) -> Response:
+    _server(ctx, server_id, f"{_VA}show")
+    entry = _attachment(ctx, server_id, volume_id)
+    view = schemas.volume_attachment_view(entry, server_id, requested_version(request))
+    return JSONResponse({"volumeAttachment": view})
+
+
+@router.post("/v2.1/servers/{server_id}/os-volume_attachments")
+async def attach_volume(server_id: str, request: Request, ctx: Ctx) -> Response:
+    body = await _json(request)
+    version = requested_version(request)
+    attach = schemas.volume_attach_request(body, version)
+
+    def run() -> dict[str, Any]:
+        _server(ctx, server_id, f"{_VA}create")
+        return compute_service.attach_volume(ctx, server_id, attach)
+
+    entry = await run_in_threadpool(run)
+    # The 2.89 view (attachment_id and bdm_uuid instead of id) is the GETs' only.
+    view = schemas.volume_attachment_view(entry, server_id, min(version, V(2, 88)))
+    return JSONResponse({"volumeAttachment": view})
+
+
+@router.delete("/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}")
+def detach_volume(server_id: str, volume_id: str, ctx: Ctx) -> Response:
+    _server(ctx, server_id, f"{_VA}delete")
+    compute_service.detach_volume(ctx, server_id, volume_id)
+    return Response(status_code=202)

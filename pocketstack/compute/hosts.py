@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 
 from pocketstack.compute import agent as agent_mod
 from pocketstack.compute import cell_models, cells, drivers, images, models
+from pocketstack.compute import volumes as compute_volumes
 from pocketstack.compute.drivers import fake, local, namespace, qemu
 from pocketstack.config import Settings
 from pocketstack.core import errors
@@ -288,6 +289,7 @@ def _nics(devices: dict[str, Any]) -> tuple[drivers.Nic, ...]:
 
 
 def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
+    devices = json.loads(row.devices or "{}")
     return agent_mod.ServerSpec(
         guest=drivers.GuestSpec(
             uuid=row.uuid,
@@ -296,13 +298,14 @@ def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
             size=_size(row.flavor),
             user_data=row.user_data,
             boot_serial=row.boot_serial,
-            nics=_nics(json.loads(row.devices or "{}")),
+            nics=_nics(devices),
+            disks=compute_volumes.disks(devices),
         ),
         host=row.host or "",
         generation=row.generation,
         desired_state=row.desired_state,
         resized_while_stopped=row.desired_state == "resized"
-        and json.loads(row.devices or "{}").get("resized_from_state") == "stopped",
+        and devices.get("resized_from_state") == "stopped",
         reboot_hard=row.reboot_type == "HARD",
         rebuild=row.reboot_type == "REBUILD",
         observed_generation=row.observed_generation,

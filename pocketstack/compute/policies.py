@@ -35,6 +35,8 @@ _READER = [
     "os_compute_api:os-server-groups:show",
     "os_compute_api:os-quota-sets:show",
     "os_compute_api:os-quota-sets:detail",
+    "os_compute_api:os-volumes-attachments:index",
+    "os_compute_api:os-volumes-attachments:show",
 ]
 _MEMBER = [
     f"{S}create",
@@ -66,6 +68,9 @@ _MEMBER = [
     "os_compute_api:os-server-tags:delete_all",
     "os_compute_api:os-server-groups:create",
     "os_compute_api:os-server-groups:delete",
+    "os_compute_api:os-volumes-attachments:create",
+    "os_compute_api:os-volumes-attachments:update",
+    "os_compute_api:os-volumes-attachments:delete",
 ]
 _ADMIN = [
     f"{S}index:get_all_tenants",

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from pocketstack.compute import flavors, keypairs, networking
 from pocketstack.compute import service as compute_service
+from pocketstack.compute import volumes as compute_volumes
 from pocketstack.core import errors
 from pocketstack.core.microversion import Version
 
@@ -43,6 +44,15 @@ def usage_time(moment: datetime | None) -> str | None:
 
 def invalid(field: str, value: Any, reason: str) -> errors.Invalid:
     return errors.Invalid(f"Invalid input for field/attribute {field}. Value: {value}. {reason}")
+
+
+def non_negative(raw: str | None, name: str) -> int | None:
+    """A query parameter that must be 0 or more (offset, ...); None when not given."""
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise invalid(name, raw, f"'{raw}' is not a non-negative integer")
+    return int(raw)
 
 
 def _unexpected(keys: set[str]) -> errors.Invalid:
@@ -494,7 +504,12 @@ def server_view(
                 "OS-EXT-STS:task_state": server.task_state,
                 "OS-EXT-STS:vm_state": server.vm_state,
                 "OS-EXT-STS:power_state": server.power_state,
-                "os-extended-volumes:volumes_attached": [],
+                "os-extended-volumes:volumes_attached": [
+                    {"id": entry["volume_id"]}
+                    | ({"delete_on_termination": entry["delete_on_termination"]}
+                       if version >= V(2, 3) else {})
+                    for entry in compute_volumes.entries(server.devices)
+                ],
                 "config_drive": server.config_drive,
             }
         )
@@ -685,6 +700,53 @@ def new_keypair(body: Any, version: Version) -> tuple[str, str, str | None, str 
     if key_type not in (keypairs.SSH, keypairs.X509):
         raise invalid("type", key_type, f"{key_type!r} is not one of ['ssh', 'x509']")
     return name.strip(), key_type, public_key, keypair.get("user_id")
+
+
+def volume_attach_request(body: Any, version: Version) -> compute_volumes.AttachRequest:
+    """The body of POST /servers/{id}/os-volume_attachments, checked as Nova checks it."""
+    attachment = _body_object(body, "volumeAttachment")
+    known = {"volumeId", "device"}
+    if version >= V(2, 49):
+        known.add("tag")
+    if version >= V(2, 79):
+        known.add("delete_on_termination")
+    unknown = set(attachment) - known
+    if unknown:
+        raise _unexpected(unknown)
+    volume_id = attachment.get("volumeId")
+    if not isinstance(volume_id, str) or not _UUID.match(volume_id):
+        raise invalid("volumeId", volume_id, f"{volume_id!r} is not a 'uuid'")
+    device = attachment.get("device")
+    if device is not None and not isinstance(device, str):
+        raise invalid("device", device, f"{device!r} is not of type 'string', 'null'")
+    tag = attachment.get("tag")
+    if tag is not None:
+        _tag(tag)
+    delete = attachment.get("delete_on_termination", False)
+    if not isinstance(delete, bool):
+        raise invalid("delete_on_termination", delete, f"{delete!r} is not of type 'boolean'")
+    return compute_volumes.AttachRequest(
+        volume_id=volume_id, device=device or None, tag=tag, delete_on_termination=delete,
+        multiattach_allowed=version >= V(2, 60),
+    )  # fmt: skip
+
+
+def volume_attachment_view(
+    entry: dict[str, Any], server_id: str, version: Version
+) -> dict[str, Any]:
+    """One of a server's volumes as os-volume_attachments shows it."""
+    view: dict[str, Any] = {} if version >= V(2, 89) else {"id": entry["volume_id"]}
+    view.update(
+        serverId=server_id, volumeId=entry["volume_id"], device=entry["device"]
+    )
+    if version >= V(2, 70):
+        view["tag"] = entry["tag"]
+    if version >= V(2, 79):
+        view["delete_on_termination"] = entry["delete_on_termination"]
+    if version >= V(2, 89):
+        view["attachment_id"] = entry["attachment_id"]
+        view["bdm_uuid"] = entry["id"]
+    return view
 
 
 def keypair_view(

@@ -41,6 +41,7 @@ from pocketstack.compute import (
     scheduler,
     server_groups,
 )
+from pocketstack.compute import volumes as compute_volumes
 from pocketstack.compute.drivers import NOSTATE, DriverError
 from pocketstack.core import db as db_mod
 from pocketstack.core import errors, pagination
@@ -594,6 +595,7 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
     released = False
     ports: list[dict[str, Any]] = []
     owner = ""
+    volume_follow_ups: list[compute_volumes.FollowUp] = []
     if report.power_lost:
         _stopped_by_itself(runtime, cell, report)
         return
@@ -603,7 +605,8 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         row = session.get(_T, report.uuid, with_for_update=True)
         if row is None or row.generation != report.generation or row.deleted:
             return
-        if row.observed_generation == report.generation and report.fault is None:
+        settled = row.observed_generation == report.generation
+        if settled and report.fault is None and not report.disk_faults:
             # A resync found the guest's power moved (it died, say): only that changes, so
             # what an admin set (os-resetState) and `updated` (changes-since) stay.
             row.power_state = report.power_state
@@ -616,18 +619,27 @@ def on_report(runtime: Runtime, report: agent_mod.ServerReport) -> None:
         if report.fault is not None:
             row.vm_state = "error"
             _add_fault(session, row.uuid, 500, report.fault, report.host)
-        elif report.vm_state == "deleted":
-            row.vm_state, row.deleted = "deleted", True
-            row.deleted_at = row.terminated_at = moment
-            released = True
-            ports = json.loads(row.devices or "{}").get("ports", [])
-            owner = row.project_id
         else:
-            row.vm_state = report.vm_state
-            row.progress = 100
-            row.launched_at = row.launched_at or moment
+            devices = json.loads(row.devices or "{}")
+            deleted = report.vm_state == "deleted"
+            moved, volume_follow_ups = compute_volumes.settle(devices, report.disk_faults, deleted)
+            row.devices = json.dumps(devices)
+            owner = row.project_id
+            if moved:
+                row.generation += 1  # the host looks again at the volumes rolled back
+            if deleted:
+                row.vm_state, row.deleted = "deleted", True
+                row.deleted_at = row.terminated_at = moment
+                released = True
+                ports = devices.get("ports", [])
+            else:
+                row.vm_state = report.vm_state
+                row.progress = 100
+                row.launched_at = row.launched_at or moment
         row.reboot_type = None
-        _finish_action(session, row.uuid, report.fault)
+        disk_fault = "; ".join(f"volume {v}: {why}" for v, why in report.disk_faults)
+        _finish_action(session, row.uuid, report.fault or disk_fault or None)
+    compute_volumes.run_follow_ups(runtime, owner, volume_follow_ups)
     if released:
         networking.release(runtime, owner, ports)
         _forget_deleted(runtime, report.uuid)
@@ -1278,6 +1290,84 @@ def create_image(
     with _cell_db(ctx, _mapping(ctx, server_id).cell_uuid).write() as session:
         _finish_action(session, server_id, None)
     return image_id
+
+
+# Volumes (os-volume_attachments) -----------------------------------------------------------
+
+
+def _check_volume_action(ctx: RequestContext, row: cell_models.Instance, action: str) -> None:
+    _refuse_if_locked(ctx, row)
+    if row.host is None:
+        raise errors.Conflict(f"Instance {row.uuid} is not ready")
+    if row.task_state is not None:
+        raise _wrong_state(action, row, "task_state")
+    if row.vm_state not in compute_volumes.ATTACH_STATES:
+        raise _wrong_state(action, row, "vm_state")
+
+
+def volume_attachments(ctx: RequestContext, server_id: str) -> list[dict[str, Any]]:
+    """The server's volumes (Nova's block device mappings of source volume)."""
+    return compute_volumes.entries(get_server(ctx, server_id).devices)
+
+
+def attach_volume(
+    ctx: RequestContext, server_id: str, request: compute_volumes.AttachRequest
+) -> dict[str, Any]:
+    """Reserve and connect the volume, then ask the host for the disk; the host's report
+    completes the attachment."""
+    with _changing(ctx, server_id) as (_session, row, _cell):
+        _check_volume_action(ctx, row, "attach_volume")
+        host = row.host or ""
+        used = {compute_volumes.ROOT_DEVICE} | {
+            entry["device"] for entry in compute_volumes.entries(json.loads(row.devices or "{}"))
+        }
+    entry = compute_volumes.connect(ctx, server_id, host, request, used)
+    try:
+        with _changing(ctx, server_id) as (session, row, _cell):
+            _check_volume_action(ctx, row, "attach_volume")
+            devices = json.loads(row.devices or "{}")
+            if entry["device"] in {e["device"] for e in compute_volumes.entries(devices)}:
+                raise errors.Conflict(f"The supplied device path ({entry['device']}) is in use.")
+            devices["volumes"] = [*compute_volumes.entries(devices), entry]
+            row.devices = json.dumps(devices)
+            row.generation += 1
+            row.updated_at = now()
+            _record_action(session, ctx, server_id, "attach_volume", "compute_attach_volume")
+    except errors.PocketstackError:
+        compute_volumes.give_back(ctx, entry)
+        raise
+    hosts.wake_agents(ctx.runtime, settle=[server_id])
+    return entry
+
+
+def detach_volume(ctx: RequestContext, server_id: str, volume_id: str) -> None:
+    """Mark the volume detaching and ask the host to let go of the disk."""
+    with _changing(ctx, server_id) as (_session, row, _cell):
+        _check_volume_action(ctx, row, "detach_volume")
+        found = [
+            e for e in compute_volumes.entries(json.loads(row.devices or "{}"))
+            if e["volume_id"] == volume_id
+        ]  # fmt: skip
+    if not found:
+        raise errors.NotFound(f"volume_id not found: {volume_id}")
+    compute_volumes.begin_detach(ctx, found[0])
+    try:
+        with _changing(ctx, server_id) as (session, row, _cell):
+            devices = json.loads(row.devices or "{}")
+            devices["volumes"] = [
+                {**e, "state": "detaching"} if e["volume_id"] == volume_id else e
+                for e in compute_volumes.entries(devices)
+            ]
+            row.devices = json.dumps(devices)
+            row.generation += 1
+            row.updated_at = now()
+            _record_action(session, ctx, server_id, "detach_volume", "compute_detach_volume")
+    except errors.PocketstackError:
+        compute_volumes.run_follow_ups(
+            ctx.runtime, ctx.project_id or "", [compute_volumes.roll_back_detach(volume_id)]
+        )
+        raise
+    hosts.wake_agents(ctx.runtime, settle=[server_id])
 
 
 def reset_state(ctx: RequestContext, server_id: str, state: str) -> None:

@@ -50,6 +50,35 @@ DISK_FORMATS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Volume:
+    """A raw volume file given to a VM as a virtio disk, at boot or hot-plugged. Disks
+    are opened with share-rw, so two VMs may write one multi-attach volume."""
+
+    volume_id: str
+    path: Path
+    read_only: bool = False
+
+    @property
+    def node(self) -> str:
+        """The block node's name (QEMU allows up to 31 characters)."""
+        return "vol" + self.volume_id.replace("-", "")[:24]
+
+    @property
+    def device_id(self) -> str:
+        return f"disk-{self.volume_id}"
+
+    def blockdev(self) -> dict[str, object]:
+        return {
+            "driver": "raw", "node-name": self.node, "read-only": self.read_only,
+            "file": {"driver": "file", "filename": str(self.path)},
+        }  # fmt: skip
+
+    def device(self) -> dict[str, object]:
+        return {"driver": "virtio-blk-pci", "drive": self.node, "id": self.device_id,
+                "share-rw": True}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Machine:
     """One boot of a VM: what qemu is started with."""
 
@@ -64,6 +93,7 @@ class Machine:
     append: str = ""
     # (tap device name, MAC) per NIC: qemu makes each tap, the caller plugs it into a bridge.
     nics: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[Volume, ...] = ()  # after the disks
 
 
 class QmpError(Exception):
@@ -93,6 +123,11 @@ def argv(machine: Machine) -> list[str]:
         ]  # fmt: skip
     for index, disk in enumerate(machine.disks):
         args += ["-drive", f"file={disk},format=qcow2,if=virtio,index={index}"]
+    for volume in machine.volumes:
+        device = ",".join(
+            f"{key}={'on' if value is True else value}" for key, value in volume.device().items()
+        )
+        args += ["-blockdev", json.dumps(volume.blockdev()), "-device", device]
     if machine.kernel is not None:
         args += ["-kernel", str(machine.kernel)]
         if machine.initrd is not None:
@@ -234,6 +269,54 @@ def execute(directory: Path, command: str, arguments: Mapping[str, object] | Non
     """One QMP command in a session of its own."""
     with Qmp(directory) as qmp:
         return qmp.execute(command, arguments)
+
+
+UNPLUG_TIMEOUT_S = 10.0
+
+
+def plug_volume(directory: Path, volume: Volume) -> None:
+    """Hot-plug the volume into the running VM (already there: nothing to do)."""
+    with Qmp(directory) as qmp:
+        if _plugged(qmp, volume):
+            return
+        if volume.node not in _nodes(qmp):
+            qmp.execute("blockdev-add", volume.blockdev())
+        qmp.execute("device_add", volume.device())
+
+
+def unplug_volume(directory: Path, volume: Volume) -> None:
+    """Ask the guest to give the disk back, wait for it (a guest may refuse: QmpError after
+    UNPLUG_TIMEOUT_S), then close the file."""
+    with Qmp(directory) as qmp:
+        if _plugged(qmp, volume):
+            qmp.execute("device_del", {"id": volume.device_id})
+            deadline = time.monotonic() + UNPLUG_TIMEOUT_S
+            while _plugged(qmp, volume):
+                if time.monotonic() > deadline:
+                    raise QmpError(f"the guest did not release disk {volume.device_id}")
+                time.sleep(0.1)
+        if volume.node in _nodes(qmp):
+            qmp.execute("blockdev-del", {"node-name": volume.node})
+
+
+def _blocks(qmp: Qmp) -> list[dict[str, object]]:
+    found = qmp.execute("query-block")
+    return [b for b in found if isinstance(b, dict)] if isinstance(found, list) else []
+
+
+def _nodes(qmp: Qmp) -> set[str]:
+    found = qmp.execute("query-named-block-nodes")
+    return {str(n.get("node-name")) for n in found if isinstance(n, dict)} if isinstance(
+        found, list
+    ) else set()  # fmt: skip
+
+
+def _plugged(qmp: Qmp, volume: Volume) -> bool:
+    """Is a device of the VM still on the volume's node?"""
+    return any(
+        isinstance(block.get("qdev"), str) and volume.device_id in str(block.get("qdev"))
+        for block in _blocks(qmp)
+    )
 
 
 def status(directory: Path) -> str:

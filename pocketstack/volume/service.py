@@ -1032,9 +1032,13 @@ def delete_attachment(ctx: RequestContext, attachment_id: str) -> None:
         volume = session.get(models.Volume, row.volume_id)
         session.delete(row)
         session.flush()
-        if volume is not None and not _live_attachments(session, volume.id):
+        if volume is None:
+            return
+        if not _live_attachments(session, volume.id):
             volume.status, volume.attach_status = "available", "detached"
-            volume.updated_at = _now()
+        elif volume.status == "detaching":
+            volume.status = "in-use"  # a multi-attach volume other servers still use
+        volume.updated_at = _now()
 
 
 # The legacy attach actions (os-reserve, os-attach, ... before the attachments API) ------

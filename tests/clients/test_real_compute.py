@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -219,3 +220,77 @@ def test_a_tiny_vm_server_is_a_qemu_vm(cli: OpenStackCli) -> None:
 
     cli("server", "delete", "--wait", server_id)
     assert qemu_pids(server_id) == []
+
+
+def _volume(cli: OpenStackCli, name: str, *extra: str) -> str:
+    volume_id = str(cli("volume", "create", "--size", "1", *extra, name, "-f", "json").json()["id"])
+    wait_for(lambda: volume_status(cli, volume_id) == "available", what=f"{name} available")
+    return volume_id
+
+
+def volume_status(cli: OpenStackCli, volume_id: str) -> str:
+    return str(cli("volume", "show", volume_id, "-f", "json").json()["status"])
+
+
+def _device(cli: OpenStackCli, server_id: str, volume_id: str) -> str:
+    listed = cli("server", "volume", "list", server_id, "-f", "json").json()
+    return next(str(a["Device"]) for a in listed if a["Volume ID"] == volume_id)
+
+
+def _attach(cli: OpenStackCli, server_id: str, volume_id: str) -> str:
+    """Attach and wait until the server has the disk; its device in the server."""
+    cli("--os-compute-api-version", "2.60", "server", "add", "volume", server_id, volume_id)
+    device = _device(cli, server_id, volume_id)
+    wait_for(lambda: in_guest_ok(server_id, "test", "-b", device), what=f"{device} in {server_id}")
+    return device
+
+
+def in_guest_ok(server_id: str, *argv: str) -> bool:
+    return host_checks.in_guest(server_id, *argv).returncode == 0
+
+
+def _loops_of(volume_ids: list[str]) -> list[str]:
+    listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return [line for line in listed.splitlines() if any(v in line for v in volume_ids)]
+
+
+def test_volumes_are_block_devices_inside_namespace_servers(cli: OpenStackCli) -> None:
+    """A file system made in one server is read in another after a detach; a multi-attach
+    volume is written by both at once; a plain volume in use refuses a second server."""
+    first, second = boot(cli, "va")["id"], boot(cli, "vb")["id"]
+    data = _volume(cli, "data")
+    device = _attach(cli, first, data)
+    assert volume_status(cli, data) == "in-use"
+    made = host_checks.in_guest(first, "sh", "-c", f"mke2fs -q {device} && mount {device} /mnt"
+                                " && echo kept > /mnt/note && umount /mnt")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    refused = cli("server", "add", "volume", second, data, check=False)
+    assert refused.returncode != 0 and "multi-attach" in refused.stderr
+    cli("server", "remove", "volume", first, data)
+    wait_for(lambda: volume_status(cli, data) == "available", what="data detached")
+    assert not in_guest_ok(first, "test", "-e", device)
+
+    device = _attach(cli, second, data)
+    read = host_checks.in_guest(second, "sh", "-c", f"mount {device} /mnt && cat /mnt/note"
+                                " && umount /mnt")  # fmt: skip
+    assert read.stdout == "kept\n", read.stderr
+    cli("server", "reboot", "--wait", second)
+    wait_for(lambda: in_guest_ok(second, "test", "-b", device), what="the disk after a reboot")
+
+    cli("volume", "type", "create", "--property", "multiattach=<is> True", "shared")
+    shared = _volume(cli, "both", "--type", "shared")
+    on_first, on_second = _attach(cli, first, shared), _attach(cli, second, shared)
+    write = "echo {} | dd of={} bs=512 count=1 conv=sync,fsync 2>/dev/null"
+    read_back = "dd if={} bs=512 count=1 2>/dev/null | head -n 1"
+    for writer, written, reader, seen in ((first, on_first, second, on_second),
+                                          (second, on_second, first, on_first)):  # fmt: skip
+        assert in_guest_ok(writer, "sh", "-c", write.format(f"from-{writer}", written))
+        shown = host_checks.in_guest(reader, "sh", "-c", read_back.format(seen)).stdout
+        assert shown == f"from-{writer}\n"
+
+    cli("server", "delete", "--wait", first, second)
+    wait_for(lambda: {volume_status(cli, v) for v in (data, shared)} == {"available"},
+             what="volumes free after their servers went")  # fmt: skip
+    assert _loops_of([data, shared]) == []
+    cli("volume", "delete", data, shared)

@@ -53,8 +53,24 @@ class Nic:
 
 
 @dataclass(frozen=True, slots=True)
+class Disk:
+    """A volume a server has attached, as its host connects it: `path` is the file or
+    block device the volume's connection names (None: nothing on this host to connect,
+    as with the fake backend), `device` the name the guest sees (/dev/vdb)."""
+
+    volume_id: str
+    device: str
+    path: str | None
+    read_only: bool = False
+
+    @property
+    def device_name(self) -> str:
+        return self.device.removeprefix("/dev/")
+
+
+@dataclass(frozen=True, slots=True)
 class GuestSpec:
-    """What a server should run: its image, size, NICs and the boot it is on."""
+    """What a server should run: its image, size, NICs, volumes and the boot it is on."""
 
     uuid: str
     name: str
@@ -63,6 +79,7 @@ class GuestSpec:
     user_data: str | None
     boot_serial: int
     nics: tuple[Nic, ...] = ()
+    disks: tuple[Disk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +92,7 @@ class Guest:
     size: Size
     boot_serial: int
     rescued: bool
+    disks: frozenset[str] = frozenset()  # ids of the volumes connected to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +170,14 @@ class Driver(Protocol):
     def unrescue(self, uuid: str) -> None: ...
 
     def console_output(self, uuid: str) -> str: ...
+
+    def attach_disk(self, uuid: str, disk: Disk) -> None:
+        """Connect the volume to the guest, at once if it runs and at each boot."""
+        ...
+
+    def detach_disk(self, uuid: str, volume_id: str) -> None:
+        """Take the volume away from the guest; not attached is not an error."""
+        ...
 
     def snapshot(self, uuid: str) -> Iterator[bytes] | None:
         """The guest's root disk as image bytes; None when the guest never wrote to its

@@ -16,6 +16,7 @@ from pocketstack.compute.drivers import (
     RUNNING,
     SHUTDOWN,
     SUSPENDED,
+    Disk,
     DriverError,
     Gpu,
     Guest,
@@ -47,6 +48,8 @@ class FakeDriver:
         self._lock = threading.Lock()
         # A host whose builds fail, as a broken hypervisor's would: for rescheduling tests.
         self.failing_builds = False
+        # A host that cannot connect or disconnect disks: for rollback tests.
+        self.failing_disks = False
 
     def resources(self) -> HostResources:
         return self._resources
@@ -68,7 +71,8 @@ class FakeDriver:
     def _boot(self, spec: GuestSpec, rescued: bool = False) -> None:
         with self._lock:
             self._guests[spec.uuid] = Guest(
-                spec.uuid, RUNNING, spec.image_ref, spec.size, spec.boot_serial, rescued
+                spec.uuid, RUNNING, spec.image_ref, spec.size, spec.boot_serial, rescued,
+                frozenset(disk.volume_id for disk in spec.disks),
             )
             console = self._consoles.setdefault(spec.uuid, [])
             console.append(f"fake boot {spec.boot_serial} of {spec.name} from {spec.image_ref}")
@@ -119,6 +123,20 @@ class FakeDriver:
 
     def unrescue(self, uuid: str) -> None:
         self._set(uuid, rescued=False, power_state=RUNNING)
+
+    def attach_disk(self, uuid: str, disk: Disk) -> None:
+        if self.failing_disks:
+            raise DriverError(f"fake host {self.host} could not connect volume {disk.volume_id}")
+        with self._lock:
+            guest = self._get(uuid)
+            self._guests[uuid] = dataclasses.replace(guest, disks=guest.disks | {disk.volume_id})
+
+    def detach_disk(self, uuid: str, volume_id: str) -> None:
+        if self.failing_disks:
+            raise DriverError(f"fake host {self.host} could not disconnect volume {volume_id}")
+        with self._lock:
+            guest = self._get(uuid)
+            self._guests[uuid] = dataclasses.replace(guest, disks=guest.disks - {volume_id})
 
     def crash(self, uuid: str) -> None:
         """The guest goes down by itself, as a real one whose PID 1 or qemu dies."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from pocketstack.compute.drivers import (
+    Disk,
     Driver,
     DriverError,
     Guest,
@@ -100,6 +101,12 @@ class LocalDriver:
 
     def unrescue(self, uuid: str) -> None:
         self._owner(uuid).unrescue(uuid)
+
+    def attach_disk(self, uuid: str, disk: Disk) -> None:
+        self._owner(uuid).attach_disk(uuid, disk)
+
+    def detach_disk(self, uuid: str, volume_id: str) -> None:
+        self._owner(uuid).detach_disk(uuid, volume_id)
 
     def console_output(self, uuid: str) -> str:
         return self._owner(uuid).console_output(uuid)

@@ -13,6 +13,7 @@ leaves of a guest is found through it, and removed when no server owns it.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 from pocketstack.compute import drivers
 from pocketstack.compute.drivers import (
+    Disk,
     DriverError,
     Guest,
     GuestSpec,
@@ -31,7 +33,7 @@ from pocketstack.compute.drivers import (
     nics,
 )
 from pocketstack.compute.drivers.records import GuestRecords
-from pocketstack.host import commands, namespaces, netdev, processes
+from pocketstack.host import commands, loopdevs, namespaces, netdev, processes
 from pocketstack.host.cgroups import GuestCgroup
 from pocketstack.host.commands import HostCommandError
 from pocketstack.host.namespaces import Layout
@@ -59,6 +61,8 @@ class NamespaceGuest:
     rescued: bool = False
     # The NICs to plug at every boot: port_id, mac, mtu, bridge and netns (the bridge's).
     nics: tuple[dict[str, Any], ...] = ()
+    # The volumes to connect at every boot (drivers.Disk fields).
+    disks: tuple[dict[str, Any], ...] = ()
 
     @property
     def size(self) -> Size:
@@ -69,7 +73,8 @@ class NamespaceGuest:
         """A new guest of `spec`, running, on its image's root."""
         size = spec.size
         return cls(spec.name, spec.image_ref, size.vcpus, size.memory_mb, size.disk_gb,
-                   spec.boot_serial, nics=nics.records(spec))  # fmt: skip
+                   spec.boot_serial, nics=nics.records(spec),
+                   disks=tuple(dataclasses.asdict(disk) for disk in spec.disks))  # fmt: skip
 
 
 def is_rootfs(image: drivers.ImageFile) -> bool:
@@ -180,7 +185,37 @@ class NamespaceDriver:
         holder.save(self.records.dir(uuid) / HOLDER_FILE)
         if not namespaces.wait_booting(holder, BOOT_TIMEOUT_S):
             raise DriverError(f"{record.name} did not boot: {self._console_tail(uuid, 400)}")
+        for disk in record.disks:
+            self._connect(uuid, disk)
         self._update(uuid, running=True, paused=False, suspended=False)
+
+    def _guest_dev(self, uuid: str) -> Path | None:
+        """The guest's /dev as the host reaches it: a tmpfs in the guest's mount namespace,
+        made anew at each boot (None: the guest is down)."""
+        holder = self._holder(uuid)
+        pid = namespaces.init_of(holder) if holder is not None else None
+        return Path(f"/proc/{pid}/root/dev") if pid is not None else None
+
+    def _connect(self, uuid: str, disk: dict[str, Any]) -> None:
+        """The volume's file as a loop device, and its node (/dev/vdb) in a running guest.
+        A disk without a path (fake backend) has nothing to connect."""
+        if not disk["path"]:
+            return
+        try:
+            device = loopdevs.attach(Path(disk["path"]), disk["read_only"])
+            dev_dir = self._guest_dev(uuid)
+            if dev_dir is not None:
+                loopdevs.make_node(dev_dir, Disk(**disk).device_name, device)
+        except (HostCommandError, OSError) as exc:
+            raise DriverError(f"volume {disk['volume_id']} could not be connected: {exc}") from exc
+
+    def _disconnect(self, uuid: str, disk: dict[str, Any]) -> None:
+        """Remove the guest's node; the loop device goes when no other guest here uses it."""
+        dev_dir = self._guest_dev(uuid)
+        if dev_dir is not None:
+            loopdevs.remove_node(dev_dir, Disk(**disk).device_name)
+        if disk["path"] and not self.records.sharing(uuid, disk):
+            loopdevs.detach(Path(disk["path"]), disk["read_only"])
 
     def _plug(self, uuid: str, record: NamespaceGuest) -> None:
         """NIC i is `eth<i>` in the guest's namespace with the port's MAC, its other end
@@ -241,9 +276,13 @@ class NamespaceDriver:
             self._boot(spec.uuid)
 
     def destroy(self, uuid: str) -> None:
-        """Nothing of the guest stays: processes, mounts, namespace, cgroup, files."""
+        """Nothing of the guest stays: processes, mounts, namespace, cgroup, loop devices,
+        files."""
         with self._lock:
             self._halt(uuid, hard=True)
+            record = self.records.get(uuid)
+            for disk in record.disks if record is not None else ():
+                self._disconnect(uuid, disk)
             for layout in (self._layout(uuid, rescue=True), self._layout(uuid)):
                 namespaces.unmount(layout.root)
             self._unplug(uuid)
@@ -335,6 +374,22 @@ class NamespaceDriver:
 
     def console_output(self, uuid: str) -> str:
         return self._console_tail(uuid, CONSOLE_TAIL_BYTES)
+
+    def attach_disk(self, uuid: str, disk: Disk) -> None:
+        with self._lock:
+            record = self._record(uuid)
+            entry = dataclasses.asdict(disk)
+            self._connect(uuid, entry)
+            kept = tuple(d for d in record.disks if d["volume_id"] != disk.volume_id)
+            self._update(uuid, disks=(*kept, entry))
+
+    def detach_disk(self, uuid: str, volume_id: str) -> None:
+        with self._lock:
+            record = self._record(uuid)
+            for disk in record.disks:
+                if disk["volume_id"] == volume_id:
+                    self._update(uuid, disks=tuple(d for d in record.disks if d is not disk))
+                    self._disconnect(uuid, disk)
 
     def snapshot(self, uuid: str) -> Iterator[bytes] | None:
         """The guest's root tree (image below, its writes above) as a tar archive."""

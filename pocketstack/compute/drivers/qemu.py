@@ -20,6 +20,7 @@ onto the port's bridge (drivers/nics.py); without a data plane a VM has no NIC.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import threading
@@ -30,6 +31,7 @@ from typing import Any
 
 from pocketstack.compute import drivers
 from pocketstack.compute.drivers import (
+    Disk,
     DriverError,
     Guest,
     GuestSpec,
@@ -79,10 +81,15 @@ class QemuGuest:
     suspended: bool = False
     rescued: bool = False
     nics: tuple[dict[str, Any], ...] = ()  # drivers/nics.py records
+    disks: tuple[dict[str, Any], ...] = ()  # attached volumes (drivers.Disk fields)
 
     @property
     def size(self) -> Size:
         return Size(self.vcpus, self.memory_mb, self.disk_gb)
+
+
+def _volume(disk: dict[str, Any]) -> qemu.Volume:
+    return qemu.Volume(disk["volume_id"], Path(disk["path"]), disk["read_only"])
 
 
 def _place(source: Path, target: Path) -> None:
@@ -181,7 +188,7 @@ class QemuDriver:
         record = QemuGuest(
             spec.name, spec.image_ref, spec.size.vcpus, spec.size.memory_mb, spec.size.disk_gb,
             spec.boot_serial, disk_format, command_line, ramdisk is not None,
-            nics=nics.records(spec),
+            nics=nics.records(spec), disks=tuple(dataclasses.asdict(d) for d in spec.disks),
         )  # fmt: skip
         self.records.save(spec.uuid, record)
         base = directory / f"base.{disk_format}"
@@ -226,6 +233,7 @@ class QemuDriver:
             else None,
             append=record.command_line or "",
             nics=tuple((netdev.tap_name(n["port_id"]), n["mac"]) for n in plugged),
+            volumes=tuple(_volume(disk) for disk in record.disks if disk["path"]),
         )  # fmt: skip
         try:
             qemu.settle(directory)  # a qemu that just died may still hold the disks
@@ -378,6 +386,33 @@ class QemuDriver:
             (self._dir(uuid) / RESCUE_DISK).unlink(missing_ok=True)
             self._update(uuid, rescued=False)
             self._boot(uuid)
+
+    def attach_disk(self, uuid: str, disk: Disk) -> None:
+        """Hot-plug the volume as a virtio disk into a running VM (QMP blockdev-add and
+        device_add); a VM that is down gets it at its next boot."""
+        with self._lock:
+            record = self._record(uuid)
+            entry = dataclasses.asdict(disk)
+            if disk.path and qemu.running(self._dir(uuid)) is not None:
+                try:
+                    qemu.plug_volume(self._dir(uuid), _volume(entry))
+                except qemu.QmpError as exc:
+                    raise DriverError(f"volume {disk.volume_id} was not plugged: {exc}") from exc
+            kept = tuple(d for d in record.disks if d["volume_id"] != disk.volume_id)
+            self._update(uuid, disks=(*kept, entry))
+
+    def detach_disk(self, uuid: str, volume_id: str) -> None:
+        with self._lock:
+            record = self._record(uuid)
+            for disk in record.disks:
+                if disk["volume_id"] != volume_id:
+                    continue
+                if disk["path"] and qemu.running(self._dir(uuid)) is not None:
+                    try:
+                        qemu.unplug_volume(self._dir(uuid), _volume(disk))
+                    except qemu.QmpError as exc:
+                        raise DriverError(f"volume {volume_id} was not unplugged: {exc}") from exc
+                self._update(uuid, disks=tuple(d for d in record.disks if d is not disk))
 
     def console_output(self, uuid: str) -> str:
         """The serial console of every boot, its last megabyte."""

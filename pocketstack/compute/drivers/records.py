@@ -36,6 +36,11 @@ class GuestFacts(Protocol):
     @property
     def size(self) -> Size: ...
 
+    @property
+    def disks(self) -> tuple[dict[str, Any], ...]:
+        """The volumes attached (drivers.Disk fields), connected at every boot."""
+        ...
+
 
 Record = TypeVar("Record", bound=GuestFacts)
 
@@ -87,6 +92,15 @@ class GuestRecords(Generic[Record]):
             return []
         return sorted(entry.name for entry in self.root.iterdir() if entry.is_dir())
 
+    def sharing(self, uuid: str, disk: dict[str, Any]) -> bool:
+        """Does another guest here have the same volume file attached the same way?"""
+        return any(
+            other_uuid != uuid
+            and any((d["path"], d["read_only"]) == (disk["path"], disk["read_only"])
+                    for d in other.disks)
+            for other_uuid, other in self._cache.items()
+        )  # fmt: skip
+
     def remove(self, uuid: str) -> None:
         shutil.rmtree(self.dir(uuid), ignore_errors=True)
         self._cache.pop(uuid, None)
@@ -97,7 +111,8 @@ class GuestRecords(Generic[Record]):
         so the agent's orphan check removes what is left of it."""
         found = {
             uuid: Guest(uuid, power(uuid, record), record.image_ref, record.size,
-                        record.boot_serial, record.rescued)
+                        record.boot_serial, record.rescued,
+                        frozenset(disk["volume_id"] for disk in record.disks))
             for uuid, record in list(self._cache.items())
         }  # fmt: skip
         for uuid in set(self.uuids()) - found.keys():
