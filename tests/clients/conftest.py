@@ -379,9 +379,10 @@ def real_cloud_running(base: Path) -> Iterator[Server]:
 
 def _guest_ids(server: Server) -> set[str]:
     found: set[str] = set()
-    for kind in ("namespace", "qemu"):
-        for guests in (server.state_dir / "compute").glob(f"*/{kind}/guests"):
-            found |= {entry.name for entry in guests.iterdir()}
+    # Namespace guests live under <host>/namespace/guests/, VMs under <host>/qemu/.
+    for guests in [*(server.state_dir / "compute").glob("*/namespace/guests"),
+                   *(server.state_dir / "compute").glob("*/qemu")]:  # fmt: skip
+        found |= {entry.name for entry in guests.iterdir() if entry.is_dir()}
     return found
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pocketstack.host import cgroups, image_builds, namespaces
+from pocketstack.host import cgroups, image_builds, namespaces, qemu
 from pocketstack.host.cgroups import GuestCgroup
 from tests.clients.conftest import OpenStackCli, Server, real_cloud_running
 from tests.real import host_checks
@@ -198,12 +198,27 @@ def qemu_pids(server_id: str) -> list[int]:
     return [pid for pid in found if host_checks.running(pid)]
 
 
+def _vm_disks(real_cloud: Server, server_id: str) -> set[str]:
+    """The block devices QEMU gives the VM, asked over its QMP socket."""
+    (directory,) = (real_cloud.state_dir / "compute").glob(f"*/qemu/{server_id}")
+    return {str(block.get("qdev", "")) for block in qemu.execute(directory, "query-block")}  # type: ignore[union-attr]
+
+
 @pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu is not installed")
-def test_a_tiny_vm_server_is_a_qemu_vm(cli: OpenStackCli) -> None:
+def test_a_tiny_vm_server_is_a_qemu_vm(cli: OpenStackCli, real_cloud: Server) -> None:
     server_id = boot(cli, "vm1", "tiny-vm")["id"]
     assert len(qemu_pids(server_id)) == 1
     wait_for(lambda: image_builds.BOOT_MARKER in console(cli, server_id), 60, "VM boot marker")
     first = qemu_pids(server_id)
+
+    volume_id = _volume(cli, "vm-data")
+    cli("server", "add", "volume", server_id, volume_id)
+    wait_for(lambda: volume_status(cli, volume_id) == "in-use", 30, "the VM's volume in use")
+    assert any(volume_id in disk for disk in _vm_disks(real_cloud, server_id))
+    cli("server", "remove", "volume", server_id, volume_id)
+    wait_for(lambda: volume_status(cli, volume_id) == "available", 30, "the VM's volume back")
+    assert not any(volume_id in disk for disk in _vm_disks(real_cloud, server_id))
+    cli("volume", "delete", volume_id)
 
     cli("server", "stop", server_id)
     wait_status(cli, server_id, "SHUTOFF", 30)
