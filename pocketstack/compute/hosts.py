@@ -294,7 +294,7 @@ def _spec(row: cell_models.Instance) -> agent_mod.ServerSpec:
         guest=drivers.GuestSpec(
             uuid=row.uuid,
             name=row.hostname,
-            image_ref=row.image_ref,
+            image_ref=row.image_ref or compute_volumes.root_image(devices),
             size=_size(row.flavor),
             user_data=row.user_data,
             boot_serial=row.boot_serial,

@@ -152,15 +152,12 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
     if version >= V(2, 37) and "networks" not in server:
         raise invalid("server", server, "'networks' is a required property")
     networks = _networks(server.get("networks"), version)
+    mappings = server.get("block_device_mapping_v2") or []
+    volumes = _boot_volumes(mappings, version)
     image_ref = server.get("imageRef")
-    if not image_ref:
-        image_ref = _image_of_boot_mapping(server.get("block_device_mapping_v2") or [])
+    if not image_ref and compute_volumes.boot_volume(volumes) is None:
+        image_ref = _image_of_boot_mapping(mappings)
         if not image_ref:
-            if server.get("block_device_mapping_v2") or server.get("block_device_mapping"):
-                raise errors.Invalid(
-                    "Booting from a volume needs the block storage service, which this cloud "
-                    "does not run yet."
-                )
             raise errors.Invalid("Missing imageRef attribute")
     min_count = _count(server.get("min_count", 1), "min_count")
     max_count = _count(server.get("max_count", min_count), "max_count")
@@ -184,7 +181,8 @@ def boot_request(body: Any, version: Version) -> tuple[compute_service.BootReque
     request = compute_service.BootRequest(
         name=_name(server["name"]),
         flavor_ref=_ref(server["flavorRef"], "flavorRef"),
-        image_ref=_ref(image_ref, "imageRef"),
+        image_ref=_ref(image_ref, "imageRef") if image_ref else "",
+        volumes=volumes,
         min_count=min_count,
         max_count=max_count,
         key_name=key_name,
@@ -222,15 +220,67 @@ def _group_hint(body: dict[str, Any]) -> str | None:
 
 
 def _image_of_boot_mapping(mappings: Any) -> str | None:
-    """The image of the boot entry the CLI sends (`source_type` image, `boot_index` 0)."""
+    """The image of the boot entry the CLI sends (`source_type` image, `boot_index` 0,
+    onto the host's disk)."""
     for mapping in mappings if isinstance(mappings, list) else []:
         if (
             isinstance(mapping, dict)
             and mapping.get("source_type") == "image"
+            and mapping.get("destination_type", "local") == "local"
             and mapping.get("boot_index") in (0, "0")
         ):
             return mapping.get("uuid")
     return None
+
+
+_SOURCE_TYPES = ("image", "volume", "snapshot", "blank")
+
+
+def _boot_index(raw: Any) -> int | None:
+    if raw is None or raw == "none":
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise invalid("boot_index", raw, f"{raw!r} is not of type 'integer', 'string'") from None
+
+
+def _boot_volumes(mappings: Any, version: Version) -> tuple[compute_volumes.BootVolume, ...]:
+    """The block_device_mapping_v2 entries whose destination is a volume."""
+    if not isinstance(mappings, list):
+        raise invalid("block_device_mapping_v2", mappings, f"{mappings!r} is not of type 'array'")
+    found = []
+    for mapping in mappings:
+        if not isinstance(mapping, dict):
+            raise invalid("block_device_mapping_v2", mapping, f"{mapping!r} is not an 'object'")
+        source = mapping.get("source_type")
+        if source not in _SOURCE_TYPES:
+            raise invalid("source_type", source, f"{source!r} is not one of {list(_SOURCE_TYPES)}")
+        destination = mapping.get("destination_type", "local")
+        if destination not in ("local", "volume"):
+            raise invalid("destination_type", destination, "is not one of ['local', 'volume']")
+        if destination == "local":
+            continue
+        uuid = mapping.get("uuid")
+        if source != "blank" and (not isinstance(uuid, str) or not uuid):
+            raise errors.Invalid(f"Block Device Mapping is Invalid: {source} has no uuid.")
+        size = mapping.get("volume_size")
+        if size is not None and (isinstance(size, bool) or not str(size).isdigit()):
+            raise invalid("volume_size", size, f"{size!r} is not a non-negative integer")
+        delete = _boolish(mapping.get("delete_on_termination", False))
+        volume_type = mapping.get("volume_type") if version >= V(2, 67) else None
+        found.append(compute_volumes.BootVolume(
+            source_type=source, uuid=uuid, boot_index=_boot_index(mapping.get("boot_index")),
+            volume_size=int(size) if size is not None else None, delete_on_termination=delete,
+            device_name=mapping.get("device_name") or None, volume_type=volume_type,
+            tag=mapping.get("tag"),
+        ))  # fmt: skip
+    if sum(1 for v in found if v.boot_index == 0) > 1:
+        raise errors.Invalid(
+            "Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
+            "device mapping combination is not valid."
+        )
+    return tuple(found)
 
 
 def _user_data(value: Any) -> None:

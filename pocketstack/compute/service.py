@@ -345,6 +345,9 @@ class BootRequest:
     networks: str | Sequence[networking.NetworkRequest] | None = None
     # Names (or ids) of the security groups its ports get; None: the project's default.
     security_groups: Sequence[str] | None = None
+    # block_device_mapping_v2 entries onto volumes; one with boot_index 0 is the root, and
+    # the server then has no image of its own (image_ref "").
+    volumes: Sequence[compute_volumes.BootVolume] = ()
 
 
 def _flavor_copy(flavor: flavors.FlavorView) -> str:
@@ -398,7 +401,12 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
     Returns their ids."""
     project_id, user_id = ctx.project_id or "", ctx.user_id or ""
     flavor = flavors.find_for_boot(ctx, request.flavor_ref)
-    image = _image_for_boot(ctx, request.image_ref, flavor)
+    root_image = request.image_ref
+    if request.volumes:
+        found = compute_volumes.check_boot_volumes(ctx, request.volumes)
+        if compute_volumes.boot_volume(request.volumes) is not None:
+            root_image = found or ""
+    image_properties = _image_for_boot(ctx, root_image, flavor).properties if root_image else {}
     key_data = None
     if request.key_name is not None:
         try:
@@ -413,7 +421,7 @@ def create_servers(ctx: RequestContext, request: BootRequest) -> list[str]:
     _check_metadata_quota(ctx, project_id, len(request.metadata))
     if request.group is not None:
         server_groups.for_boot(ctx, request.group, user_id, request.max_count)
-    image_properties = dict(image.properties)
+    image_properties = dict(image_properties)
     wanted_networks = networking.resolve(ctx, request.networks)
     groups = networking.group_ids(ctx, request.security_groups)
     if request.max_count > 1 and any(n.port_id or n.fixed_ip for n in wanted_networks):
@@ -490,6 +498,17 @@ def _boot_one(
     devices = _devices(selection, image_properties)
     if ports:
         devices["ports"] = ports
+    try:
+        made = (
+            compute_volumes.prepare_boot(ctx, server_id, selection.host, request.volumes)
+            if selection is not None and request.volumes else []
+        )  # fmt: skip
+    except errors.PocketstackError:
+        _release(ctx.runtime, server_id)
+        networking.release(ctx.runtime, project_id, ports)
+        raise
+    if made:
+        devices["volumes"] = made
     moment = now()
     row = _T(
         uuid=server_id, name=name, hostname=request.hostname or _hostname(name),
@@ -547,6 +566,7 @@ def _boot_one(
         if selection is not None:
             _release(ctx.runtime, server_id)
         networking.release(ctx.runtime, project_id, ports)
+        compute_volumes.abandon(ctx, made)
         if request.group is not None:
             server_groups.leave(ctx, server_id)
         raise

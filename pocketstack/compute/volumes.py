@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import string
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,9 +57,20 @@ def entries(devices: dict[str, Any]) -> list[dict[str, Any]]:
 def disks(devices: dict[str, Any]) -> tuple[drivers.Disk, ...]:
     """The volumes the server's host should have connected."""
     return tuple(
-        drivers.Disk(entry["volume_id"], entry["device"], entry.get("path"), entry["read_only"])
+        drivers.Disk(
+            entry["volume_id"], entry["device"], entry.get("path"), entry["read_only"],
+            boot=entry.get("boot_index") == 0,
+        )
         for entry in entries(devices)
         if entry["state"] in CONNECTED
+    )
+
+
+def root_image(devices: dict[str, Any]) -> str:
+    """The image a volume-backed server's root volume was made from ("" if none): what
+    its host runs it as (a root filesystem tree, a VM)."""
+    return next(
+        (e.get("image_id") or "" for e in entries(devices) if e.get("boot_index") == 0), ""
     )
 
 
@@ -118,6 +130,110 @@ def connect(
         "path": data.get("device_path"), "read_only": data.get("access_mode") == "ro",
         "boot_index": None,
     }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BootVolume:
+    """One entry of a boot's block_device_mapping_v2 with destination_type volume."""
+
+    source_type: str  # image, volume, snapshot, blank
+    uuid: str | None
+    boot_index: int | None
+    volume_size: int | None = None
+    delete_on_termination: bool = False
+    device_name: str | None = None
+    volume_type: str | None = None
+    tag: str | None = None
+
+
+BUILD_VOLUME_TIMEOUT_S = 120.0  # Nova's block_device_allocate_retries x interval, shorter
+
+
+def boot_volume(volumes: Sequence[BootVolume]) -> BootVolume | None:
+    return next((v for v in volumes if v.boot_index == 0), None)
+
+
+def check_boot_volumes(ctx: RequestContext, volumes: Sequence[BootVolume]) -> str | None:
+    """Refuse, before anything is made, volumes a boot cannot use; the image the root
+    volume comes from (None: it has none, or there is no root volume)."""
+    require_enabled(ctx.runtime)
+    image_id = None
+    for wanted in volumes:
+        if wanted.source_type == "volume":
+            volume = volume_service.get_volume(ctx, wanted.uuid or "").row
+            if volume.status != "available":
+                raise errors.Invalid(
+                    f"Invalid volume: Volume {volume.id} status must be available, but the "
+                    f"current status is {volume.status}."
+                )
+            if wanted.boot_index == 0:
+                image_id = volume.image_id
+        elif wanted.source_type == "image" and wanted.boot_index == 0:
+            image_id = wanted.uuid
+    return image_id
+
+
+def prepare_boot(
+    ctx: RequestContext, server_id: str, host: str, volumes: Sequence[BootVolume]
+) -> list[dict[str, Any]]:
+    """Make the volumes a boot asks for (from its image, a snapshot, or blank), wait for
+    them, and reserve and connect each for `host`: the server's first volume entries, its
+    root at /dev/vda. On failure what was made is undone."""
+    made: list[dict[str, Any]] = []
+    used = {ROOT_DEVICE}
+    try:
+        for wanted in sorted(volumes, key=lambda v: v.boot_index != 0):
+            volume_id, created = wanted.uuid or "", wanted.source_type != "volume"
+            if created:
+                volume_id = _build_volume(ctx, wanted)
+            root = wanted.boot_index == 0
+            request = AttachRequest(volume_id, ROOT_DEVICE if root else wanted.device_name,
+                                    wanted.tag, wanted.delete_on_termination)  # fmt: skip
+            entry = connect(ctx, server_id, host, request, used - {ROOT_DEVICE} if root else used)
+            image_id = volume_service.get_volume(ctx, volume_id).row.image_id
+            entry.update(boot_index=wanted.boot_index, image_id=image_id, created=created)
+            used.add(entry["device"])
+            made.append(entry)
+    except errors.PocketstackError:
+        abandon(ctx, made)
+        raise
+    return made
+
+
+def _build_volume(ctx: RequestContext, wanted: BootVolume) -> str:
+    if not wanted.volume_size and wanted.source_type in ("image", "blank"):
+        raise errors.Invalid(
+            "Images with destination_type 'volume' need to have a non-zero size specified"
+            if wanted.source_type == "image" else "Blank volumes need a volume_size"
+        )  # fmt: skip
+    spec = volume_service.VolumeSpec(
+        size=wanted.volume_size, name="", volume_type=wanted.volume_type,
+        image_id=wanted.uuid if wanted.source_type == "image" else None,
+        snapshot_id=wanted.uuid if wanted.source_type == "snapshot" else None,
+    )  # fmt: skip
+    volume_id = volume_service.create_volume(ctx, spec).row.id
+    deadline = time.monotonic() + BUILD_VOLUME_TIMEOUT_S
+    while True:
+        row = volume_service.get_volume(ctx, volume_id).row
+        if row.status == "available":
+            return volume_id
+        if row.status == "error" or time.monotonic() > deadline:
+            with contextlib.suppress(errors.PocketstackError):
+                volume_service.delete_volume(ctx, volume_id, cascade=True, force=True)
+            raise errors.Invalid(
+                f"Volume {volume_id} for the server could not be made: "
+                f"{row.fail_reason or f'still {row.status}'}"
+            )
+        time.sleep(0.05)
+
+
+def abandon(ctx: RequestContext, made: Sequence[dict[str, Any]]) -> None:
+    """Undo `prepare_boot`: attachments given back, the volumes it made deleted."""
+    for entry in made:
+        with contextlib.suppress(errors.PocketstackError):
+            give_back(ctx, entry)
+            if entry.get("created"):
+                volume_service.delete_volume(ctx, entry["volume_id"], cascade=True, force=True)
 
 
 def give_back(ctx: RequestContext, entry: dict[str, Any]) -> None:

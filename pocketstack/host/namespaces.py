@@ -122,6 +122,17 @@ def unpack_image(tarball: Path, tree: Path) -> Path:
     return tree
 
 
+def format_from_archive(volume: Path, scratch: Path) -> None:
+    """Make the volume, which holds a root filesystem archive (a volume made from such an
+    image), an ext4 file system of that tree: what a namespace guest can run from."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        tree = unpack_image(volume, scratch)
+        commands.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(volume)])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def is_tarball(path: Path) -> bool:
     """A tar archive (plain or gzipped) with POSIX headers: what root filesystems ship as.
     (tarfile.is_tarfile also takes any file of zeros, a raw disk's start.)"""

@@ -57,6 +57,7 @@ class Volume:
     volume_id: str
     path: Path
     read_only: bool = False
+    boot: bool = False  # the VM boots from it (a volume-backed server)
 
     @property
     def node(self) -> str:
@@ -74,8 +75,13 @@ class Volume:
         }  # fmt: skip
 
     def device(self) -> dict[str, object]:
-        return {"driver": "virtio-blk-pci", "drive": self.node, "id": self.device_id,
-                "share-rw": True}  # fmt: skip
+        device: dict[str, object] = {
+            "driver": "virtio-blk-pci", "drive": self.node, "id": self.device_id,
+            "share-rw": True,
+        }  # fmt: skip
+        if self.boot:
+            device["bootindex"] = 0
+        return device
 
 
 @dataclass(frozen=True, slots=True)

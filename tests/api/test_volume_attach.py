@@ -201,3 +201,39 @@ def test_a_host_that_fails_a_disk_rolls_that_volume_back(api: Api) -> None:
     api.volume_status(volume_id, "in-use")
     listed = api.compute("GET", f"/servers/{server_id}/os-volume_attachments").json()
     assert [a["volumeId"] for a in listed["volumeAttachments"]] == [volume_id]
+
+
+def test_a_server_boots_from_a_volume_made_from_an_image(api: Api) -> None:
+    api.server("warm-up")  # uploads the image
+    mapping = {"source_type": "image", "destination_type": "volume", "uuid": api.image_id,
+               "boot_index": 0, "volume_size": 1, "delete_on_termination": True}  # fmt: skip
+    body = {"name": "bfv", "flavorRef": "1", "networks": "none",
+            "block_device_mapping_v2": [mapping]}  # fmt: skip
+    booted = api.compute("POST", "/servers", {"server": body})
+    assert booted.status_code == 202, booted.text
+    server_id = booted.json()["server"]["id"]
+    server = api.wait(lambda: api.compute("GET", f"/servers/{server_id}"), "server", "status",
+                      "ACTIVE")  # fmt: skip
+    assert server["image"] == ""
+    (root,) = server["os-extended-volumes:volumes_attached"]
+    volume = api.volume_status(root["id"], "in-use")
+    assert volume["bootable"] == "true" and volume["attachments"][0]["device"] == "/dev/vda"
+    assert volume["volume_image_metadata"]["image_id"] == api.image_id
+    detach = api.compute("DELETE", f"/servers/{server_id}/os-volume_attachments/{root['id']}")
+    assert detach.status_code == 400 and "root device" in detach.text
+
+    no_size = {**mapping, "volume_size": None}
+    refused = api.compute("POST", "/servers", {"server": {
+        **body, "block_device_mapping_v2": [no_size]}})  # fmt: skip
+    assert refused.status_code == 400 and "non-zero size" in refused.text
+    in_use = {"source_type": "volume", "destination_type": "volume", "uuid": root["id"],
+              "boot_index": 0}  # fmt: skip
+    taken = api.compute("POST", "/servers", {"server": {
+        **body, "block_device_mapping_v2": [in_use]}})  # fmt: skip
+    assert taken.status_code == 400 and "in-use" in taken.text
+
+    assert api.compute("DELETE", f"/servers/{server_id}").status_code == 204
+    deadline = time.monotonic() + 10
+    while api.volume("GET", f"/volumes/{root['id']}").status_code != 404:
+        assert time.monotonic() < deadline, "the root volume marked delete_on_termination stayed"
+        time.sleep(0.05)

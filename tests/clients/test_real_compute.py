@@ -309,3 +309,28 @@ def test_volumes_are_block_devices_inside_namespace_servers(cli: OpenStackCli) -
              what="volumes free after their servers went")  # fmt: skip
     assert _loops_of([data, shared]) == []
     cli("volume", "delete", data, shared)
+
+
+def test_a_server_boots_from_a_volume_and_its_data_outlives_it(cli: OpenStackCli) -> None:
+    """`--boot-from-volume`: the busybox image becomes a volume the server runs from; what
+    the server writes is on the volume, and a new server booted from it (`--volume`)
+    finds it."""
+    created = boot(cli, "bfv", "busybox", "--boot-from-volume", "1")
+    server_id = created["id"]
+    (root,) = cli("server", "volume", "list", server_id, "-f", "json").json()
+    volume_id = root["Volume ID"]
+    assert root["Device"] == "/dev/vda"
+    written = host_checks.in_guest(server_id, "sh", "-c", "echo on-the-volume > /root/kept")
+    assert written.returncode == 0, written.stderr
+    cli("server", "delete", "--wait", server_id)
+    wait_for(lambda: volume_status(cli, volume_id) == "available", what="root volume free")
+    assert _loops_of([volume_id]) == []
+
+    again = cli("server", "create", "--flavor", "tiny", "--volume", volume_id, "--nic", "none",
+                "--wait", "bfv2", "-f", "json").json()  # fmt: skip
+    assert again["status"] == "ACTIVE", again
+    wait_for(lambda: guest_file(again["id"], "/root/kept") == "on-the-volume\n",
+             what="the first server's file")  # fmt: skip
+    cli("server", "delete", "--wait", again["id"])
+    wait_for(lambda: volume_status(cli, volume_id) == "available", what="root volume free")
+    cli("volume", "delete", volume_id)

@@ -62,6 +62,7 @@ class Disk:
     device: str
     path: str | None
     read_only: bool = False
+    boot: bool = False  # the server's root: it runs from this volume, not its image
 
     @property
     def device_name(self) -> str:

@@ -147,11 +147,15 @@ class NamespaceDriver:
         """Mount the guest's overlay (a new one when `fresh`) and give it its hostname and
         user data, as a config drive would."""
         layout = self._layout(uuid)
-        if fresh:
-            namespaces.unmount(layout.root)
-            shutil.rmtree(layout.upper, ignore_errors=True)
-            shutil.rmtree(layout.work, ignore_errors=True)
-        namespaces.mount_overlay(layout, self._image_tree(spec.image_ref))
+        boot = next((disk for disk in spec.disks if disk.boot), None)
+        if boot is not None:
+            self._mount_volume_root(uuid, boot)
+        else:
+            if fresh:
+                namespaces.unmount(layout.root)
+                shutil.rmtree(layout.upper, ignore_errors=True)
+                shutil.rmtree(layout.work, ignore_errors=True)
+            namespaces.mount_overlay(layout, self._image_tree(spec.image_ref))
         config = layout.root / "pocketstack"
         config.mkdir(exist_ok=True)
         (config / "hostname").write_text(drivers.hostname(spec.name) + "\n")
@@ -160,6 +164,27 @@ class NamespaceDriver:
         user_data = drivers.user_data(spec)
         if user_data is not None:
             script.write_bytes(user_data)
+
+    def _mount_volume_root(self, uuid: str, disk: Disk) -> None:
+        """A volume-backed server runs from its root volume's file system, mounted through
+        a loop device. A volume that still holds the root filesystem archive it was made
+        from (a volume from the busybox image) becomes that tree as ext4 first."""
+        root = self._layout(uuid).root
+        if namespaces.mounted(root):
+            return
+        if not disk.path:
+            raise DriverError(f"volume {disk.volume_id} has no file on host {self.host}")
+        volume = Path(disk.path)
+        try:
+            if namespaces.is_tarball(volume):
+                namespaces.format_from_archive(volume, self.records.dir(uuid) / "unpacking")
+            device = loopdevs.attach(volume, disk.read_only)
+            root.mkdir(parents=True, exist_ok=True)
+            commands.run(["mount", device, str(root)])
+        except HostCommandError as exc:
+            raise DriverError(
+                f"volume {disk.volume_id} holds no root file system to run: {exc}"
+            ) from exc
 
     def _boot(self, uuid: str) -> None:
         """Start PID 1 of the guest as its record says (normal or rescue root)."""

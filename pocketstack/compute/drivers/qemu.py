@@ -89,7 +89,9 @@ class QemuGuest:
 
 
 def _volume(disk: dict[str, Any]) -> qemu.Volume:
-    return qemu.Volume(disk["volume_id"], Path(disk["path"]), disk["read_only"])
+    return qemu.Volume(
+        disk["volume_id"], Path(disk["path"]), disk["read_only"], disk.get("boot", False)
+    )
 
 
 def _place(source: Path, target: Path) -> None:
@@ -200,7 +202,8 @@ class QemuDriver:
                 _place(ramdisk.path, directory / RAMDISK)
                 hostname = drivers.hostname(spec.name)
                 vm_image.append_config(directory / RAMDISK, directory / INITRD, hostname, user_data)
-            self._make_disk(directory / DISK, base, disk_format, spec.size.disk_gb)
+            if not any(disk.boot for disk in spec.disks):  # else it boots from its volume
+                self._make_disk(directory / DISK, base, disk_format, spec.size.disk_gb)
         except (OSError, HostCommandError) as exc:
             raise DriverError(f"The disks of {spec.name} could not be made: {exc}") from exc
         return record
@@ -214,6 +217,8 @@ class QemuDriver:
     def _grow_disk(self, uuid: str, record: QemuGuest) -> None:
         """A resize to a larger disk takes effect here, while qemu is down."""
         disk = self._dir(uuid) / DISK
+        if not disk.exists():
+            return  # a volume-backed VM: its root is the volume's size
         if record.disk_gb * GIB > qemu.info(disk, "qcow2").virtual_size:
             qemu.resize(disk, record.disk_gb * GIB)
 
@@ -223,7 +228,8 @@ class QemuDriver:
         directory = self._dir(uuid)
         if qemu.running(directory) is not None:
             return
-        disks = (Path(RESCUE_DISK), Path(DISK)) if record.rescued else (Path(DISK),)
+        own = () if any(d.get("boot") for d in record.disks) else (Path(DISK),)
+        disks = (Path(RESCUE_DISK), *own) if record.rescued else own
         plugged = self._plugged(record)
         machine = qemu.Machine(
             name=f"ps-{uuid}", accel=self.accel, vcpus=record.vcpus,
@@ -287,7 +293,9 @@ class QemuDriver:
         (its disk kept)."""
         with self._lock:
             record = self.records.get(spec.uuid)
-            if record is None or not (self._dir(spec.uuid) / DISK).exists():
+            if record is None or not (
+                (self._dir(spec.uuid) / DISK).exists() or any(d.boot for d in spec.disks)
+            ):
                 self._prepare(spec)
             self._boot(spec.uuid)
 
