@@ -11,17 +11,21 @@ after the restart.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from pocketstack.core import errors
 from pocketstack.core.runtime import Runtime
+from pocketstack.host import blockfiles
 from pocketstack.image import service as image_service
+from pocketstack.volume import backup_engine, backups
 from pocketstack.volume import service as volume_service
 from pocketstack.volume.drivers import Backend, BackendError
 from pocketstack.volume.drivers import fake as fake_backend
 from pocketstack.volume.drivers import file as file_backend
+from pocketstack.volume.drivers.repository import DirectoryRepository, Repository
 
 LOG = logging.getLogger(__name__)
 RESYNC_S = 10.0
@@ -63,21 +67,105 @@ def run(runtime: Runtime, backend: Backend, job: volume_service.Job) -> None:
         backend.delete_snapshot(job.snapshot_id or "")
 
 
-class VolumeAgent:
-    def __init__(self, runtime: Runtime, backend: Backend) -> None:
+def _temporary_snapshot(backup_id: str) -> str:
+    return f"backup-{backup_id}"
+
+
+class BackupWorker:
+    """Backups and restores, on their own thread: one can take minutes, and volumes keep
+    being made meanwhile. Chunks are read, hashed and compressed by `workers` processes."""
+
+    def __init__(
+        self, runtime: Runtime, backend: Backend, repository: Repository, workers: int
+    ) -> None:
         self.runtime = runtime
         self.backend = backend
+        self.repository = repository
+        self.workers = workers
+
+    def _progress(self, job: backups.BackupJob) -> backup_engine.ProgressCallback:
+        def report(done: int, total: int) -> None:
+            LOG.info("backup %s: %s %d of %d chunks (%d%%)", job.backup_id, job.kind, done,
+                     total, 100 * done // max(total, 1))  # fmt: skip
+            backups.record_progress(self.runtime, job.backup_id, done)
+
+        return report
+
+    def _back_up(self, job: backups.BackupJob) -> int:
+        snapshot_id = job.snapshot_id
+        if job.temporary_snapshot:
+            snapshot_id = _temporary_snapshot(job.backup_id)
+            self.backend.snapshot(snapshot_id, job.volume_id)
+        try:
+            source = (self.backend.snapshot_file(snapshot_id) if snapshot_id
+                      else self.backend.volume_file(job.volume_id))  # fmt: skip
+            result = backup_engine.back_up(
+                source, job.size * blockfiles.GIB, self.repository, self.workers,
+                self._progress(job), job.parent_id,
+            )  # fmt: skip
+            self.repository.put_manifest(job.backup_id, result.manifest)
+        finally:
+            if job.temporary_snapshot and snapshot_id:
+                self.backend.delete_snapshot(snapshot_id)
+        LOG.info("backup %s stored %d bytes for %d chunks", job.backup_id,
+                 result.stored_bytes, result.chunks)  # fmt: skip
+        return result.chunks
+
+    def _restore(self, job: backups.BackupJob) -> None:
+        manifest = self.repository.get_manifest(job.backup_id)
+        if manifest is None:
+            raise BackendError(f"backup {job.backup_id} has no manifest in the repository")
+        target_id = job.restore_volume_id or ""
+        if target_id not in self.backend.volumes():
+            self.backend.create(target_id, job.size)
+        backup_engine.restore(
+            manifest, self.repository, self.backend.volume_file(target_id), self.workers,
+            self._progress(job),
+        )  # fmt: skip
+
+    def reconcile(self) -> None:
+        for job in backups.pending_jobs(self.runtime):
+            failure, chunks = None, 0
+            try:
+                if job.kind == "backup":
+                    chunks = self._back_up(job)
+                elif job.kind == "restore":
+                    self._restore(job)
+                else:
+                    self.repository.delete_manifest(job.backup_id)
+                    self.repository.collect_garbage()
+            except (BackendError, OSError, backup_engine.CorruptChunk) as exc:
+                failure = str(exc)
+                LOG.warning("backup job %s of %s failed: %s", job.kind, job.backup_id, exc)
+            backups.finish_job(self.runtime, job, failure, chunks)
+
+
+class VolumeAgent:
+    def __init__(self, runtime: Runtime, backend: Backend, backup_worker: BackupWorker) -> None:
+        self.runtime = runtime
+        self.backend = backend
+        self.backup_worker = backup_worker
         self.wake = threading.Event()
+        self._backups_wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="volume-agent", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name="volume-agent", daemon=True),
+            threading.Thread(target=self._run_backups, name="volume-backups", daemon=True),
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
+
+    def wake_all(self) -> None:
+        self.wake.set()
+        self._backups_wake.set()
 
     def stop(self) -> None:
         self._stop.set()
-        self.wake.set()
-        self._thread.join(timeout=30)
+        self.wake_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def reconcile(self) -> None:
         for job in volume_service.pending_jobs(self.runtime):
@@ -98,6 +186,15 @@ class VolumeAgent:
                 LOG.exception("volume agent pass failed; trying again")
             self.wake.wait(RESYNC_S)
 
+    def _run_backups(self) -> None:
+        while not self._stop.is_set():
+            self._backups_wake.clear()
+            try:
+                self.backup_worker.reconcile()
+            except Exception:
+                LOG.exception("volume backup pass failed; trying again")
+            self._backups_wake.wait(RESYNC_S)
+
 
 def choose_backend(runtime: Runtime) -> Backend:
     if runtime.settings.volume_driver == "fake":
@@ -114,8 +211,11 @@ def install(runtime: Runtime) -> None:
 
 def start(runtime: Runtime) -> Callable[[], None]:
     """Run this process's volume agent; returns what stops it."""
-    agent = VolumeAgent(runtime, runtime.state[volume_service.BACKEND_KEY])
-    runtime.state[volume_service.WAKE_KEY] = agent.wake.set
+    backend = runtime.state[volume_service.BACKEND_KEY]
+    repository = DirectoryRepository(Path(runtime.settings.state_dir) / "volume" / "backups")
+    worker = BackupWorker(runtime, backend, repository, os.cpu_count() or 1)
+    agent = VolumeAgent(runtime, backend, worker)
+    runtime.state[volume_service.WAKE_KEY] = agent.wake_all
     agent.start()
 
     def stop() -> None:

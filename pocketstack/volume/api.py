@@ -8,6 +8,7 @@ Every request under `/v3/{project_id}` is version-negotiated (3.0 to 3.71,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -25,7 +26,7 @@ from pocketstack.core.microversion import (
     VersionRange,
     requested_version,
 )
-from pocketstack.volume import schemas
+from pocketstack.volume import backups, schemas
 from pocketstack.volume import service as volume_service
 
 VERSIONS = VersionRange("volume", Version(3, 0), Version(3, 71))
@@ -188,7 +189,12 @@ def list_volumes_detail(request: Request, project_id: str, ctx: Ctx) -> Response
 @router.post("/v3/{project_id}/volumes")
 def create_volume(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
     ctx.authorize("volume:create", {"project_id": ctx.project_id or ""})
-    view = volume_service.create_volume(ctx, schemas.volume_spec(body))
+    spec = schemas.volume_spec(body)
+    if spec.backup_id and requested_version(request) < V(3, 47):
+        spec = dataclasses.replace(spec, backup_id=None)  # Cinder reads it from 3.47
+    if spec.backup_id:
+        ctx.authorize("backup:restore", {"project_id": ctx.project_id or ""})
+    view = volume_service.create_volume(ctx, spec)
     return _accepted({"volume": _volume_body(request, ctx, view)})
 
 
@@ -591,12 +597,7 @@ def list_snapshots_detail(request: Request, project_id: str, ctx: Ctx) -> Respon
 @router.post("/v3/{project_id}/snapshots")
 def create_snapshot(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
     inner = schemas.envelope(body, "snapshot")
-    volume_id = schemas.text(inner, "volume_id")
-    if not volume_id:
-        raise errors.Invalid(
-            "Invalid input for field/attribute volume_id: 'volume_id' is required."
-        )
-    view = _volume(ctx, volume_id, "volume:create_snapshot")
+    view = _volume(ctx, schemas.required_text(inner, "volume_id"), "volume:create_snapshot")
     row = volume_service.create_snapshot(
         ctx, view.row.id, schemas.boolean(inner.get("force", False), "force"),
         schemas.text(inner, "name") or schemas.text(inner, "display_name"),
@@ -856,3 +857,132 @@ def list_extensions(project_id: str, ctx: Ctx) -> Response:
 def create_app() -> ASGIApp:
     app = app_mod.service_app(router, render_error, redirect_slashes=False)
     return MicroversionMiddleware(app, VERSIONS, render_error)
+
+
+# Backups ---------------------------------------------------------------------------------
+
+
+def _backup(ctx: Ctx, backup_id: str, rule: str) -> tuple[Any, bool]:
+    row, has_dependents = backups.get_backup(ctx, backup_id)
+    ctx.authorize(rule, {"project_id": row.project_id})
+    return row, has_dependents
+
+
+def _backup_body(request: Request, ctx: Ctx, row: Any, has_dependents: bool) -> dict[str, Any]:
+    admin = ctx.can("backup:backup_project_attribute", {"project_id": row.project_id})
+    return schemas.backup_view(row, has_dependents, requested_version(request), admin,
+                               _base(request))  # fmt: skip
+
+
+def _list_backups(request: Request, ctx: Ctx, detail: bool) -> Response:
+    ctx.authorize("backup:get_all")
+    params = request.query_params
+    all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
+    filters = {k: params[k] for k in ("name", "status", "volume_id") if k in params}
+    limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT)
+    offset = schemas.integer(params, "offset") or 0
+    rows, with_dependents = backups.list_backups(
+        ctx, all_projects, filters, params.get("marker"), limit, offset
+    )
+    if detail:
+        shown = [_backup_body(request, ctx, r, r.id in with_dependents) for r in rows]
+    else:
+        shown = [schemas.backup_summary(r, _base(request)) for r in rows]
+    return JSONResponse({"backups": shown})
+
+
+@router.get("/v3/{project_id}/backups")
+def list_backups(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_backups(request, ctx, detail=False)
+
+
+@router.get("/v3/{project_id}/backups/detail")
+def list_backups_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_backups(request, ctx, detail=True)
+
+
+@router.post("/v3/{project_id}/backups")
+def create_backup(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    inner = schemas.envelope(body, "backup")
+    view = _volume(ctx, schemas.required_text(inner, "volume_id"), "backup:create")
+    version = requested_version(request)
+    row = backups.create_backup(ctx, backups.BackupRequest(
+        volume_id=view.row.id, name=schemas.text(inner, "name"),
+        description=schemas.text(inner, "description"),
+        container=schemas.text(inner, "container"),
+        incremental=schemas.boolean(inner.get("incremental") or False, "incremental"),
+        force=schemas.boolean(inner.get("force") or False, "force"),
+        snapshot_id=schemas.text(inner, "snapshot_id"),
+        metadata=schemas.metadata(inner) if version >= V(3, 43) else None,
+    ))  # fmt: skip
+    return _accepted({"backup": schemas.backup_summary(row, _base(request))})
+
+
+@router.get("/v3/{project_id}/backups/{backup_id}")
+def show_backup(request: Request, project_id: str, backup_id: str, ctx: Ctx) -> Response:
+    row, has_dependents = _backup(ctx, backup_id, "backup:get")
+    return JSONResponse({"backup": _backup_body(request, ctx, row, has_dependents)})
+
+
+@router.put("/v3/{project_id}/backups/{backup_id}")
+def update_backup(
+    request: Request, project_id: str, backup_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _needs(request, V(3, 9), "Updating a backup")
+    _backup(ctx, backup_id, "backup:update")
+    inner = schemas.envelope(body, "backup")
+    changes: dict[str, Any] = {
+        f: schemas.text(inner, f) for f in ("name", "description") if f in inner
+    }
+    if "metadata" in inner and requested_version(request) >= V(3, 43):
+        changes["metadata"] = schemas.metadata(inner)
+    if not changes:
+        raise errors.Invalid("Invalid input: the update names no name, description or metadata.")
+    row = backups.update_backup(ctx, backup_id, changes)
+    return JSONResponse({"backup": schemas.backup_summary(row, _base(request))})
+
+
+@router.delete("/v3/{project_id}/backups/{backup_id}")
+def delete_backup(request: Request, project_id: str, backup_id: str, ctx: Ctx) -> Response:
+    row, _ = _backup(ctx, backup_id, "backup:delete")
+    force = schemas.boolean(request.query_params.get("force", "false"), "force")
+    if force:
+        ctx.authorize("volume_extension:backup_admin_actions:force_delete",
+                      {"project_id": row.project_id})  # fmt: skip
+    backups.delete_backup(ctx, backup_id, force)
+    return _accepted()
+
+
+@router.post("/v3/{project_id}/backups/{backup_id}/restore")
+def restore_backup(project_id: str, backup_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    _backup(ctx, backup_id, "backup:restore")
+    if not isinstance(body, dict) or not isinstance(body.get("restore", {}), dict | None):
+        raise errors.Invalid("Missing required element 'restore' in request body.")
+    inner = body.get("restore") or {}
+    volume_id = schemas.text(inner, "volume_id")
+    if volume_id is not None:
+        _volume(ctx, volume_id, "volume:update")
+    result = backups.restore_backup(ctx, backup_id, volume_id, schemas.text(inner, "name"))
+    return _accepted({"restore": {
+        "backup_id": result.backup_id, "volume_id": result.volume_id,
+        "volume_name": result.volume_name,
+    }})  # fmt: skip
+
+
+@router.post("/v3/{project_id}/backups/{backup_id}/action")
+def backup_action(project_id: str, backup_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    if not isinstance(body, dict) or len(body) != 1:
+        raise errors.Invalid("There is either no action or more than one action in the body.")
+    action, inner = next(iter(body.items()))
+    row, _ = _backup(ctx, backup_id, "backup:get")
+    target = {"project_id": row.project_id}
+    if action == "os-reset_status":
+        ctx.authorize("volume_extension:backup_admin_actions:reset_status", target)
+        status = inner.get("status") if isinstance(inner, dict) else None
+        backups.reset_status(ctx, backup_id, str(status))
+    elif action == "os-force_delete":
+        ctx.authorize("volume_extension:backup_admin_actions:force_delete", target)
+        backups.delete_backup(ctx, backup_id, force=True)
+    else:
+        raise errors.Invalid(f"Invalid action {action!r} for a backup.")
+    return _accepted()

@@ -60,6 +60,7 @@ class Volume(Base):
     snapshot_id: Mapped[str | None] = mapped_column(String(36))
     source_volid: Mapped[str | None] = mapped_column(String(36))
     image_id: Mapped[str | None] = mapped_column(String(36))
+    backup_id: Mapped[str | None] = mapped_column(String(36))  # made from this backup
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     host: Mapped[str] = mapped_column(String(255))
@@ -83,6 +84,38 @@ class Snapshot(Base):
     status: Mapped[str] = mapped_column(String(40), index=True)
     progress: Mapped[str] = mapped_column(String(10), default="0%")
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class Backup(Base):
+    """A copy of a volume's bytes in the backup repository (its chunks and manifest there).
+
+    Statuses that are work: `creating` (the agent reads the volume, or `snapshot_id`, the
+    temporary snapshot of an in-use volume), `restoring` (into `restore_volume_id`),
+    `deleting`. The volume may be gone: a backup outlives it."""
+
+    __tablename__ = "volume_backup"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    name: Mapped[str | None] = mapped_column(String(255), index=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    container: Mapped[str | None] = mapped_column(String(255))
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    object_count: Mapped[int] = mapped_column(Integer, default=0)  # chunks done, live
+    is_incremental: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The temporary snapshot was made by the backup (a forced backup of an in-use volume).
+    temporary_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
+    restore_volume_id: Mapped[str | None] = mapped_column(String(36))
+    fail_reason: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    data_timestamp: Mapped[datetime] = mapped_column(PreciseDateTime)
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
 

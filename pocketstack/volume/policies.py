@@ -47,6 +47,15 @@ RULES = [
             "attachment_get",
         )
     ),
+    *(
+        Rule(f"backup:{action}", MEMBER, scope_types=PROJECT)
+        for action in ("create", "update", "delete", "restore")
+    ),
+    Rule("backup:get", READER, scope_types=PROJECT),
+    Rule("backup:get_all", ANY_READER, scope_types=PROJECT),
+    Rule("backup:backup_project_attribute", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:backup_admin_actions:reset_status", ADMIN, scope_types=PROJECT),
+    Rule("volume_extension:backup_admin_actions:force_delete", ADMIN, scope_types=PROJECT),
     Rule("volume:get_all", ANY_READER, scope_types=PROJECT),
     Rule("volume:get_all_snapshots", ANY_READER, scope_types=PROJECT),
     Rule("volume_extension:volume_actions:update_readonly", MEMBER, scope_types=PROJECT),

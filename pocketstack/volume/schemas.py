@@ -132,6 +132,36 @@ def snapshot_view(row: Any, version: Version, base: str) -> dict[str, Any]:
     return body
 
 
+def backup_summary(row: Any, base: str) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "links": _link(base, "backups", row.id, row.project_id)}
+
+
+def backup_view(
+    row: Any, has_dependents: bool, version: Version, admin: bool, base: str
+) -> dict[str, Any]:
+    """A backup as show and /backups/detail give it. `object_count` is the chunks done so
+    far while it runs: its progress."""
+    body: dict[str, Any] = {
+        **backup_summary(row, base),
+        "status": row.status, "size": row.size, "object_count": row.object_count,
+        "availability_zone": row.availability_zone, "container": row.container,
+        "created_at": when(row.created_at), "updated_at": when(row.updated_at),
+        "description": row.description, "fail_reason": row.fail_reason,
+        "volume_id": row.volume_id, "is_incremental": row.is_incremental,
+        "has_dependent_backups": has_dependents, "snapshot_id": row.snapshot_id,
+        "data_timestamp": when(row.data_timestamp),
+    }  # fmt: skip
+    if admin and version >= V(3, 18):
+        body["os-backup-project-attr:project_id"] = row.project_id
+    if version >= V(3, 43):
+        body["metadata"] = dict(row.metadata_)
+    if admin and version >= V(3, 56):
+        body["user_id"] = row.user_id
+    if version >= V(3, 64):
+        body["encryption_key_id"] = None
+    return body
+
+
 # Request checks -------------------------------------------------------------------------
 
 
@@ -155,6 +185,13 @@ def text(inner: Mapping[str, Any], field: str, limit: int = 255) -> str | None:
             f"Invalid input for field/attribute {field}. It is longer than {limit} characters."
         )
     return value
+
+
+def required_text(inner: Mapping[str, Any], field: str) -> str:
+    found = text(inner, field)
+    if not found:
+        raise errors.Invalid(f"Invalid input for field/attribute {field}: '{field}' is required.")
+    return found
 
 
 def integer(inner: Mapping[str, Any], field: str) -> int | None:

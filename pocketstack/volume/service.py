@@ -44,11 +44,11 @@ DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_
 SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone")
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _new_id() -> str:
+def new_id() -> str:
     return str(uuid.uuid4())
 
 
@@ -79,12 +79,12 @@ def prepare(runtime: Runtime) -> None:
         if found is None:
             session.add(
                 models.VolumeType(
-                    id=_new_id(),
+                    id=new_id(),
                     name=DEFAULT_TYPE,
                     description="Default Volume Type",
                     is_public=True,
                     extra_specs={},
-                    created_at=_now(),
+                    created_at=now(),
                 )
             )
 
@@ -92,7 +92,7 @@ def prepare(runtime: Runtime) -> None:
 def services(ctx: RequestContext) -> list[dict[str, Any]]:
     """The cinder-scheduler and cinder-volume of this process, as `os-services` lists them."""
     state = "up" if WAKE_KEY in ctx.runtime.state else "down"
-    moment = _now().isoformat(timespec="microseconds")
+    moment = now().isoformat(timespec="microseconds")
     base = {"zone": AVAILABILITY_ZONE, "status": "enabled", "state": state,
             "updated_at": moment, "disabled_reason": None}  # fmt: skip
     return [
@@ -152,8 +152,8 @@ def create_type(
         if session.scalar(select(models.VolumeType.id).where(models.VolumeType.name == name)):
             raise errors.Conflict(f"Volume Type {name} already exists.")
         row = models.VolumeType(
-            id=_new_id(), name=name, description=description, is_public=is_public,
-            extra_specs=dict(extra_specs), created_at=_now(),
+            id=new_id(), name=name, description=description, is_public=is_public,
+            extra_specs=dict(extra_specs), created_at=now(),
         )  # fmt: skip
         session.add(row)
     return row
@@ -172,7 +172,7 @@ def update_type(ctx: RequestContext, type_id: str, changes: Mapping[str, Any]) -
             row.description = changes["description"]
         if changes.get("is_public") is not None:
             row.is_public = bool(changes["is_public"])
-        row.updated_at = _now()
+        row.updated_at = now()
     return row
 
 
@@ -191,7 +191,7 @@ def set_extra_specs(ctx: RequestContext, type_id: str, specs: Mapping[str, str])
     with ctx.db.write() as session:
         row = _find_type(ctx, session, type_id)
         row.extra_specs = {**row.extra_specs, **specs}
-        row.updated_at = _now()
+        row.updated_at = now()
         return dict(row.extra_specs)
 
 
@@ -237,10 +237,10 @@ def set_type_access(ctx: RequestContext, type_id: str, project_id: str, allow: b
 
 def quota_limits(ctx: RequestContext, project_id: str) -> dict[str, int]:
     with ctx.db.read() as session:
-        return _limits(session, project_id)
+        return limits_of(session, project_id)
 
 
-def _limits(session: Session, project_id: str) -> dict[str, int]:
+def limits_of(session: Session, project_id: str) -> dict[str, int]:
     limits = dict(DEFAULT_QUOTAS)
     rows = session.scalars(
         select(models.QuotaLimit).where(models.QuotaLimit.project_id == project_id)
@@ -251,10 +251,10 @@ def _limits(session: Session, project_id: str) -> dict[str, int]:
 
 def quota_usage(ctx: RequestContext, project_id: str) -> dict[str, int]:
     with ctx.db.read() as session:
-        return _usage(session, project_id)
+        return usage_of(session, project_id)
 
 
-def _usage(session: Session, project_id: str) -> dict[str, int]:
+def usage_of(session: Session, project_id: str) -> dict[str, int]:
     volumes = session.execute(
         select(func.count(), func.coalesce(func.sum(models.Volume.size), 0)).where(
             models.Volume.project_id == project_id
@@ -265,9 +265,14 @@ def _usage(session: Session, project_id: str) -> dict[str, int]:
             models.Snapshot.project_id == project_id
         )
     ).one()
+    backups = session.execute(
+        select(func.count(), func.coalesce(func.sum(models.Backup.size), 0)).where(
+            models.Backup.project_id == project_id
+        )
+    ).one()
     return {
         "volumes": volumes[0], "gigabytes": volumes[1] + snapshots[1],
-        "snapshots": snapshots[0], "backups": 0, "backup_gigabytes": 0,  # no backups yet
+        "snapshots": snapshots[0], "backups": backups[0], "backup_gigabytes": backups[1],
         "groups": 0, "per_volume_gigabytes": 0,
     }  # fmt: skip
 
@@ -302,7 +307,7 @@ def _check_quota(
 ) -> None:
     """Raise RequestTooLarge (413 overLimit, as Cinder) if adding these would pass one of
     the project's limits."""
-    limits, usage = _limits(session, project_id), _usage(session, project_id)
+    limits, usage = limits_of(session, project_id), usage_of(session, project_id)
     per_volume = limits["per_volume_gigabytes"]
     if per_volume >= 0 and volumes and gigabytes > per_volume:
         raise errors.RequestTooLarge(
@@ -375,10 +380,10 @@ def _view(session: Session, row: models.Volume) -> VolumeView:
     return _views(session, [row])[0]
 
 
-_Row = TypeVar("_Row", models.Volume, models.Snapshot)
+Row = TypeVar("Row", models.Volume, models.Snapshot, models.Backup)
 
 
-def _page(rows: list[_Row], marker: str | None, limit: int | None, offset: int = 0) -> list[_Row]:
+def page(rows: list[Row], marker: str | None, limit: int | None, offset: int = 0) -> list[Row]:
     """The rows after the one whose id is `marker`, skipping `offset`, at most `limit`."""
     if marker is not None:
         ids = [r.id for r in rows]
@@ -389,7 +394,7 @@ def _page(rows: list[_Row], marker: str | None, limit: int | None, offset: int =
     return rows if limit is None else rows[:limit]
 
 
-def _find_volume(ctx: RequestContext, session: Session, volume_id: str) -> models.Volume:
+def find_volume(ctx: RequestContext, session: Session, volume_id: str) -> models.Volume:
     row = session.get(models.Volume, volume_id)
     if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
         raise errors.NotFound(f"Volume {volume_id} could not be found.")
@@ -398,7 +403,7 @@ def _find_volume(ctx: RequestContext, session: Session, volume_id: str) -> model
 
 def get_volume(ctx: RequestContext, volume_id: str) -> VolumeView:
     with ctx.db.read() as session:
-        return _view(session, _find_volume(ctx, session, volume_id))
+        return _view(session, find_volume(ctx, session, volume_id))
 
 
 def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeView], int]:
@@ -424,8 +429,8 @@ def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeVi
         if query.metadata:
             wanted = query.metadata.items()
             rows = [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted)]
-        page = _page(rows, query.marker, query.limit, query.offset)
-        return _views(session, page), len(rows)
+        shown = page(rows, query.marker, query.limit, query.offset)
+        return _views(session, shown), len(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +452,7 @@ class VolumeSpec:
 def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tuple[int, str | None]:
     """The size of what the volume is made from, and the type it inherits."""
     if spec.snapshot_id:
-        snapshot = _find_snapshot(ctx, session, spec.snapshot_id)
+        snapshot = find_snapshot(ctx, session, spec.snapshot_id)
         if snapshot.status != "available":
             raise errors.Invalid(
                 f"Invalid snapshot: Originating snapshot status must be one of 'available' "
@@ -456,14 +461,29 @@ def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tup
         source = session.get(models.Volume, snapshot.volume_id)
         return snapshot.size, source.volume_type_id if source else None
     if spec.source_volid:
-        source = _find_volume(ctx, session, spec.source_volid)
+        source = find_volume(ctx, session, spec.source_volid)
         if source.status not in ("available", "in-use"):
             raise errors.Invalid(
                 f"Invalid volume: Source volume status must be available or in-use, "
                 f"but is {source.status}."
             )
         return source.size, source.volume_type_id
+    if spec.backup_id:
+        backup = find_backup(ctx, session, spec.backup_id)
+        if backup.status != "available":
+            raise errors.Invalid(
+                f"Invalid backup: Backup status must be available, but is {backup.status}."
+            )
+        source = session.get(models.Volume, backup.volume_id)
+        return backup.size, source.volume_type_id if source else None
     return 0, None
+
+
+def find_backup(ctx: RequestContext, session: Session, backup_id: str) -> models.Backup:
+    row = session.get(models.Backup, backup_id)
+    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        raise errors.NotFound(f"Backup {backup_id} could not be found.")
+    return row
 
 
 def _image_source(ctx: RequestContext, image_id: str) -> tuple[int, dict[str, str]]:
@@ -488,11 +508,6 @@ def _image_source(ctx: RequestContext, image_id: str) -> tuple[int, dict[str, st
 
 
 def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
-    if spec.backup_id:
-        raise errors.Invalid(
-            "Creating a volume from a backup is not available yet on this cloud; create an "
-            "empty volume, or one from an image, a snapshot or another volume."
-        )
     image_size, image_metadata = _image_source(ctx, spec.image_id) if spec.image_id else (0, {})
     project_id = ctx.project_id or ""
     with ctx.db.write() as session:
@@ -526,19 +541,26 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
         _check_quota(session, project_id, size, volumes=1)
         specs = volume_type.extra_specs
         row = models.Volume(
-            id=_new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
+            id=new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
             description=spec.description, size=size, status="creating",
             attach_status="detached", availability_zone=zone, volume_type_id=volume_type.id,
             bootable=False, readonly=False,
             multiattach=_is_true_spec(specs.get("multiattach")),
             snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
-            image_id=spec.image_id, metadata_=dict(spec.metadata or {}),
+            image_id=spec.image_id, backup_id=spec.backup_id,
+            metadata_=dict(spec.metadata or {}),
             image_metadata=image_metadata, host=_host(ctx),
             replication_status=(
                 "enabled" if _is_true_spec(specs.get("replication_enabled")) else None
             ),
-            created_at=_now(),
+            created_at=now(),
         )  # fmt: skip
+        if spec.backup_id:
+            # The backup agent writes it: restoring-backup until then, as in Cinder.
+            row.status = "restoring-backup"
+            backup = find_backup(ctx, session, spec.backup_id)
+            backup.status, backup.restore_volume_id = "restoring", row.id
+            backup.updated_at = now()
         session.add(row)
         session.flush()
         view = _view(session, row)
@@ -548,19 +570,19 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
 
 def update_volume(ctx: RequestContext, volume_id: str, changes: Mapping[str, Any]) -> VolumeView:
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         for field in ("name", "description"):
             if field in changes:
                 setattr(row, field, changes[field])
         if changes.get("metadata") is not None:
             row.metadata_ = dict(changes["metadata"])
-        row.updated_at = _now()
+        row.updated_at = now()
         return _view(session, row)
 
 
 def delete_volume(ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         snapshots = list(
             session.scalars(select(models.Snapshot).where(models.Snapshot.volume_id == row.id))
         )
@@ -583,14 +605,14 @@ def delete_volume(ctx: RequestContext, volume_id: str, cascade: bool, force: boo
                 )
             snapshot.status = "deleting"
         row.status = "deleting"
-        row.updated_at = _now()
+        row.updated_at = now()
     wake(ctx)
 
 
 def _action_row(
     ctx: RequestContext, session: Session, volume_id: str, allowed: tuple[str, ...], what: str
 ) -> models.Volume:
-    row = _find_volume(ctx, session, volume_id)
+    row = find_volume(ctx, session, volume_id)
     if row.status not in allowed:
         raise errors.Invalid(
             f"Invalid volume: Volume status must be {' or '.join(allowed)} to {what}, "
@@ -610,34 +632,34 @@ def extend_volume(ctx: RequestContext, volume_id: str, new_size: int, in_use_ok:
             )
         _check_quota(session, row.project_id, new_size - row.size)
         row.previous_status, row.status, row.new_size = row.status, "extending", new_size
-        row.updated_at = _now()
+        row.updated_at = now()
     wake(ctx)
 
 
 def reset_status(ctx: RequestContext, volume_id: str, changes: Mapping[str, str]) -> None:
     """Admin's `os-reset_status`: set the status fields as told, no questions asked."""
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         if "status" in changes:
             row.status = changes["status"]
         if "attach_status" in changes:
             row.attach_status = changes["attach_status"]
         if "migration_status" in changes:
             row.migration_status = changes["migration_status"]
-        row.updated_at = _now()
+        row.updated_at = now()
 
 
 def set_flag(ctx: RequestContext, volume_id: str, flag: str, value: bool) -> None:
     """`os-set_bootable` (flag `bootable`) and `os-update_readonly_flag` (`readonly`)."""
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         if flag == "readonly" and row.status != "available":
             raise errors.Invalid(
                 f"Invalid volume: Volume status must be available to update readonly flag, "
                 f"but current status is: {row.status}."
             )
         setattr(row, flag, value)
-        row.updated_at = _now()
+        row.updated_at = now()
 
 
 def retype(ctx: RequestContext, volume_id: str, new_type: str) -> None:
@@ -649,13 +671,13 @@ def retype(ctx: RequestContext, volume_id: str, new_type: str) -> None:
             raise errors.Invalid(f"Invalid volume type: Retype to the same type {new_type}.")
         row.volume_type_id = volume_type.id
         row.multiattach = _is_true_spec(volume_type.extra_specs.get("multiattach"))
-        row.updated_at = _now()
+        row.updated_at = now()
 
 
 def revert_to_snapshot(ctx: RequestContext, volume_id: str, snapshot_id: str) -> None:
     with ctx.db.write() as session:
         row = _action_row(ctx, session, volume_id, ("available",), "revert")
-        snapshot = _find_snapshot(ctx, session, snapshot_id)
+        snapshot = find_snapshot(ctx, session, snapshot_id)
         latest = session.scalar(
             select(models.Snapshot.id)
             .where(models.Snapshot.volume_id == row.id)
@@ -678,15 +700,15 @@ def set_metadata(
     ctx: RequestContext, volume_id: str, metadata: Mapping[str, str], replace: bool
 ) -> dict[str, str]:
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         row.metadata_ = dict(metadata) if replace else {**row.metadata_, **metadata}
-        row.updated_at = _now()
+        row.updated_at = now()
         return dict(row.metadata_)
 
 
 def delete_metadata(ctx: RequestContext, volume_id: str, key: str) -> None:
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         if key not in row.metadata_:
             raise errors.NotFound(f"Metadata item was not found (key {key}).")
         row.metadata_ = {k: v for k, v in row.metadata_.items() if k != key}
@@ -695,7 +717,7 @@ def delete_metadata(ctx: RequestContext, volume_id: str, key: str) -> None:
 # Snapshots ------------------------------------------------------------------------------
 
 
-def _find_snapshot(ctx: RequestContext, session: Session, snapshot_id: str) -> models.Snapshot:
+def find_snapshot(ctx: RequestContext, session: Session, snapshot_id: str) -> models.Snapshot:
     row = session.get(models.Snapshot, snapshot_id)
     if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
         raise errors.NotFound(f"Snapshot {snapshot_id} could not be found.")
@@ -704,7 +726,7 @@ def _find_snapshot(ctx: RequestContext, session: Session, snapshot_id: str) -> m
 
 def get_snapshot(ctx: RequestContext, snapshot_id: str) -> models.Snapshot:
     with ctx.db.read() as session:
-        return _find_snapshot(ctx, session, snapshot_id)
+        return find_snapshot(ctx, session, snapshot_id)
 
 
 def list_snapshots(
@@ -720,7 +742,7 @@ def list_snapshots(
         if field in filters:
             stmt = stmt.where(getattr(models.Snapshot, field) == filters[field])
     with ctx.db.read() as session:
-        return _page(list(session.scalars(stmt)), marker, limit)
+        return page(list(session.scalars(stmt)), marker, limit)
 
 
 def create_snapshot(
@@ -728,7 +750,7 @@ def create_snapshot(
     description: str | None, metadata: Mapping[str, str] | None,
 ) -> models.Snapshot:  # fmt: skip
     with ctx.db.write() as session:
-        volume = _find_volume(ctx, session, volume_id)
+        volume = find_volume(ctx, session, volume_id)
         allowed = ("available", "in-use") if force else ("available",)
         if volume.status not in allowed:
             raise errors.Invalid(
@@ -738,9 +760,9 @@ def create_snapshot(
             )
         _check_quota(session, volume.project_id, volume.size, snapshots=1)
         row = models.Snapshot(
-            id=_new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
+            id=new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
             volume_id=volume.id, name=name, description=description, size=volume.size,
-            status="creating", progress="0%", metadata_=dict(metadata or {}), created_at=_now(),
+            status="creating", progress="0%", metadata_=dict(metadata or {}), created_at=now(),
         )  # fmt: skip
         session.add(row)
     wake(ctx)
@@ -751,11 +773,11 @@ def update_snapshot(
     ctx: RequestContext, snapshot_id: str, changes: Mapping[str, Any]
 ) -> models.Snapshot:
     with ctx.db.write() as session:
-        row = _find_snapshot(ctx, session, snapshot_id)
+        row = find_snapshot(ctx, session, snapshot_id)
         for field in ("name", "description"):
             if field in changes:
                 setattr(row, field, changes[field])
-        row.updated_at = _now()
+        row.updated_at = now()
         return row
 
 
@@ -763,14 +785,14 @@ def set_snapshot_metadata(
     ctx: RequestContext, snapshot_id: str, metadata: Mapping[str, str], replace: bool
 ) -> dict[str, str]:
     with ctx.db.write() as session:
-        row = _find_snapshot(ctx, session, snapshot_id)
+        row = find_snapshot(ctx, session, snapshot_id)
         row.metadata_ = dict(metadata) if replace else {**row.metadata_, **metadata}
         return dict(row.metadata_)
 
 
 def delete_snapshot(ctx: RequestContext, snapshot_id: str, force: bool) -> None:
     with ctx.db.write() as session:
-        row = _find_snapshot(ctx, session, snapshot_id)
+        row = find_snapshot(ctx, session, snapshot_id)
         if row.status == "deleting":
             return
         if not force and row.status not in ("available", "error"):
@@ -789,7 +811,7 @@ def delete_snapshot(ctx: RequestContext, snapshot_id: str, force: bool) -> None:
 
 def reset_snapshot_status(ctx: RequestContext, snapshot_id: str, status: str) -> None:
     with ctx.db.write() as session:
-        _find_snapshot(ctx, session, snapshot_id).status = status
+        find_snapshot(ctx, session, snapshot_id).status = status
 
 
 # What the agent does --------------------------------------------------------------------
@@ -856,12 +878,12 @@ def finish_job(runtime: Runtime, job: Job, failure: str | None) -> None:
                 return
             snapshot.status = "available" if failure is None else "error"
             snapshot.progress = "100%" if failure is None else snapshot.progress
-            snapshot.updated_at = _now()
+            snapshot.updated_at = now()
             return
         volume = session.get(models.Volume, job.volume_id)
         if volume is None:
             return
-        volume.updated_at = _now()
+        volume.updated_at = now()
         volume.fail_reason = failure
         if job.kind == "delete":
             if failure is None:
@@ -870,7 +892,7 @@ def finish_job(runtime: Runtime, job: Job, failure: str | None) -> None:
                 volume.status = "error_deleting"
         elif job.kind == "create":
             volume.status = "available" if failure is None else "error"
-            volume.launched_at = _now() if failure is None else None
+            volume.launched_at = now() if failure is None else None
             volume.bootable = volume.bootable or (failure is None and job.image_id is not None)
         elif job.kind == "extend":
             if failure is None:
@@ -895,7 +917,7 @@ def _find_attachment(
     row = session.get(models.Attachment, attachment_id)
     if row is None:
         raise errors.NotFound(f"Attachment {attachment_id} could not be found.")
-    _find_volume(ctx, session, row.volume_id)
+    find_volume(ctx, session, row.volume_id)
     return row
 
 
@@ -911,7 +933,7 @@ def attachment_connection(ctx: RequestContext, attachment: models.Attachment) ->
     if attachment.connector is None or attachment.attach_status == "detached":
         return {}
     with ctx.db.read() as session:
-        volume = _find_volume(ctx, session, attachment.volume_id)
+        volume = find_volume(ctx, session, attachment.volume_id)
     return _connection_info(ctx, volume, attachment.attach_mode)
 
 
@@ -950,7 +972,7 @@ def create_attachment(
     """Reserve the volume for a server (and connect it, given a connector). A volume
     already in use takes a second attachment only if its type allows multi-attach."""
     with ctx.db.write() as session:
-        volume = _find_volume(ctx, session, volume_id)
+        volume = find_volume(ctx, session, volume_id)
         live = _live_attachments(session, volume.id)
         if live and not volume.multiattach:
             raise errors.Invalid(
@@ -977,16 +999,16 @@ def create_attachment(
             )
         status = "attaching" if connector else "reserved"
         row = models.Attachment(
-            id=_new_id(), volume_id=volume.id, instance_uuid=instance_uuid,
+            id=new_id(), volume_id=volume.id, instance_uuid=instance_uuid,
             attached_host=(connector or {}).get("host"), mountpoint=(connector or {}).get(
                 "mountpoint"
             ), attach_mode=mode, attach_status=status,
-            connector=dict(connector) if connector else None, created_at=_now(),
+            connector=dict(connector) if connector else None, created_at=now(),
         )  # fmt: skip
         session.add(row)
         if volume.status != "in-use":
             volume.status = status
-        volume.updated_at = _now()
+        volume.updated_at = now()
     return row
 
 
@@ -1005,7 +1027,7 @@ def update_attachment(
         volume = session.get(models.Volume, row.volume_id)
         if volume is not None and volume.status == "reserved":
             volume.status = "attaching"
-        row.updated_at = _now()
+        row.updated_at = now()
     return row
 
 
@@ -1018,11 +1040,11 @@ def complete_attachment(ctx: RequestContext, attachment_id: str) -> None:
                 f"Invalid attachment: attachment {row.id} has no connector yet; update it "
                 "with the host's connector first."
             )
-        row.attach_status, row.attach_time = "attached", _now()
+        row.attach_status, row.attach_time = "attached", now()
         volume = session.get(models.Volume, row.volume_id)
         if volume is not None:
             volume.status, volume.attach_status = "in-use", "attached"
-            volume.updated_at = _now()
+            volume.updated_at = now()
 
 
 def delete_attachment(ctx: RequestContext, attachment_id: str) -> None:
@@ -1038,7 +1060,7 @@ def delete_attachment(ctx: RequestContext, attachment_id: str) -> None:
             volume.status, volume.attach_status = "available", "detached"
         elif volume.status == "detaching":
             volume.status = "in-use"  # a multi-attach volume other servers still use
-        volume.updated_at = _now()
+        volume.updated_at = now()
 
 
 # The legacy attach actions (os-reserve, os-attach, ... before the attachments API) ------
@@ -1054,7 +1076,7 @@ def legacy_status(ctx: RequestContext, volume_id: str, action: str) -> None:
     }
     allowed, target = moves[action]
     with ctx.db.write() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
         if row.status == target:
             return
         if row.status not in allowed:
@@ -1062,7 +1084,7 @@ def legacy_status(ctx: RequestContext, volume_id: str, action: str) -> None:
                 f"Invalid volume: Volume status must be {' or '.join(allowed)} for "
                 f"{action}, but current status is: {row.status}."
             )
-        row.status, row.updated_at = target, _now()
+        row.status, row.updated_at = target, now()
 
 
 def legacy_attach(
@@ -1078,7 +1100,7 @@ def legacy_attach(
 def legacy_detach(ctx: RequestContext, volume_id: str, attachment_id: str | None) -> None:
     """os-detach (and os-force_detach): drop the named attachment, or the only one."""
     with ctx.db.read() as session:
-        _find_volume(ctx, session, volume_id)
+        find_volume(ctx, session, volume_id)
         live = _live_attachments(session, volume_id)
     chosen = [a for a in live if attachment_id in (None, a.id)]
     if not chosen or (attachment_id is None and len(chosen) > 1):
@@ -1091,5 +1113,5 @@ def legacy_detach(ctx: RequestContext, volume_id: str, attachment_id: str | None
 
 def initialize_connection(ctx: RequestContext, volume_id: str) -> dict[str, Any]:
     with ctx.db.read() as session:
-        row = _find_volume(ctx, session, volume_id)
+        row = find_volume(ctx, session, volume_id)
     return _connection_info(ctx, row, "ro" if row.readonly else "rw")

@@ -32,6 +32,11 @@ ODD_BODIES: list[Any] = [
     {"config": {"ldap": {"nonsense": 1}}},
     {"name": "CUSTOM_X", "resource_provider_generation": "1", "inventories": {"VCPU": {}}},
     {"traits": ["NOPE"], "aggregates": [1], "resource_provider_generation": 0},
+    {"volumeAttachment": {"volumeId": 5, "device": 3, "delete_on_termination": "x"}},
+    {"server": {"name": "x", "flavorRef": "1", "block_device_mapping_v2": [
+        {"source_type": "volume", "destination_type": "volume", "boot_index": "x"},
+        {"source_type": "image", "destination_type": "volume", "uuid": 5, "volume_size": "x"},
+    ]}},
 ]
 # Bodies only the networking routes get (valid keys, wrong values inside).
 NETWORK_BODIES: list[Any] = [
@@ -85,6 +90,10 @@ VOLUME_BODIES: list[Any] = [
     {"attachment": {"volume_uuid": 5, "connector": "x", "mode": 3}},
     {"volume_type": {"name": [], "extra_specs": 5}},
     {"quota_set": {"volumes": "x"}},
+    {"backup": {"volume_id": 5, "incremental": "often", "force": [], "metadata": "x"}},
+    {"restore": {"volume_id": 7, "name": {}}},
+    {"restore": None},
+    {"os-reset_status": {"status": 5}},
     {"os-extend": {"new_size": "x"}},
     {"os-reset_status": {"status": 5}},
     {"os-attach": {"instance_uuid": 5, "mode": []}},

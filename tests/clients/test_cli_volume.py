@@ -3,7 +3,10 @@ pocketstack: volumes, types, snapshots, clones, extend, quotas."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -67,3 +70,64 @@ def test_sdk_lists_volumes(sdk_admin, unique):
     assert volume.id in [v.id for v in sdk_admin.block_storage.volumes()]
     sdk_admin.block_storage.delete_volume(volume)
     sdk_admin.block_storage.wait_for_delete(volume, wait=20)
+
+
+def _volume_file(cloud: Any, volume_id: str) -> Path:
+    return Path(cloud.state_dir) / "volume" / "file" / "volumes" / f"volume-{volume_id}.raw"
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as data:
+        return hashlib.file_digest(data, "sha256").hexdigest()
+
+
+def _repository_bytes(cloud: Any) -> int:
+    chunks = Path(cloud.state_dir) / "volume" / "backups" / "chunks"
+    return sum(p.stat().st_size for p in chunks.glob("*/*.zst"))
+
+
+def test_backup_incremental_and_volume_from_backup(osc, cloud, unique):
+    """Full backup; 1% more written; an incremental backup grows the repository by about
+    that much; `volume create --backup` gives the bytes of the volume at backup time."""
+    name = unique("bk")
+    volume_id = osc("volume", "create", "--size", "1", name, "-f", "json").json()["id"]
+    _wait(osc, "volume", name, "available")
+    path = _volume_file(cloud, volume_id)
+    with path.open("r+b") as disk:
+        for offset in range(0, 64 << 20, 16 << 20):
+            disk.seek(offset)
+            disk.write(os.urandom(8 << 20))
+    start = _repository_bytes(cloud)
+    full = osc("volume", "backup", "create", "--name", unique("full"), name, "-f", "json").json()
+    _wait(osc, "volume backup", full["id"], "available")
+    after_full = _repository_bytes(cloud)
+    assert after_full - start >= 32 << 20
+
+    with path.open("r+b") as disk:
+        disk.seek(512 << 20)
+        disk.write(os.urandom(10 << 20))  # 1% of the volume
+    changed = _digest(path)
+    incremental = osc("volume", "backup", "create", "--incremental", "--name", unique("inc"),
+                      name, "-f", "json").json()  # fmt: skip
+    shown = _wait(osc, "volume backup", incremental["id"], "available")
+    assert shown["is_incremental"] is True
+    growth = _repository_bytes(cloud) - after_full
+    assert (10 << 20) <= growth < (13 << 20), growth
+
+    restored = unique("restored")
+    osc("volume", "create", "--backup", incremental["id"], restored)
+    restored_id = _wait(osc, "volume", restored, "available")["id"]
+    assert _digest(_volume_file(cloud, restored_id)) == changed
+
+    osc("volume", "backup", "delete", incremental["id"])
+    _wait_gone(osc, "volume backup", incremental["id"])
+    osc("volume", "backup", "delete", full["id"])
+    _wait_gone(osc, "volume backup", full["id"])
+    osc("volume", "delete", name, restored)
+
+
+def _wait_gone(osc: Any, kind: str, name: str) -> None:
+    deadline = time.monotonic() + 20
+    while osc(*kind.split(), "show", name, check=False).returncode == 0:
+        assert time.monotonic() < deadline, f"{kind} {name} stayed"
+        time.sleep(0.1)

@@ -56,3 +56,9 @@ class Backend(Protocol):
     def volumes(self) -> set[str]:
         """The ids of every volume the backend holds data for."""
         ...
+
+    def volume_file(self, volume_id: str) -> Path | None:
+        """The file holding the volume's bytes, for backups (None: none are kept)."""
+        ...
+
+    def snapshot_file(self, snapshot_id: str) -> Path | None: ...

@@ -51,5 +51,11 @@ class FakeBackend:
     def connection(self, volume_id: str) -> dict[str, object]:
         return {"volume_id": volume_id}
 
+    def volume_file(self, volume_id: str) -> Path | None:
+        return None  # sizes only: a backup of a fake volume is all zeros
+
+    def snapshot_file(self, snapshot_id: str) -> Path | None:
+        return None
+
     def volumes(self) -> set[str]:
         return set(self.sizes)

@@ -82,6 +82,12 @@ class FileBackend:
     def delete_snapshot(self, snapshot_id: str) -> None:
         blockfiles.remove(self.snapshot_path(snapshot_id))
 
+    def volume_file(self, volume_id: str) -> Path | None:
+        return self.volume_path(volume_id)
+
+    def snapshot_file(self, snapshot_id: str) -> Path | None:
+        return self.snapshot_path(snapshot_id)
+
     def connection(self, volume_id: str) -> dict[str, object]:
         return {"volume_id": volume_id, "device_path": str(self.volume_path(volume_id))}
 

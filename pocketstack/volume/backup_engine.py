@@ -1,0 +1,149 @@
+"""Reading a volume into a backup repository and writing it back, in parallel.
+
+A volume is cut into fixed chunks of CHUNK_BYTES; worker processes each read
+their chunk straight from the file (pread), skip it if it is all zeros, hash it
+(SHA-256) and, unless the repository holds that hash already, compress it
+(zstd) and store it. So an incremental backup, whose unchanged chunks hash as
+its parent's did, stores only what changed. Restore runs the other way and
+checks every chunk's hash before it writes it. Processes, not threads: hashing
+and compressing are CPU work, and each worker has its own interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from pocketstack.volume.drivers.repository import Repository
+
+CHUNK_BYTES = 4 << 20
+ZSTD_LEVEL = 3
+MANIFEST_VERSION = 1
+PROGRESS_EVERY_S = 1.0
+IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: bounded memory, workers never idle
+
+# (chunks done, chunks in all): called at most every PROGRESS_EVERY_S, and at the end.
+ProgressCallback = Callable[[int, int], None]
+
+
+class CorruptChunk(Exception):
+    """A chunk read back from the repository does not hash to its name."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    manifest: dict[str, Any]
+    stored_bytes: int  # what this backup added to the repository (compressed)
+    chunks: int
+
+
+def chunk_count(size_bytes: int) -> int:
+    return (size_bytes + CHUNK_BYTES - 1) // CHUNK_BYTES
+
+
+def _store_chunk(repository: Repository, path: str, index: int) -> tuple[str | None, int]:
+    """In a worker: the chunk's hash (None: zeros) and the bytes it added."""
+    with open(path, "rb") as source:
+        data = os.pread(source.fileno(), CHUNK_BYTES, index * CHUNK_BYTES)
+    if data == bytes(len(data)):
+        return None, 0
+    digest = hashlib.sha256(data).hexdigest()
+    if repository.has_chunk(digest):
+        return digest, 0
+    compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    return digest, repository.put_chunk(digest, compressed)
+
+
+def _restore_chunk(repository: Repository, path: str, index: int, digest: str) -> None:
+    """In a worker: the chunk, checked against its hash, written at its place."""
+    data = zstandard.ZstdDecompressor().decompress(repository.get_chunk(digest))
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CorruptChunk(f"chunk {index} ({digest}) is damaged in the backup repository")
+    with open(path, "r+b") as target:
+        os.pwrite(target.fileno(), data, index * CHUNK_BYTES)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # Spawned, not forked: the service process runs threads (a fork copies their locks).
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _in_order(
+    workers: int, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]], total: int,
+    progress: ProgressCallback,
+) -> Iterator[Any]:  # fmt: skip
+    """Run the calls on a pool, at most workers x IN_FLIGHT_PER_WORKER at a time; their
+    results in order, reporting progress as they come."""
+    window: deque[Future[Any]] = deque()
+    done, reported = 0, time.monotonic()
+    with _pool(workers) as pool:
+        for function, arguments in calls:
+            window.append(pool.submit(function, *arguments))
+            while len(window) >= workers * IN_FLIGHT_PER_WORKER:
+                yield window.popleft().result()
+                done += 1
+                if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                    progress(done, total)
+                    reported = time.monotonic()
+        while window:
+            yield window.popleft().result()
+            done += 1
+    progress(done, total)
+
+
+def back_up(
+    source: Path | None, size_bytes: int, repository: Repository, workers: int,
+    progress: ProgressCallback, parent_id: str | None = None,
+) -> BackupResult:  # fmt: skip
+    """Every chunk of `source` in the repository; the manifest (not yet written). A source
+    of None (a backend that keeps no bytes) backs up as zeros."""
+    total = chunk_count(size_bytes)
+    if source is None:
+        chunks: list[str | None] = [None] * total
+        stored = 0
+        progress(total, total)
+    else:
+        calls = ((_store_chunk, (repository, str(source), i)) for i in range(total))
+        results = list(_in_order(workers, calls, total, progress))
+        chunks = [digest for digest, _ in results]
+        stored = sum(added for _, added in results)
+    manifest = {
+        "version": MANIFEST_VERSION, "chunk_bytes": CHUNK_BYTES, "size_bytes": size_bytes,
+        "parent_id": parent_id, "chunks": chunks,
+    }  # fmt: skip
+    return BackupResult(manifest, stored, total)
+
+
+def restore(
+    manifest: dict[str, Any], repository: Repository, target: Path | None, workers: int,
+    progress: ProgressCallback,
+) -> None:  # fmt: skip
+    """Write the backup's bytes over `target`, which becomes sparse first so chunks of
+    zeros need no writing. Raises CorruptChunk when a chunk does not hash as recorded."""
+    if manifest.get("chunk_bytes") != CHUNK_BYTES:
+        raise CorruptChunk(f"the manifest's chunk size {manifest.get('chunk_bytes')} is unknown")
+    chunks: list[str | None] = manifest["chunks"]
+    if target is None:
+        progress(len(chunks), len(chunks))
+        return
+    size = max(target.stat().st_size, int(manifest["size_bytes"]))
+    with target.open("r+b") as handle:
+        handle.truncate(0)
+        handle.truncate(size)
+    calls = (
+        (_restore_chunk, (repository, str(target), index, digest))
+        for index, digest in enumerate(chunks)
+        if digest is not None
+    )
+    for _ in _in_order(workers, calls, sum(1 for d in chunks if d), progress):
+        pass
