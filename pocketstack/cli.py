@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
-    manage = commands.add_parser("manage", help="operator tasks (cells)")
+    manage = commands.add_parser("manage", help="operator tasks (cells, volume failover)")
     manage_commands = manage.add_subparsers(dest="manage_command", required=True)
     cell = manage_commands.add_parser("cell", help="compute cells v2")
     cell_commands = cell.add_subparsers(dest="cell_command", required=True)
@@ -186,6 +186,14 @@ def _parser() -> argparse.ArgumentParser:
         sub = cell_commands.add_parser(verb, help=text)
         _common_args(sub)
         sub.add_argument("name")
+
+    volume = manage_commands.add_parser("volume", help="block storage backends")
+    volume_commands = volume.add_subparsers(dest="volume_command", required=True)
+    for verb, text in (("failover", "serve replicated volumes from the secondary site"),
+                       ("failback", "copy changes back, serve from the primary")):  # fmt: skip
+        sub = volume_commands.add_parser(verb, help=text)
+        _common_args(sub)
+        sub.add_argument("--backend", default="file", help="the backend (default: file)")
 
     image = commands.add_parser("image", help="guest images built from Debian packages")
     image_commands = image.add_subparsers(dest="image_command", required=True)
@@ -542,6 +550,32 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def cmd_manage(args: argparse.Namespace) -> int:
+    return cmd_manage_volume(args) if args.manage_command == "volume" else cmd_manage_cell(args)
+
+
+def cmd_manage_volume(args: argparse.Namespace) -> int:
+    """`pocketstack manage volume failover|failback`: the backend's active site is switched
+    on disk, not in the database; a running cloud serves from the new site at once."""
+    from pocketstack.volume import agent as volume_agent
+
+    settings = _settings(args)
+    if args.backend != "file" or settings.volume_driver != "file":
+        raise UsageError(
+            f"backend {args.backend!r} has no replication; only the file backend does "
+            "(see `pocketstack up --volume-driver`)"
+        )
+    backend = volume_agent.file_backend_of(settings.state_dir)
+    if args.volume_command == "failover":
+        backend.fail_over()
+        print("volume backend file failed over: replicated volumes are served from the "
+              "secondary site; `pocketstack manage volume failback` returns")  # fmt: skip
+    else:
+        copied = backend.fail_back()
+        print(f"volume backend file failed back: {copied} replicas copied to the primary site")
+    return 0
+
+
+def cmd_manage_cell(args: argparse.Namespace) -> int:
     """`pocketstack manage cell ...`: cells are mapped in the API database; the schema of a
     new cell's database is created on the spot."""
     from pocketstack import services

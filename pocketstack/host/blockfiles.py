@@ -59,3 +59,39 @@ def write_image(source: Path, target: Path, disk_format: str | None, size_gb: in
             raise ValueError(f"the image's disk is larger than the volume's {size_gb} GiB")
         handle.truncate(size_gb * GIB)
     partial.replace(target)
+
+
+MIRROR_CHUNK = 4 << 20
+
+
+def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of the file's data; holes are skipped (SEEK_DATA/SEEK_HOLE)."""
+    extents, offset = [], 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:
+            break  # no data after `offset`
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        extents.append((start, end))
+        offset = end
+    return extents
+
+
+def mirror(source: Path, target: Path) -> int:
+    """Make `target` hold `source`'s bytes, writing only the chunks that differ (holes in
+    `source` are not read); the bytes written. Both files stay sparse."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(exist_ok=True)
+    written = 0
+    with source.open("rb") as src, target.open("r+b") as dst:
+        size = os.fstat(src.fileno()).st_size
+        if os.fstat(dst.fileno()).st_size != size:
+            dst.truncate(size)
+        for start, end in _data_extents(src.fileno(), size):
+            for offset in range(start - start % MIRROR_CHUNK, end, MIRROR_CHUNK):
+                wanted = os.pread(src.fileno(), MIRROR_CHUNK, offset)
+                if os.pread(dst.fileno(), len(wanted), offset) != wanted:
+                    os.pwrite(dst.fileno(), wanted, offset)
+                    written += len(wanted)
+    return written

@@ -29,6 +29,7 @@ from pocketstack.volume.drivers.repository import DirectoryRepository, Repositor
 
 LOG = logging.getLogger(__name__)
 RESYNC_S = 10.0
+REPLICATE_EVERY_S = 2.0  # how far a replica may lag; each pass also looks for new jobs
 
 
 def _image(runtime: Runtime, image_id: str) -> tuple[Path, str | None]:
@@ -167,6 +168,14 @@ class VolumeAgent:
         for thread in self._threads:
             thread.join(timeout=30)
 
+    def replicate(self) -> None:
+        """Mirror every replicated volume to the secondary site (changed chunks only)."""
+        for volume_id in volume_service.replicated_volumes(self.runtime):
+            try:
+                self.backend.replicate(volume_id)
+            except OSError as exc:
+                LOG.warning("replicating volume %s failed: %s", volume_id, exc)
+
     def reconcile(self) -> None:
         for job in volume_service.pending_jobs(self.runtime):
             failure = None
@@ -182,9 +191,10 @@ class VolumeAgent:
             self.wake.clear()
             try:
                 self.reconcile()
+                self.replicate()
             except Exception:
                 LOG.exception("volume agent pass failed; trying again")
-            self.wake.wait(RESYNC_S)
+            self.wake.wait(REPLICATE_EVERY_S)
 
     def _run_backups(self) -> None:
         while not self._stop.is_set():
@@ -199,7 +209,13 @@ class VolumeAgent:
 def choose_backend(runtime: Runtime) -> Backend:
     if runtime.settings.volume_driver == "fake":
         return fake_backend.FakeBackend()
-    return file_backend.FileBackend(Path(runtime.settings.state_dir) / "volume" / "file")
+    return file_backend_of(Path(runtime.settings.state_dir))
+
+
+def file_backend_of(state_dir: Path) -> file_backend.FileBackend:
+    """The file backend of a state dir: its primary and secondary (replica) sites."""
+    folder = state_dir / "volume"
+    return file_backend.FileBackend(folder / "file", folder / "file-replica")
 
 
 def install(runtime: Runtime) -> None:

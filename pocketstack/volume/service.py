@@ -95,10 +95,12 @@ def services(ctx: RequestContext) -> list[dict[str, Any]]:
     moment = now().isoformat(timespec="microseconds")
     base = {"zone": AVAILABILITY_ZONE, "status": "enabled", "state": state,
             "updated_at": moment, "disabled_reason": None}  # fmt: skip
+    failed_over = _backend(ctx).active_site() == "secondary"
     return [
         {"binary": "cinder-scheduler", "host": "pocketstack", **base},
         {"binary": "cinder-volume", "host": _host(ctx).split("#")[0], **base,
-         "replication_status": "disabled", "active_backend_id": None, "frozen": False},
+         "replication_status": "failed-over" if failed_over else "enabled",
+         "active_backend_id": "secondary" if failed_over else None, "frozen": False},
     ]  # fmt: skip
 
 
@@ -815,6 +817,17 @@ def reset_snapshot_status(ctx: RequestContext, snapshot_id: str, status: str) ->
 
 
 # What the agent does --------------------------------------------------------------------
+
+
+def replicated_volumes(runtime: Runtime) -> list[str]:
+    """Volumes of a replication_enabled type whose data the agent mirrors."""
+    with runtime.db.read() as session:
+        return list(session.scalars(
+            select(models.Volume.id).where(
+                models.Volume.replication_status == "enabled",
+                models.Volume.status.in_(("available", "in-use", "backing-up")),
+            )
+        ))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ class FakeBackend:
     def __init__(self) -> None:
         self.sizes: dict[str, int] = {}
         self.snapshots: dict[str, int] = {}
+        self.site = "primary"
 
     def create(self, volume_id: str, size_gb: int) -> None:
         self.sizes[volume_id] = size_gb
@@ -56,6 +57,19 @@ class FakeBackend:
 
     def snapshot_file(self, snapshot_id: str) -> Path | None:
         return None
+
+    def active_site(self) -> str:
+        return self.site
+
+    def replicate(self, volume_id: str) -> int:
+        return 0
+
+    def fail_over(self) -> None:
+        self.site = "secondary"
+
+    def fail_back(self) -> int:
+        self.site = "primary"
+        return 0
 
     def volumes(self) -> set[str]:
         return set(self.sizes)

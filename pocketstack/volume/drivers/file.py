@@ -1,9 +1,17 @@
 """The `file` backend: each volume a sparse raw file in the state dir.
 
-What exists for volume V: `<root>/volumes/volume-V.raw`; for snapshot S:
-`<root>/snapshots/snapshot-S.raw`. Raw files are what a loop device (namespace
+What exists for volume V: `<site>/volumes/volume-V.raw`; for snapshot S:
+`<site>/snapshots/snapshot-S.raw`. Raw files are what a loop device (namespace
 servers) and qemu (`format=raw`) attach directly; a snapshot or clone copies
 only allocated blocks (or shares them, where the file system has reflinks).
+
+Replication: the backend has a primary site and a secondary one (two
+directories; on a real edge site, two disks or a network mount). Volumes of
+a `replication_enabled` type are mirrored to the secondary, only changed
+chunks written. Which site is active is kept in the `active-site` file beside
+them, not in the database: `pocketstack manage volume failover` points it at
+the secondary (whose copies then serve), `failback` copies what changed there
+back to the primary and points it home again.
 """
 
 from __future__ import annotations
@@ -14,12 +22,59 @@ from pocketstack.host import blockfiles
 from pocketstack.host.commands import HostCommandError
 from pocketstack.volume.drivers import BackendError
 
+PRIMARY, SECONDARY = "primary", "secondary"
+ACTIVE_SITE_FILE = "active-site"
+
 
 class FileBackend:
     name = "file"
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, primary: Path, secondary: Path) -> None:
+        self.primary = primary
+        self.secondary = secondary
+
+    @property
+    def _marker(self) -> Path:
+        return self.primary.parent / ACTIVE_SITE_FILE
+
+    def active_site(self) -> str:
+        """Read at every use, so a failover made by the CLI applies to a running cloud."""
+        try:
+            return self._marker.read_text().strip() or PRIMARY
+        except FileNotFoundError:
+            return PRIMARY
+
+    @property
+    def root(self) -> Path:
+        return self.secondary if self.active_site() == SECONDARY else self.primary
+
+    def _set_site(self, site: str) -> None:
+        partial = self._marker.with_name(f"{ACTIVE_SITE_FILE}.part")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(site + "\n")
+        partial.replace(self._marker)
+
+    def replicate(self, volume_id: str) -> int:
+        """Mirror the volume to the secondary site (nothing while failed over); the bytes
+        written."""
+        if self.active_site() == SECONDARY:
+            return 0
+        source = self.primary / "volumes" / f"volume-{volume_id}.raw"
+        if not source.exists():
+            return 0
+        return blockfiles.mirror(source, self.secondary / "volumes" / source.name)
+
+    def fail_over(self) -> None:
+        self._set_site(SECONDARY)
+
+    def fail_back(self) -> int:
+        """Copy every replica's changes back to the primary, then serve from it; the number
+        of volumes copied."""
+        replicas = sorted((self.secondary / "volumes").glob("volume-*.raw"))
+        for replica in replicas:
+            blockfiles.mirror(replica, self.primary / "volumes" / replica.name)
+        self._set_site(PRIMARY)
+        return len(replicas)
 
     def volume_path(self, volume_id: str) -> Path:
         return self.root / "volumes" / f"volume-{volume_id}.raw"
@@ -67,7 +122,8 @@ class FileBackend:
         blockfiles.grow(path, size_gb)
 
     def delete(self, volume_id: str) -> None:
-        blockfiles.remove(self.volume_path(volume_id))
+        for site in (self.primary, self.secondary):
+            blockfiles.remove(site / "volumes" / f"volume-{volume_id}.raw")
 
     def snapshot(self, snapshot_id: str, volume_id: str) -> None:
         target = self.snapshot_path(snapshot_id)
