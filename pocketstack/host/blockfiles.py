@@ -64,7 +64,7 @@ def write_image(source: Path, target: Path, disk_format: str | None, size_gb: in
 MIRROR_CHUNK = 4 << 20
 
 
-def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
     """(start, end) of the file's data; holes are skipped (SEEK_DATA/SEEK_HOLE)."""
     extents, offset = [], 0
     while offset < size:
@@ -88,7 +88,7 @@ def mirror(source: Path, target: Path) -> int:
         size = os.fstat(src.fileno()).st_size
         if os.fstat(dst.fileno()).st_size != size:
             dst.truncate(size)
-        for start, end in _data_extents(src.fileno(), size):
+        for start, end in data_extents(src.fileno(), size):
             for offset in range(start - start % MIRROR_CHUNK, end, MIRROR_CHUNK):
                 wanted = os.pread(src.fileno(), MIRROR_CHUNK, offset)
                 if os.pread(dst.fileno(), len(wanted), offset) != wanted:

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pocketstack.core import errors
@@ -135,7 +136,7 @@ class BackupWorker:
                 else:
                     self.repository.delete_manifest(job.backup_id)
                     self.repository.collect_garbage()
-            except (BackendError, OSError, backup_engine.CorruptChunk) as exc:
+            except (BackendError, OSError, backup_engine.CorruptChunk, BrokenProcessPool) as exc:
                 failure = str(exc)
                 LOG.warning("backup job %s of %s failed: %s", job.kind, job.backup_id, exc)
             backups.finish_job(self.runtime, job, failure, chunks)
