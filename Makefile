@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE_DIR ?=
 
-.PHONY: install up test lint unit conformance conformance-image conformance-compute conformance-network conformance-placement bench bench-placement \
+.PHONY: install up test lint unit conformance conformance-image conformance-compute conformance-network conformance-volume conformance-placement bench bench-placement \
 	debian-packages
 
 install: debian-packages $(STAMP)
@@ -47,6 +47,9 @@ conformance-compute: install
 
 conformance-network: install
 	tests/peer/run-tempest.sh network
+
+conformance-volume: install
+	tests/peer/run-tempest.sh volume
 
 conformance-placement: install
 	tests/peer/run-placement-gabbi.sh

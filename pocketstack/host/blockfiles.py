@@ -8,6 +8,7 @@ the allocated blocks only, so a thin volume stays thin.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from pocketstack.host import commands
@@ -62,6 +63,13 @@ def write_image(source: Path, target: Path, disk_format: str | None, size_gb: in
 
 
 MIRROR_CHUNK = 4 << 20
+
+
+def read_chunks(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The file's bytes in order, `chunk_size` at a time (holes read as zeros)."""
+    with path.open("rb") as source:
+        while chunk := source.read(chunk_size):
+            yield chunk
 
 
 def data_extents(fd: int, size: int) -> list[tuple[int, int]]:

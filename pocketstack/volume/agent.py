@@ -10,16 +10,19 @@ after the restart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pocketstack.core import errors
 from pocketstack.core.runtime import Runtime
-from pocketstack.host import blockfiles
+from pocketstack.host import blockfiles, qemu
+from pocketstack.host.commands import HostCommandError
 from pocketstack.image import service as image_service
 from pocketstack.volume import backup_engine, backups
 from pocketstack.volume import service as volume_service
@@ -40,6 +43,33 @@ def _image(runtime: Runtime, image_id: str) -> tuple[Path, str | None]:
     except (errors.NotFound, errors.Conflict) as exc:
         raise BackendError(exc.message) from exc
     return path, view.row.disk_format
+
+
+def _upload(runtime: Runtime, backend: Backend, volume_id: str, image_id: str) -> None:
+    """The volume's bytes into its image (converted with qemu-img for qcow2), as the image's
+    owner; an image that cannot be filled is deleted, not left queued."""
+    ctx = runtime.service_context(None)
+    try:
+        view = image_service.get_image(ctx, image_id)
+    except errors.NotFound as exc:
+        raise BackendError(f"image {image_id} to upload to is gone") from exc
+    source = backend.volume_file(volume_id)
+    owner_ctx = runtime.service_context(view.row.owner)
+    try:
+        scratch = source.parent if source else None
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=scratch) as tmp:
+            data: Iterable[bytes] = ()
+            if source is not None and view.row.disk_format == "qcow2":
+                converted = Path(tmp) / "image.qcow2"
+                qemu.convert(source, converted, force_share=True)
+                data = qemu.read_chunks(converted)
+            elif source is not None:
+                data = blockfiles.read_chunks(source)
+            image_service.store_data(owner_ctx, image_id, data)
+    except (errors.PocketstackError, HostCommandError, OSError) as exc:
+        with contextlib.suppress(errors.PocketstackError):
+            image_service.delete_image(ctx, image_id)
+        raise BackendError(f"uploading volume {volume_id} to image {image_id}: {exc}") from exc
 
 
 def run(runtime: Runtime, backend: Backend, job: volume_service.Job) -> None:
@@ -63,6 +93,8 @@ def run(runtime: Runtime, backend: Backend, job: volume_service.Job) -> None:
         if job.snapshot_id is None:
             raise BackendError("no snapshot of this volume is being restored")
         backend.revert(volume_id, job.snapshot_id)
+    elif job.kind == "upload":
+        _upload(runtime, backend, volume_id, job.image_id or "")
     elif job.kind == "snapshot":
         backend.snapshot(job.snapshot_id or "", volume_id)
     elif job.kind == "delete_snapshot":

@@ -106,8 +106,12 @@ def _volume(ctx: Ctx, volume_id: str, rule: str) -> volume_service.VolumeView:
     return view
 
 
-def _volume_body(request: Request, ctx: Ctx, view: volume_service.VolumeView) -> dict[str, Any]:
-    return schemas.volume_view(view, requested_version(request), ctx.is_admin, _base(request))
+def _volume_body(
+    request: Request, ctx: Ctx, view: volume_service.VolumeView, extended: bool = True
+) -> dict[str, Any]:
+    return schemas.volume_view(
+        view, requested_version(request), ctx.is_admin, _base(request), extended
+    )
 
 
 def _sort(request: Request) -> tuple[tuple[str, bool], ...]:
@@ -195,7 +199,7 @@ def create_volume(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -
     if spec.backup_id:
         ctx.authorize("backup:restore", {"project_id": ctx.project_id or ""})
     view = volume_service.create_volume(ctx, spec)
-    return _accepted({"volume": _volume_body(request, ctx, view)})
+    return _accepted({"volume": _volume_body(request, ctx, view, extended=False)})
 
 
 @router.get("/v3/{project_id}/volumes/{volume_id}")
@@ -222,7 +226,7 @@ def update_volume(
     if not changes:
         raise errors.Invalid("Invalid input: the update names none of name, description, metadata.")
     view = volume_service.update_volume(ctx, volume_id, changes)
-    return JSONResponse({"volume": _volume_body(request, ctx, view)})
+    return JSONResponse({"volume": _volume_body(request, ctx, view, extended=False)})
 
 
 @router.delete("/v3/{project_id}/volumes/{volume_id}")
@@ -450,7 +454,7 @@ def create_type(project_id: str, body: JsonBody, ctx: Ctx) -> Response:
         ctx, name.strip(), schemas.text(inner, "description"),
         schemas.boolean(public, "is_public"), {str(k): str(v) for k, v in specs.items()},
     )  # fmt: skip
-    return JSONResponse({"volume_type": schemas.type_view(row, True)})
+    return JSONResponse({"volume_type": schemas.type_view(row, True, "create")})
 
 
 @router.get("/v3/{project_id}/types/{type_id}")
@@ -477,7 +481,7 @@ def update_type(project_id: str, type_id: str, body: JsonBody, ctx: Ctx) -> Resp
     if not changes:
         raise errors.Invalid("Specify volume type name, description, is_public or a combination.")
     row = volume_service.update_type(ctx, type_id, changes)
-    return JSONResponse({"volume_type": schemas.type_view(row, True)})
+    return JSONResponse({"volume_type": schemas.type_view(row, True, "update")})
 
 
 @router.delete("/v3/{project_id}/types/{type_id}")

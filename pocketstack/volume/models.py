@@ -2,7 +2,7 @@
 
 A row's `status` is both what the API shows and the work its backend still owes
 it: the agent picks up volumes in `creating`, `extending`, `deleting`,
-`reverting` and snapshots in `creating`, `deleting`, so a restarted process
+`reverting`, `uploading` and snapshots in `creating`, `deleting`, so a restarted process
 finds every unfinished job in the database and finishes it.
 """
 
@@ -61,6 +61,7 @@ class Volume(Base):
     source_volid: Mapped[str | None] = mapped_column(String(36))
     image_id: Mapped[str | None] = mapped_column(String(36))
     backup_id: Mapped[str | None] = mapped_column(String(36))  # made from this backup
+    upload_image_id: Mapped[str | None] = mapped_column(String(36))  # while `uploading`
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     host: Mapped[str] = mapped_column(String(255))

@@ -49,8 +49,11 @@ def volume_summary(view: volume_service.VolumeView, base: str) -> dict[str, Any]
 
 
 def volume_view(
-    view: volume_service.VolumeView, version: Version, admin: bool, base: str
+    view: volume_service.VolumeView, version: Version, admin: bool, base: str,
+    extended: bool = True,
 ) -> dict[str, Any]:
+    """A volume. The os-vol-* keys and volume_image_metadata are Cinder's extensions,
+    which decorate show and list alone (`extended`): create and update answers lack them."""
     row = view.row
     body: dict[str, Any] = {
         **volume_summary(view, base),
@@ -71,11 +74,12 @@ def volume_view(
         "volume_type": view.type_name,
         "user_id": row.user_id,
         "consistencygroup_id": None,
-        "os-vol-tenant-attr:tenant_id": row.project_id,
     }
-    if row.image_metadata:
+    if extended:
+        body["os-vol-tenant-attr:tenant_id"] = row.project_id
+    if extended and row.image_metadata:
         body["volume_image_metadata"] = dict(row.image_metadata)
-    if admin:
+    if extended and admin:
         body["os-vol-host-attr:host"] = row.host
         body["os-vol-mig-status-attr:migstat"] = row.migration_status
         body["os-vol-mig-status-attr:name_id"] = None
@@ -95,15 +99,20 @@ def volume_view(
     return body
 
 
-def type_view(row: Any, admin: bool) -> dict[str, Any]:
+def type_view(row: Any, admin: bool, answer_to: str = "show") -> dict[str, Any]:
+    """A volume type. The type-access and QoS keys come from Cinder's extensions, which
+    decorate show and list alone: a create answer has no qos_specs_id, an update answer
+    neither (Tempest's schemas forbid both)."""
     body: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
         "description": row.description,
         "is_public": row.is_public,
-        "os-volume-type-access:is_public": row.is_public,
-        "qos_specs_id": None,
     }
+    if answer_to != "update":
+        body["os-volume-type-access:is_public"] = row.is_public
+    if answer_to == "show":
+        body["qos_specs_id"] = None
     if admin:
         body["extra_specs"] = dict(row.extra_specs)
     return body

@@ -843,7 +843,7 @@ class Job:
 
 
 _VOLUME_JOBS = {"creating": "create", "extending": "extend", "deleting": "delete",
-                "reverting": "revert"}  # fmt: skip
+                "reverting": "revert", "uploading": "upload"}  # fmt: skip
 _SNAPSHOT_JOBS = {"creating": "snapshot", "deleting": "delete_snapshot"}
 
 
@@ -872,7 +872,7 @@ def pending_jobs(runtime: Runtime) -> list[Job]:
                         models.Snapshot.volume_id == v.id, models.Snapshot.status == "restoring"
                     )
                 )
-            image_id = v.image_id if v.status == "creating" else None
+            image_id = {"creating": v.image_id, "uploading": v.upload_image_id}.get(v.status)
             jobs.append(
                 Job(_VOLUME_JOBS[v.status], v.id, snapshot_id, v.source_volid, size, image_id)
             )
@@ -914,11 +914,80 @@ def finish_job(runtime: Runtime, job: Job, failure: str | None) -> None:
             else:
                 volume.status = "error_extending"
             volume.new_size = None
+        elif job.kind == "upload":
+            volume.status = volume.previous_status or "available"
+            volume.upload_image_id = None
         elif job.kind == "revert":
             volume.status = "available" if failure is None else "error"
             snapshot = session.get(models.Snapshot, job.snapshot_id) if job.snapshot_id else None
             if snapshot is not None:
                 snapshot.status = "available"
+
+
+# Upload to image ------------------------------------------------------------------------
+
+UPLOAD_DISK_FORMATS = ("raw", "qcow2")
+# What a volume made from an image keeps of it that its own image must not inherit.
+_NOT_UPLOADED = frozenset({"image_id", "image_name", "checksum", "size", "min_disk",
+                           "min_ram", "disk_format", "container_format"})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    image_name: str
+    force: bool = False
+    disk_format: str = "raw"
+    container_format: str = "bare"
+    visibility: str = "private"
+    protected: bool = False
+
+
+def upload_to_image(ctx: RequestContext, volume_id: str, request: UploadRequest) -> dict[str, Any]:
+    """A new image of the caller's project that the agent fills with the volume's bytes;
+    Cinder's os-volume_upload_image answer."""
+    if request.disk_format not in UPLOAD_DISK_FORMATS:
+        raise errors.Invalid(
+            f"Invalid disk-format '{request.disk_format}' is specified. Allowed disk-formats "
+            f"are {', '.join(UPLOAD_DISK_FORMATS)}."
+        )
+    with ctx.db.read() as session:
+        volume = find_volume(ctx, session, volume_id)
+        image_metadata = dict(volume.image_metadata)
+    if volume.status == "in-use" and not request.force:
+        raise errors.Invalid(
+            f"Invalid volume: Volume {volume_id} status must be available to upload it "
+            "(it is in-use: pass force)."
+        )
+    if volume.status not in ("available", "in-use"):
+        raise errors.Invalid(
+            f"Invalid volume: Volume {volume_id} status must be available or in-use, but "
+            f"the current status is {volume.status}."
+        )
+    image = image_service.create_image(ctx, image_service.NewImage(
+        id=None, name=request.image_name, visibility=request.visibility,
+        protected=request.protected, os_hidden=False, min_disk=volume.size, min_ram=0,
+        disk_format=request.disk_format, container_format=request.container_format,
+        owner=None, tags=(),
+        properties={k: v for k, v in image_metadata.items() if k not in _NOT_UPLOADED},
+    ))  # fmt: skip
+    with ctx.db.write() as session:
+        row = find_volume(ctx, session, volume_id)
+        if row.status not in ("available", "in-use"):
+            image_service.delete_image(ctx, image.row.id)
+            raise errors.Conflict(f"Volume {volume_id} changed status to {row.status}.")
+        row.previous_status, row.status = row.status, "uploading"
+        row.upload_image_id, row.updated_at = image.row.id, now()
+        type_row = session.get(models.VolumeType, row.volume_type_id)
+        answer = {
+            "id": row.id, "updated_at": row.updated_at.isoformat(timespec="microseconds"),
+            "status": "uploading", "display_description": row.description, "size": row.size,
+            "volume_type": {"id": type_row.id, "name": type_row.name} if type_row else None,
+            "image_id": image.row.id, "container_format": request.container_format,
+            "disk_format": request.disk_format, "image_name": request.image_name,
+            "visibility": request.visibility, "protected": request.protected,
+        }  # fmt: skip
+    wake(ctx)
+    return answer
 
 
 # Attachments (the 3.27+ API Nova uses) --------------------------------------------------

@@ -2,7 +2,8 @@
 # Run one service's Tempest API tests against a fresh `pocketstack up` and
 # record the results in that service's section of docs/conformance.md.
 #
-#   usage: tests/peer/run-tempest.sh SERVICE      SERVICE: identity | image | compute | network
+#   usage: tests/peer/run-tempest.sh SERVICE
+#          SERVICE: identity | image | compute | network | volume
 #          (make conformance = identity, make conformance-image = image)
 #
 # Steps: start `pocketstack up` in a temporary state dir on a free loopback
@@ -38,7 +39,8 @@ case "$SERVICE" in
     image) SECTION_TITLE='## Image (Tempest `tempest.api.image`)' ;;
     compute) SECTION_TITLE='## Compute (Tempest `tempest.api.compute`)' ;;
     network) SECTION_TITLE='## Networking (Tempest `tempest.api.network`)' ;;
-    *) echo "usage: $0 identity|image|compute|network" >&2; exit 2 ;;
+    volume) SECTION_TITLE='## Block storage (Tempest `tempest.api.volume`)' ;;
+    *) echo "usage: $0 identity|image|compute|network|volume" >&2; exit 2 ;;
 esac
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SHARED="${SHARED_DIR:-$REPO/../shared}"
@@ -50,6 +52,10 @@ export POCKETSTACK_PASSWORD_HASH_ROUNDS="${POCKETSTACK_PASSWORD_HASH_ROUNDS:-4}"
 export IDENTITY_EXTENSIONS="${IDENTITY_EXTENSIONS-OS-INHERIT}"
 # Networking serves IPv6 subnets (SLAAC and DHCPv6 modes): let Tempest's IPv6 classes run.
 [ "$SERVICE" = network ] && export NETWORK_IPV6="${NETWORK_IPV6:-true}"
+# Block storage has snapshots and clones (the harness turns both off by default).
+if [ "$SERVICE" = volume ]; then
+    export VOLUME_SNAPSHOT="${VOLUME_SNAPSHOT:-true}" VOLUME_CLONE="${VOLUME_CLONE:-true}"
+fi
 
 die() { echo "run-tempest $SERVICE: $*" >&2; exit 2; }
 
@@ -133,7 +139,7 @@ done
 # which some list-filter tests want different from image_ref). Upload two
 # small public raw images through the image API and hand their ids to the
 # harness (an explicit IMAGE_REF / IMAGE_REF_ALT in the environment wins).
-if [ "$SERVICE" = compute ] && [ -z "${IMAGE_REF:-}" ]; then
+if { [ "$SERVICE" = compute ] || [ "$SERVICE" = volume ]; } && [ -z "${IMAGE_REF:-}" ]; then
     IMAGES="$(python3 - "$BASE" "$PASSWORD" <<'EOF'
 import json, sys, urllib.request
 

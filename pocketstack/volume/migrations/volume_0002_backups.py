@@ -1,4 +1,4 @@
-"""volume backups, and the backup a volume is made from
+"""volume backups, the backup a volume is made from, the image a volume is uploaded to
 
 Revision ID: volume_0002
 Revises: volume_0001
@@ -48,9 +48,11 @@ def upgrade() -> None:
         op.create_index(f"ix_volume_backup_{column}", "volume_backup", [column], unique=False)
     with op.batch_alter_table("volume_volume") as batch:
         batch.add_column(sa.Column("backup_id", sa.String(length=36), nullable=True))
+        batch.add_column(sa.Column("upload_image_id", sa.String(length=36), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("volume_volume") as batch:
+        batch.drop_column("upload_image_id")
         batch.drop_column("backup_id")
     op.drop_table("volume_backup")
