@@ -315,11 +315,38 @@ def volume_action(
         if not snapshot_id:
             raise errors.Invalid("Invalid input: 'snapshot_id' is required.")
         volume_service.revert_to_snapshot(ctx, volume_id, snapshot_id)
+    elif action == "os-volume_upload_image":
+        return _upload_to_image(request, ctx, view, inner)
     elif action in _LEGACY_ATTACH_ACTIONS:
         return _legacy_attach_action(ctx, view, action, inner)
     else:
         raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
     return _accepted()
+
+
+def _upload_to_image(
+    request: Request, ctx: Ctx, view: volume_service.VolumeView, inner: Any
+) -> Response:
+    ctx.authorize("volume_extension:volume_actions:upload_image", _volume_target(view))
+    if not isinstance(inner, dict):
+        raise errors.Invalid("Invalid input: os-volume_upload_image needs an object.")
+    name = schemas.required_text(inner, "image_name")
+    visibility, protected = "private", False
+    if requested_version(request) >= V(3, 1):
+        visibility = schemas.text(inner, "visibility") or "private"
+        protected = schemas.boolean(inner.get("protected", False), "protected")
+    if visibility not in ("private", "public", "shared", "community"):
+        raise errors.Invalid(f"Invalid visibility {visibility!r}.")
+    if visibility == "public":
+        ctx.authorize("volume_extension:volume_actions:upload_public", _volume_target(view))
+    upload = volume_service.UploadRequest(
+        image_name=name, force=schemas.boolean(inner.get("force", False), "force"),
+        disk_format=schemas.text(inner, "disk_format") or "raw",
+        container_format=schemas.text(inner, "container_format") or "bare",
+        visibility=visibility, protected=protected,
+    )  # fmt: skip
+    answer = volume_service.upload_to_image(ctx, view.row.id, upload)
+    return _accepted({"os-volume_upload_image": answer})
 
 
 _LEGACY_ATTACH_ACTIONS = (

@@ -60,6 +60,8 @@ RULES = [
     Rule("volume:get_all_snapshots", ANY_READER, scope_types=PROJECT),
     Rule("volume_extension:volume_actions:update_readonly", MEMBER, scope_types=PROJECT),
     Rule("volume_extension:volume_actions:set_bootable", MEMBER, scope_types=PROJECT),
+    Rule("volume_extension:volume_actions:upload_image", MEMBER, scope_types=PROJECT),
+    Rule("volume_extension:volume_actions:upload_public", ADMIN, scope_types=PROJECT),
     *(
         Rule(f"volume_extension:volume_actions:{action}", MEMBER, scope_types=PROJECT)
         for action in (

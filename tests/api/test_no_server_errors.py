@@ -94,6 +94,7 @@ VOLUME_BODIES: list[Any] = [
     {"restore": {"volume_id": 7, "name": {}}},
     {"restore": None},
     {"os-reset_status": {"status": 5}},
+    {"os-volume_upload_image": {"image_name": 5, "disk_format": [], "visibility": 3}},
     {"os-extend": {"new_size": "x"}},
     {"os-reset_status": {"status": 5}},
     {"os-attach": {"instance_uuid": 5, "mode": []}},

@@ -259,3 +259,34 @@ def test_volume_from_image_holds_its_disk(volumes: Volumes) -> None:
     assert path.stat().st_size == GIB and path.read_bytes()[: len(disk)] == disk
     missing = volumes("POST", "/volumes", {"volume": {"size": 1, "imageRef": "nope"}})
     assert missing.status_code == 400 and "nope" in missing.json()["badRequest"]["message"]
+
+
+def test_upload_to_image_gives_the_volumes_bytes(volumes: Volumes) -> None:
+    volume = volumes.create(name="source")
+    with _file(volumes.cloud, volume["id"]).open("r+b") as disk:
+        disk.write(b"volume bytes" * 1000)
+    qcow2 = {"image_name": "from-volume", "disk_format": "qcow2"}
+    answer = volumes("POST", f"/volumes/{volume['id']}/action", {"os-volume_upload_image": qcow2})
+    assert answer.status_code == 202, answer.text
+    upload = answer.json()["os-volume_upload_image"]
+    assert (upload["status"], upload["disk_format"]) == ("uploading", "qcow2")
+    volumes.wait(f"/volumes/{volume['id']}", "volume", "available")
+    headers = {"X-Auth-Token": volumes.token}
+    image = volumes.cloud.client.get(f"/image/v2/images/{upload['image_id']}", headers=headers)
+    assert image.json()["status"] == "active" and image.json()["disk_format"] == "qcow2"
+    data = volumes.cloud.client.get(f"/image/v2/images/{upload['image_id']}/file",
+                                    headers=headers).content  # fmt: skip
+    assert data[:4] == b"QFI\xfb"  # a qcow2 image
+    raw = volumes("POST", f"/volumes/{volume['id']}/action",
+                  {"os-volume_upload_image": {"image_name": "raw-copy"}})  # fmt: skip
+    volumes.wait(f"/volumes/{volume['id']}", "volume", "available")
+    image_id = raw.json()["os-volume_upload_image"]["image_id"]
+    shown = volumes.cloud.client.get(f"/image/v2/images/{image_id}", headers=headers).json()
+    assert (shown["status"], shown["size"]) == ("active", GIB)
+    with volumes.cloud.client.stream("GET", f"/image/v2/images/{image_id}/file",
+                                     headers=headers) as streamed:  # fmt: skip
+        first = next(streamed.iter_bytes())
+    assert first.startswith(b"volume bytes" * 100)
+    refused = volumes("POST", f"/volumes/{volume['id']}/action", {
+        "os-volume_upload_image": {"image_name": "x", "disk_format": "vmdk"}})  # fmt: skip
+    assert refused.status_code == 400 and "disk-format" in refused.text
