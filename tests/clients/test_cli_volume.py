@@ -131,3 +131,17 @@ def _wait_gone(osc: Any, kind: str, name: str) -> None:
     while osc(*kind.split(), "show", name, check=False).returncode == 0:
         assert time.monotonic() < deadline, f"{kind} {name} stayed"
         time.sleep(0.1)
+
+
+def test_image_create_from_a_volume(osc, unique):
+    name, image = unique("tobe-image"), unique("from-volume")
+    osc("volume", "create", "--size", "1", name)
+    _wait(osc, "volume", name, "available")
+    osc("image", "create", "--volume", name, image)
+    deadline = time.monotonic() + 30
+    while osc("image", "show", image, "-f", "json").json()["status"] != "active":
+        assert time.monotonic() < deadline, "the image from the volume never became active"
+        time.sleep(0.2)
+    _wait(osc, "volume", name, "available")
+    osc("image", "delete", image)
+    osc("volume", "delete", name)
