@@ -190,6 +190,18 @@ def list_volumes_detail(request: Request, project_id: str, ctx: Ctx) -> Response
     return _list_volumes(request, project_id, ctx, detail=True)
 
 
+@router.get("/v3/{project_id}/volumes/summary")
+def volumes_summary(request: Request, project_id: str, ctx: Ctx) -> Response:
+    _needs(request, V(3, 12), "The volume summary")
+    ctx.authorize("volume:get_all")
+    all_projects = schemas.boolean(request.query_params.get("all_tenants", "false"), "all_tenants")
+    count, size, metadata = volume_service.volume_summary(ctx, all_projects)
+    summary: dict[str, Any] = {"total_size": size, "total_count": count}
+    if requested_version(request) >= V(3, 36):
+        summary["metadata"] = metadata
+    return JSONResponse({"volume-summary": summary})
+
+
 @router.post("/v3/{project_id}/volumes")
 def create_volume(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
     ctx.authorize("volume:create", {"project_id": ctx.project_id or ""})
@@ -595,8 +607,8 @@ def _snapshot(ctx: Ctx, snapshot_id: str, rule: str) -> Any:
     return row
 
 
-def _snapshot_body(request: Request, row: Any) -> dict[str, Any]:
-    return schemas.snapshot_view(row, requested_version(request), _base(request))
+def _snapshot_body(request: Request, row: Any, extended: bool = True) -> dict[str, Any]:
+    return schemas.snapshot_view(row, requested_version(request), _base(request), extended)
 
 
 def _list_snapshots(request: Request, ctx: Ctx, detail: bool) -> Response:
@@ -634,7 +646,7 @@ def create_snapshot(request: Request, project_id: str, body: JsonBody, ctx: Ctx)
         schemas.text(inner, "name") or schemas.text(inner, "display_name"),
         schemas.text(inner, "description"), schemas.metadata(inner),
     )  # fmt: skip
-    return _accepted({"snapshot": _snapshot_body(request, row)})
+    return _accepted({"snapshot": _snapshot_body(request, row, extended=False)})
 
 
 @router.get("/v3/{project_id}/snapshots/{snapshot_id}")
@@ -655,7 +667,7 @@ def update_snapshot(
     if not changes:
         raise errors.Invalid("Invalid input: the update names neither name nor description.")
     row = volume_service.update_snapshot(ctx, snapshot_id, changes)
-    return JSONResponse({"snapshot": _snapshot_body(request, row)})
+    return JSONResponse({"snapshot": _snapshot_body(request, row, extended=False)})
 
 
 @router.delete("/v3/{project_id}/snapshots/{snapshot_id}")
@@ -831,7 +843,43 @@ def show_quotas(request: Request, project_id: str, target_id: str, ctx: Ctx) -> 
 @router.get("/v3/{project_id}/os-quota-sets/{target_id}/defaults")
 def show_default_quotas(project_id: str, target_id: str, ctx: Ctx) -> Response:
     ctx.authorize("volume_extension:quotas:show", {"project_id": target_id})
-    return JSONResponse({"quota_set": {"id": target_id, **volume_service.DEFAULT_QUOTAS}})
+    return JSONResponse({"quota_set": {"id": target_id, **volume_service.default_limits(ctx)}})
+
+
+def _quota_class(class_name: str) -> None:
+    if class_name != "default":
+        raise errors.NotFound(f"Quota class {class_name} could not be found.")
+
+
+@router.get("/v3/{project_id}/os-quota-class-sets/{class_name}")
+def show_quota_class(project_id: str, class_name: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:quota_classes")
+    _quota_class(class_name)
+    return JSONResponse({"quota_class_set": {"id": class_name,
+                                             **volume_service.default_limits(ctx)}})  # fmt: skip
+
+
+@router.put("/v3/{project_id}/os-quota-class-sets/{class_name}")
+def update_quota_class(project_id: str, class_name: str, body: JsonBody, ctx: Ctx) -> Response:
+    """The defaults of every project without limits of its own."""
+    ctx.authorize("volume_extension:quota_classes")
+    _quota_class(class_name)
+    inner = schemas.envelope(body, "quota_class_set")
+    limits = {k: schemas.integer(inner, k) for k in inner if k not in ("id", "class_name")}
+    volume_service.update_quotas(ctx, volume_service.DEFAULT_CLASS,
+                                 {k: v for k, v in limits.items() if v is not None})  # fmt: skip
+    return JSONResponse({"quota_class_set": volume_service.default_limits(ctx)})
+
+
+@router.get("/v3/{project_id}/scheduler-stats/get_pools")
+def scheduler_pools(request: Request, project_id: str, ctx: Ctx) -> Response:
+    """The one pool of this cloud's backend, with its capabilities when `detail`."""
+    ctx.authorize("scheduler_extension:scheduler_stats:get_pools")
+    name = volume_service.pool_name(ctx)
+    pool: dict[str, Any] = {"name": name}
+    if schemas.boolean(request.query_params.get("detail", "false"), "detail"):
+        pool["capabilities"] = volume_service.pool_capabilities(ctx)
+    return JSONResponse({"pools": [pool]})
 
 
 @router.put("/v3/{project_id}/os-quota-sets/{target_id}")

@@ -118,7 +118,8 @@ def type_view(row: Any, admin: bool, answer_to: str = "show") -> dict[str, Any]:
     return body
 
 
-def snapshot_view(row: Any, version: Version, base: str) -> dict[str, Any]:
+def snapshot_view(row: Any, version: Version, base: str, extended: bool = True) -> dict[str, Any]:
+    """A snapshot; the os-extended-snapshot-attributes keys decorate show and list only."""
     body: dict[str, Any] = {
         "id": row.id,
         "name": row.name,
@@ -129,9 +130,10 @@ def snapshot_view(row: Any, version: Version, base: str) -> dict[str, Any]:
         "metadata": dict(row.metadata_),
         "created_at": when(row.created_at),
         "updated_at": when(row.updated_at),
-        "os-extended-snapshot-attributes:project_id": row.project_id,
-        "os-extended-snapshot-attributes:progress": row.progress,
     }
+    if extended:
+        body["os-extended-snapshot-attributes:project_id"] = row.project_id
+        body["os-extended-snapshot-attributes:progress"] = row.progress
     if version >= V(3, 14):
         body["group_snapshot_id"] = None
     if version >= V(3, 41):

@@ -7,6 +7,7 @@ agent (agent.py) by the row's status, and wake it.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,6 +103,24 @@ def services(ctx: RequestContext) -> list[dict[str, Any]]:
          "replication_status": "failed-over" if failed_over else "enabled",
          "active_backend_id": "secondary" if failed_over else None, "frozen": False},
     ]  # fmt: skip
+
+
+def pool_name(ctx: RequestContext) -> str:
+    return _host(ctx)
+
+
+def pool_capabilities(ctx: RequestContext) -> dict[str, Any]:
+    """What the scheduler knows of the pool: the backend's name and the space of the file
+    system of the state dir, where its volumes are."""
+    backend = _backend(ctx)
+    usage = shutil.disk_usage(ctx.runtime.settings.state_dir)
+    total, free = usage.total >> 30, usage.free >> 30
+    return {
+        "volume_backend_name": backend.name, "vendor_name": "Open Source",
+        "driver_version": "1.0", "storage_protocol": backend.name, "QoS_support": False,
+        "total_capacity_gb": total, "free_capacity_gb": free, "reserved_percentage": 0,
+        "timestamp": now().isoformat(timespec="microseconds"),
+    }  # fmt: skip
 
 
 # Volume types ---------------------------------------------------------------------------
@@ -242,13 +261,23 @@ def quota_limits(ctx: RequestContext, project_id: str) -> dict[str, int]:
         return limits_of(session, project_id)
 
 
+# Rows of the `default` quota class are kept under this name instead of a project id.
+DEFAULT_CLASS = "class:default"
+
+
+def _rows_of(session: Session, owner: str) -> dict[str, int]:
+    rows = session.scalars(select(models.QuotaLimit).where(models.QuotaLimit.project_id == owner))
+    return {row.resource: row.hard_limit for row in rows}
+
+
+def default_limits(ctx: RequestContext) -> dict[str, int]:
+    """The defaults every project gets: the built-in ones, as the default class sets them."""
+    with ctx.db.read() as session:
+        return {**DEFAULT_QUOTAS, **_rows_of(session, DEFAULT_CLASS)}
+
+
 def limits_of(session: Session, project_id: str) -> dict[str, int]:
-    limits = dict(DEFAULT_QUOTAS)
-    rows = session.scalars(
-        select(models.QuotaLimit).where(models.QuotaLimit.project_id == project_id)
-    )
-    limits.update({row.resource: row.hard_limit for row in rows})
-    return limits
+    return {**DEFAULT_QUOTAS, **_rows_of(session, DEFAULT_CLASS), **_rows_of(session, project_id)}
 
 
 def quota_usage(ctx: RequestContext, project_id: str) -> dict[str, int]:
@@ -406,6 +435,23 @@ def find_volume(ctx: RequestContext, session: Session, volume_id: str) -> models
 def get_volume(ctx: RequestContext, volume_id: str) -> VolumeView:
     with ctx.db.read() as session:
         return _view(session, find_volume(ctx, session, volume_id))
+
+
+def volume_summary(
+    ctx: RequestContext, all_projects: bool
+) -> tuple[int, int, dict[str, list[str]]]:
+    """Count and total GiB of the caller's volumes, and every metadata value they use."""
+    stmt = select(models.Volume.size, models.Volume.metadata_)
+    if not (ctx.is_admin and all_projects):
+        stmt = stmt.where(models.Volume.project_id == ctx.project_id)
+    with ctx.db.read() as session:
+        rows = list(session.execute(stmt))
+    values: dict[str, list[str]] = {}
+    for _size, metadata in rows:
+        for key, value in (metadata or {}).items():
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return len(rows), sum(size for size, _ in rows), values
 
 
 def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeView], int]:

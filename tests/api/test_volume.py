@@ -290,3 +290,18 @@ def test_upload_to_image_gives_the_volumes_bytes(volumes: Volumes) -> None:
     refused = volumes("POST", f"/volumes/{volume['id']}/action", {
         "os-volume_upload_image": {"image_name": "x", "disk_format": "vmdk"}})  # fmt: skip
     assert refused.status_code == 400 and "disk-format" in refused.text
+
+
+def test_summary_quota_class_and_pools(volumes: Volumes) -> None:
+    volumes.create(metadata={"tier": "gold"})
+    summary = volumes("GET", "/volumes/summary").json()["volume-summary"]
+    assert (summary["total_count"], summary["total_size"]) == (1, 1)
+    assert summary["metadata"] == {"tier": ["gold"]}
+    made = volumes("PUT", "/os-quota-class-sets/default", {"quota_class_set": {"volumes": 3}})
+    assert made.status_code == 200 and made.json()["quota_class_set"]["volumes"] == 3
+    defaults = volumes("GET", f"/os-quota-sets/{volumes.project_id}/defaults").json()
+    assert defaults["quota_set"]["volumes"] == 3
+    shown = volumes("GET", "/os-quota-class-sets/default").json()["quota_class_set"]
+    assert shown["id"] == "default" and shown["volumes"] == 3
+    pools = volumes("GET", "/scheduler-stats/get_pools?detail=True").json()["pools"]
+    assert pools[0]["capabilities"]["volume_backend_name"] == "file"
