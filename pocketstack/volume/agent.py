@@ -33,7 +33,7 @@ from pocketstack.volume.drivers.repository import DirectoryRepository, Repositor
 
 LOG = logging.getLogger(__name__)
 RESYNC_S = 10.0
-REPLICATE_EVERY_S = 2.0  # how far a replica may lag; each pass also looks for new jobs
+REPLICATE_EVERY_S = 2.0  # how far a replica may lag, while there are replicated volumes
 
 
 def _image(runtime: Runtime, image_id: str) -> tuple[Path, str | None]:
@@ -201,13 +201,16 @@ class VolumeAgent:
         for thread in self._threads:
             thread.join(timeout=30)
 
-    def replicate(self) -> None:
-        """Mirror every replicated volume to the secondary site (changed chunks only)."""
-        for volume_id in volume_service.replicated_volumes(self.runtime):
+    def replicate(self) -> bool:
+        """Mirror every replicated volume to the secondary site (changed chunks only);
+        whether there was any."""
+        replicated = volume_service.replicated_volumes(self.runtime)
+        for volume_id in replicated:
             try:
                 self.backend.replicate(volume_id)
             except OSError as exc:
                 LOG.warning("replicating volume %s failed: %s", volume_id, exc)
+        return bool(replicated)
 
     def reconcile(self) -> None:
         for job in volume_service.pending_jobs(self.runtime):
@@ -222,12 +225,13 @@ class VolumeAgent:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.wake.clear()
+            replicating = False
             try:
                 self.reconcile()
-                self.replicate()
+                replicating = self.replicate()
             except Exception:
                 LOG.exception("volume agent pass failed; trying again")
-            self.wake.wait(REPLICATE_EVERY_S)
+            self.wake.wait(REPLICATE_EVERY_S if replicating else RESYNC_S)
 
     def _run_backups(self) -> None:
         while not self._stop.is_set():

@@ -357,8 +357,8 @@ def _upload_to_image(
         container_format=schemas.text(inner, "container_format") or "bare",
         visibility=visibility, protected=protected,
     )  # fmt: skip
-    answer = volume_service.upload_to_image(ctx, view.row.id, upload)
-    return _accepted({"os-volume_upload_image": answer})
+    uploading = volume_service.upload_to_image(ctx, view.row.id, upload)
+    return _accepted({"os-volume_upload_image": schemas.upload_view(uploading, upload)})
 
 
 _LEGACY_ATTACH_ACTIONS = (

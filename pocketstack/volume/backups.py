@@ -59,23 +59,6 @@ def dependents(session: Session, rows: list[models.Backup]) -> set[str]:
     return {parent for parent in found if parent}
 
 
-def _check_quota(session: Session, project_id: str, size: int) -> None:
-    limits = volume_service.limits_of(session, project_id)
-    usage = volume_service.usage_of(session, project_id)
-    if 0 <= limits["backups"] < usage["backups"] + 1:
-        raise errors.RequestTooLarge(
-            f"BackupLimitExceeded: Maximum number of backups allowed ({limits['backups']}) "
-            "exceeded"
-        )
-    limit = limits["backup_gigabytes"]
-    if 0 <= limit < usage["backup_gigabytes"] + size:
-        raise errors.RequestTooLarge(
-            "VolumeBackupSizeExceedsAvailableQuota: Requested backup exceeds allowed Backup "
-            f"gigabytes quota. Requested {size}G, quota is {limit}G and "
-            f"{usage['backup_gigabytes']}G has been consumed."
-        )
-
-
 def create_backup(ctx: RequestContext, request: BackupRequest) -> models.Backup:
     with ctx.db.write() as session:
         volume = volume_service.find_volume(ctx, session, request.volume_id)
@@ -107,7 +90,9 @@ def create_backup(ctx: RequestContext, request: BackupRequest) -> models.Backup:
                 raise errors.Invalid(
                     "Invalid backup: No backups available to do an incremental backup."
                 )
-        _check_quota(session, volume.project_id, volume.size)
+        volume_service.check_quota(
+            session, volume.project_id, backups=1, backup_gigabytes=volume.size
+        )
         moment = volume_service.now()
         temporary = volume.status == "in-use" and request.snapshot_id is None
         row = models.Backup(

@@ -143,6 +143,21 @@ def snapshot_view(row: Any, version: Version, base: str, extended: bool = True) 
     return body
 
 
+def upload_view(
+    view: volume_service.UploadView, request: volume_service.UploadRequest
+) -> dict[str, Any]:
+    """Cinder's answer to os-volume_upload_image."""
+    row, volume_type = view.volume, view.volume_type
+    return {
+        "id": row.id, "updated_at": when(row.updated_at), "status": row.status,
+        "display_description": row.description, "size": row.size,
+        "volume_type": {"id": volume_type.id, "name": volume_type.name} if volume_type else None,
+        "image_id": view.image_id, "container_format": request.container_format,
+        "disk_format": request.disk_format, "image_name": request.image_name,
+        "visibility": request.visibility, "protected": request.protected,
+    }  # fmt: skip
+
+
 def backup_summary(row: Any, base: str) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "links": _link(base, "backups", row.id, row.project_id)}
 

@@ -333,32 +333,36 @@ def delete_quotas(ctx: RequestContext, project_id: str) -> None:
             session.delete(row)
 
 
-def _check_quota(
-    session: Session, project_id: str, gigabytes: int, volumes: int = 0, snapshots: int = 0
-) -> None:
-    """Raise RequestTooLarge (413 overLimit, as Cinder) if adding these would pass one of
-    the project's limits."""
+_OVER_LIMIT = {
+    "volumes": "VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded",
+    "snapshots": "SnapshotLimitExceeded: Maximum number of snapshots allowed ({limit}) exceeded",
+    "backups": "BackupLimitExceeded: Maximum number of backups allowed ({limit}) exceeded",
+    "gigabytes": "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds "
+    "allowed gigabytes quota. Requested {wanted}G, quota is {limit}G and {used}G has been "
+    "consumed.",
+    "backup_gigabytes": "VolumeBackupSizeExceedsAvailableQuota: Requested backup exceeds "
+    "allowed Backup gigabytes quota. Requested {wanted}G, quota is {limit}G and {used}G has "
+    "been consumed.",
+}
+
+
+def check_quota(session: Session, project_id: str, **wanted: int) -> None:
+    """Raise RequestTooLarge (413 overLimit, as Cinder) if adding `wanted` (volumes=1,
+    gigabytes=5, backups=1, ...) would pass one of the project's limits."""
     limits, usage = limits_of(session, project_id), usage_of(session, project_id)
     per_volume = limits["per_volume_gigabytes"]
-    if per_volume >= 0 and volumes and gigabytes > per_volume:
+    gigabytes = wanted.get("gigabytes", 0)
+    if per_volume >= 0 and wanted.get("volumes") and gigabytes > per_volume:
         raise errors.RequestTooLarge(
             f"VolumeSizeExceedsLimit: Requested volume size {gigabytes}G is larger than "
             f"maximum allowed limit {per_volume}G."
         )
-    for resource, wanted in (("volumes", volumes), ("snapshots", snapshots),
-                             ("gigabytes", gigabytes)):  # fmt: skip
+    for resource, amount in wanted.items():
         limit = limits[resource]
-        if not wanted or limit < 0 or usage[resource] + wanted <= limit:
+        if not amount or limit < 0 or usage[resource] + amount <= limit:
             continue
-        if resource == "gigabytes":
-            raise errors.RequestTooLarge(
-                f"VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds "
-                f"allowed gigabytes quota. Requested {wanted}G, quota is {limit}G and "
-                f"{usage[resource]}G has been consumed."
-            )
-        noun = "Volume" if resource == "volumes" else "Snapshot"
         raise errors.RequestTooLarge(
-            f"{noun}LimitExceeded: Maximum number of {resource} allowed ({limit}) exceeded"
+            _OVER_LIMIT[resource].format(limit=limit, wanted=amount, used=usage[resource])
         )
 
 
@@ -586,7 +590,7 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
                 f"Invalid input received: Availability zone '{zone}' is invalid; this cloud "
                 f"has '{AVAILABILITY_ZONE}'."
             )
-        _check_quota(session, project_id, size, volumes=1)
+        check_quota(session, project_id, volumes=1, gigabytes=size)
         specs = volume_type.extra_specs
         row = models.Volume(
             id=new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
@@ -678,7 +682,7 @@ def extend_volume(ctx: RequestContext, volume_id: str, new_size: int, in_use_ok:
                 f"Invalid input received: New size for extend must be greater than current "
                 f"size. (current: {row.size}, extended: {new_size})."
             )
-        _check_quota(session, row.project_id, new_size - row.size)
+        check_quota(session, row.project_id, gigabytes=new_size - row.size)
         row.previous_status, row.status, row.new_size = row.status, "extending", new_size
         row.updated_at = now()
     wake(ctx)
@@ -806,7 +810,7 @@ def create_snapshot(
                 f"status is: {volume.status}."
                 + (" Use force to snapshot an in-use volume." if volume.status == "in-use" else "")
             )
-        _check_quota(session, volume.project_id, volume.size, snapshots=1)
+        check_quota(session, volume.project_id, snapshots=1, gigabytes=volume.size)
         row = models.Snapshot(
             id=new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
             volume_id=volume.id, name=name, description=description, size=volume.size,
@@ -988,9 +992,15 @@ class UploadRequest:
     protected: bool = False
 
 
-def upload_to_image(ctx: RequestContext, volume_id: str, request: UploadRequest) -> dict[str, Any]:
-    """A new image of the caller's project that the agent fills with the volume's bytes;
-    Cinder's os-volume_upload_image answer."""
+@dataclass(frozen=True, slots=True)
+class UploadView:
+    volume: models.Volume
+    volume_type: models.VolumeType | None
+    image_id: str
+
+
+def upload_to_image(ctx: RequestContext, volume_id: str, request: UploadRequest) -> UploadView:
+    """A new image of the caller's project that the agent fills with the volume's bytes."""
     if request.disk_format not in UPLOAD_DISK_FORMATS:
         raise errors.Invalid(
             f"Invalid disk-format '{request.disk_format}' is specified. Allowed disk-formats "
@@ -1023,17 +1033,9 @@ def upload_to_image(ctx: RequestContext, volume_id: str, request: UploadRequest)
             raise errors.Conflict(f"Volume {volume_id} changed status to {row.status}.")
         row.previous_status, row.status = row.status, "uploading"
         row.upload_image_id, row.updated_at = image.row.id, now()
-        type_row = session.get(models.VolumeType, row.volume_type_id)
-        answer = {
-            "id": row.id, "updated_at": row.updated_at.isoformat(timespec="microseconds"),
-            "status": "uploading", "display_description": row.description, "size": row.size,
-            "volume_type": {"id": type_row.id, "name": type_row.name} if type_row else None,
-            "image_id": image.row.id, "container_format": request.container_format,
-            "disk_format": request.disk_format, "image_name": request.image_name,
-            "visibility": request.visibility, "protected": request.protected,
-        }  # fmt: skip
+        view = UploadView(row, session.get(models.VolumeType, row.volume_type_id), image.row.id)
     wake(ctx)
-    return answer
+    return view
 
 
 # Attachments (the 3.27+ API Nova uses) --------------------------------------------------
