@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Body, Request
@@ -114,7 +114,8 @@ def _volume_body(
     )
 
 
-def _sort(request: Request) -> tuple[tuple[str, bool], ...]:
+def _sort(request: Request, allowed: Sequence[str]) -> tuple[tuple[str, bool], ...]:
+    """`sort=key:dir,...` or `sort_key`/`sort_dir`; Cinder takes `display_name` for `name`."""
     params = request.query_params
     keys: list[str] = []
     dirs: list[str] = []
@@ -127,7 +128,8 @@ def _sort(request: Request) -> tuple[tuple[str, bool], ...]:
         keys, dirs = params["sort_key"].split(","), params.get("sort_dir", "desc").split(",")
     if not keys:
         return (("created_at", True),)
-    sort = pagination.parse_sort(keys, dirs, volume_service.SORT_KEYS, default=keys[0])
+    keys = ["name" if key == "display_name" else key for key in keys]
+    sort = pagination.parse_sort(keys, dirs, allowed, default=keys[0])
     return tuple((k.column, k.descending) for k in sort)
 
 
@@ -150,7 +152,7 @@ def _volume_query(request: Request, ctx: Ctx) -> volume_service.VolumeQuery:
         status=params.get("status"),
         bootable=schemas.boolean(bootable, "bootable") if bootable is not None else None,
         metadata=metadata,
-        sort=_sort(request),
+        sort=_sort(request, volume_service.SORT_KEYS),
         marker=params.get("marker"),
         limit=pagination.parse_limit(params.get("limit"), MAX_LIMIT),
         offset=schemas.integer(params, "offset") or 0,
@@ -307,6 +309,7 @@ def volume_action(
         _reset_status(ctx, view, inner)
     elif action == "os-set_bootable":
         _flag(ctx, view, inner, "bootable", "volume_extension:volume_actions:set_bootable")
+        return Response(status_code=200)
     elif action == "os-update_readonly_flag":
         _flag(ctx, view, inner, "readonly", "volume_extension:volume_actions:update_readonly")
         return Response(status_code=202)
@@ -403,58 +406,61 @@ def _legacy_attach_action(
     return _accepted()
 
 
-# Volume metadata ------------------------------------------------------------------------
+# Volume and snapshot metadata ----------------------------------------------------------
 
 
-@router.get("/v3/{project_id}/volumes/{volume_id}/metadata")
-def show_volume_metadata(project_id: str, volume_id: str, ctx: Ctx) -> Response:
-    view = _volume(ctx, volume_id, "volume:get_volume_metadata")
-    return JSONResponse({"metadata": dict(view.row.metadata_)})
+def _metadata_of(ctx: Ctx, kind: str, resource_id: str, verb: str) -> dict[str, str]:
+    """The metadata of a volume or snapshot, after the `volume:<verb>_<kind>_metadata` rule."""
+    rule = f"volume:{verb}_{kind}_metadata"
+    if kind == "volume":
+        return dict(_volume(ctx, resource_id, rule).row.metadata_)
+    return dict(_snapshot(ctx, resource_id, rule).metadata_)
 
 
-def _set_volume_metadata(volume_id: str, body: Any, ctx: Ctx, replace: bool) -> Response:
-    _volume(ctx, volume_id, "volume:update_volume_metadata")
-    found = schemas.metadata(body if isinstance(body, dict) else {})
-    if found is None:
-        raise errors.Invalid("Malformed request body: 'metadata' is required.")
-    return JSONResponse({"metadata": volume_service.set_metadata(ctx, volume_id, found, replace)})
+def _add_metadata_routes(kind: str) -> None:
+    """The same six metadata routes under `volumes/{id}` and `snapshots/{id}`."""
+    base = f"/v3/{{project_id}}/{kind}s/{{resource_id}}/metadata"
+
+    def show(project_id: str, resource_id: str, ctx: Ctx) -> Response:
+        return JSONResponse({"metadata": _metadata_of(ctx, kind, resource_id, "get")})
+
+    def set_all(request: Request, project_id: str, resource_id: str, body: JsonBody, ctx: Ctx) -> Response:
+        _metadata_of(ctx, kind, resource_id, "update")
+        found = schemas.metadata(body if isinstance(body, dict) else {})
+        if found is None:
+            raise errors.Invalid("Malformed request body: 'metadata' is required.")
+        replace = request.method == "PUT"
+        changed = volume_service.set_metadata(ctx, kind, resource_id, found, replace)
+        return JSONResponse({"metadata": changed})
+
+    def show_item(project_id: str, resource_id: str, key: str, ctx: Ctx) -> Response:
+        metadata = _metadata_of(ctx, kind, resource_id, "get")
+        if key not in metadata:
+            raise errors.NotFound(f"Metadata item was not found (key {key}).")
+        return JSONResponse({"meta": {key: metadata[key]}})
+
+    def set_item(project_id: str, resource_id: str, key: str, body: JsonBody, ctx: Ctx) -> Response:
+        _metadata_of(ctx, kind, resource_id, "update")
+        meta = schemas.metadata(body if isinstance(body, dict) else {}, "meta")
+        if not meta or len(meta) != 1 or key not in meta:
+            raise errors.Invalid("Request body and URI mismatch: 'meta' must hold exactly the key in the URI.")
+        volume_service.set_metadata(ctx, kind, resource_id, meta, replace=False)
+        return JSONResponse({"meta": meta})
+
+    def delete_item(project_id: str, resource_id: str, key: str, ctx: Ctx) -> Response:
+        _metadata_of(ctx, kind, resource_id, "delete")
+        volume_service.delete_metadata(ctx, kind, resource_id, key)
+        return Response(status_code=200)
+
+    router.add_api_route(base, show, methods=["GET"])
+    router.add_api_route(base, set_all, methods=["POST", "PUT"])
+    router.add_api_route(base + "/{key}", show_item, methods=["GET"])
+    router.add_api_route(base + "/{key}", set_item, methods=["PUT"])
+    router.add_api_route(base + "/{key}", delete_item, methods=["DELETE"])
 
 
-@router.post("/v3/{project_id}/volumes/{volume_id}/metadata")
-def create_volume_metadata(project_id: str, volume_id: str, body: JsonBody, ctx: Ctx) -> Response:
-    return _set_volume_metadata(volume_id, body, ctx, replace=False)
-
-
-@router.put("/v3/{project_id}/volumes/{volume_id}/metadata")
-def replace_volume_metadata(project_id: str, volume_id: str, body: JsonBody, ctx: Ctx) -> Response:
-    return _set_volume_metadata(volume_id, body, ctx, replace=True)
-
-
-@router.get("/v3/{project_id}/volumes/{volume_id}/metadata/{key}")
-def show_volume_metadata_item(project_id: str, volume_id: str, key: str, ctx: Ctx) -> Response:
-    view = _volume(ctx, volume_id, "volume:get_volume_metadata")
-    if key not in view.row.metadata_:
-        raise errors.NotFound(f"Metadata item was not found (key {key}).")
-    return JSONResponse({"meta": {key: view.row.metadata_[key]}})
-
-
-@router.put("/v3/{project_id}/volumes/{volume_id}/metadata/{key}")
-def update_volume_metadata_item(
-    project_id: str, volume_id: str, key: str, body: JsonBody, ctx: Ctx
-) -> Response:
-    _volume(ctx, volume_id, "volume:update_volume_metadata")
-    meta = schemas.metadata(body if isinstance(body, dict) else {}, "meta")
-    if not meta or len(meta) != 1 or key not in meta:
-        raise errors.Invalid("Request body and URI mismatch.")
-    volume_service.set_metadata(ctx, volume_id, meta, replace=False)
-    return JSONResponse({"meta": meta})
-
-
-@router.delete("/v3/{project_id}/volumes/{volume_id}/metadata/{key}")
-def delete_volume_metadata_item(project_id: str, volume_id: str, key: str, ctx: Ctx) -> Response:
-    _volume(ctx, volume_id, "volume:delete_volume_metadata")
-    volume_service.delete_metadata(ctx, volume_id, key)
-    return Response(status_code=200)
+_add_metadata_routes("volume")
+_add_metadata_routes("snapshot")
 
 
 # Volume types ---------------------------------------------------------------------------
@@ -616,8 +622,11 @@ def _list_snapshots(request: Request, ctx: Ctx, detail: bool) -> Response:
     params = request.query_params
     all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
     filters = {k: params[k] for k in ("name", "status", "volume_id") if k in params}
-    limit = pagination.parse_limit(params.get("limit"), MAX_LIMIT)
-    rows = volume_service.list_snapshots(ctx, all_projects, filters, params.get("marker"), limit)
+    rows = volume_service.list_snapshots(
+        ctx, all_projects, filters, _sort(request, volume_service.SNAPSHOT_SORT_KEYS),
+        params.get("marker"), pagination.parse_limit(params.get("limit"), MAX_LIMIT),
+        schemas.integer(params, "offset") or 0,
+    )  # fmt: skip
     render = (
         (lambda r: _snapshot_body(request, r))
         if detail
@@ -640,6 +649,8 @@ def list_snapshots_detail(request: Request, project_id: str, ctx: Ctx) -> Respon
 @router.post("/v3/{project_id}/snapshots")
 def create_snapshot(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
     inner = schemas.envelope(body, "snapshot")
+    if "volume_id" in inner and inner["volume_id"] is None:
+        raise errors.NotFound("Volume None could not be found: the snapshot names no volume_id.")
     view = _volume(ctx, schemas.required_text(inner, "volume_id"), "volume:create_snapshot")
     row = volume_service.create_snapshot(
         ctx, view.row.id, schemas.boolean(inner.get("force", False), "force"),
@@ -696,27 +707,6 @@ def snapshot_action(project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx)
     else:
         raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
     return _accepted()
-
-
-@router.get("/v3/{project_id}/snapshots/{snapshot_id}/metadata")
-def show_snapshot_metadata(project_id: str, snapshot_id: str, ctx: Ctx) -> Response:
-    row = _snapshot(ctx, snapshot_id, "volume:get_snapshot_metadata")
-    return JSONResponse({"metadata": dict(row.metadata_)})
-
-
-@router.post("/v3/{project_id}/snapshots/{snapshot_id}/metadata")
-@router.put("/v3/{project_id}/snapshots/{snapshot_id}/metadata")
-def set_snapshot_metadata(
-    request: Request, project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx
-) -> Response:
-    _snapshot(ctx, snapshot_id, "volume:update_snapshot_metadata")
-    found = schemas.metadata(body if isinstance(body, dict) else {})
-    if found is None:
-        raise errors.Invalid("Malformed request body: 'metadata' is required.")
-    replace = request.method == "PUT"
-    return JSONResponse(
-        {"metadata": volume_service.set_snapshot_metadata(ctx, snapshot_id, found, replace)}
-    )
 
 
 # Attachments ----------------------------------------------------------------------------

@@ -83,6 +83,8 @@ def volume_view(
         body["os-vol-host-attr:host"] = row.host
         body["os-vol-mig-status-attr:migstat"] = row.migration_status
         body["os-vol-mig-status-attr:name_id"] = None
+    if admin:
+        body["migration_status"] = row.migration_status
     if version >= V(3, 13):
         body["group_id"] = None
     if version >= V(3, 21) and admin:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ DEFAULT_QUOTAS = {
 }
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
 SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone")
+SNAPSHOT_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id")
 
 
 def now() -> datetime:
@@ -501,8 +502,23 @@ class VolumeSpec:
     metadata: Mapping[str, str] | None = None
 
 
-def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tuple[int, str | None]:
-    """The size of what the volume is made from, and the type it inherits."""
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What a new volume takes from the volume, snapshot or backup it is made from."""
+
+    size: int = 0
+    volume_type_id: str | None = None
+    bootable: bool = False
+    image_metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, size: int, volume: models.Volume | None) -> _Source:
+        if volume is None:
+            return cls(size)
+        return cls(size, volume.volume_type_id, volume.bootable, dict(volume.image_metadata))
+
+
+def _source(ctx: RequestContext, session: Session, spec: VolumeSpec) -> _Source:
     if spec.snapshot_id:
         snapshot = find_snapshot(ctx, session, spec.snapshot_id)
         if snapshot.status != "available":
@@ -510,8 +526,7 @@ def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tup
                 f"Invalid snapshot: Originating snapshot status must be one of 'available' "
                 f"values, but is {snapshot.status}."
             )
-        source = session.get(models.Volume, snapshot.volume_id)
-        return snapshot.size, source.volume_type_id if source else None
+        return _Source.of(snapshot.size, session.get(models.Volume, snapshot.volume_id))
     if spec.source_volid:
         source = find_volume(ctx, session, spec.source_volid)
         if source.status not in ("available", "in-use"):
@@ -519,16 +534,16 @@ def _source_size(ctx: RequestContext, session: Session, spec: VolumeSpec) -> tup
                 f"Invalid volume: Source volume status must be available or in-use, "
                 f"but is {source.status}."
             )
-        return source.size, source.volume_type_id
+        return _Source.of(source.size, source)
     if spec.backup_id:
         backup = find_backup(ctx, session, spec.backup_id)
         if backup.status != "available":
             raise errors.Invalid(
                 f"Invalid backup: Backup status must be available, but is {backup.status}."
             )
-        source = session.get(models.Volume, backup.volume_id)
-        return backup.size, source.volume_type_id if source else None
-    return 0, None
+        volume = session.get(models.Volume, backup.volume_id)
+        return _Source(backup.size, volume.volume_type_id if volume else None)
+    return _Source()
 
 
 def find_backup(ctx: RequestContext, session: Session, backup_id: str) -> models.Backup:
@@ -563,8 +578,8 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
     image_size, image_metadata = _image_source(ctx, spec.image_id) if spec.image_id else (0, {})
     project_id = ctx.project_id or ""
     with ctx.db.write() as session:
-        source_size, source_type = _source_size(ctx, session, spec)
-        source_size = max(source_size, image_size)
+        source = _source(ctx, session, spec)
+        source_size, source_type = max(source.size, image_size), source.volume_type_id
         size = spec.size if spec.size is not None else source_size
         if size < 1:
             raise errors.Invalid(
@@ -596,12 +611,12 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
             id=new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
             description=spec.description, size=size, status="creating",
             attach_status="detached", availability_zone=zone, volume_type_id=volume_type.id,
-            bootable=False, readonly=False,
+            bootable=source.bootable, readonly=False,
             multiattach=_is_true_spec(specs.get("multiattach")),
             snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
             image_id=spec.image_id, backup_id=spec.backup_id,
             metadata_=dict(spec.metadata or {}),
-            image_metadata=image_metadata, host=_host(ctx),
+            image_metadata=image_metadata or dict(source.image_metadata), host=_host(ctx),
             replication_status=(
                 "enabled" if _is_true_spec(specs.get("replication_enabled")) else None
             ),
@@ -748,19 +763,29 @@ def revert_to_snapshot(ctx: RequestContext, volume_id: str, snapshot_id: str) ->
     wake(ctx)
 
 
+def _metadata_owner(
+    ctx: RequestContext, session: Session, kind: str, resource_id: str
+) -> models.Volume | models.Snapshot:
+    if kind == "volume":
+        return find_volume(ctx, session, resource_id)
+    return find_snapshot(ctx, session, resource_id)
+
+
 def set_metadata(
-    ctx: RequestContext, volume_id: str, metadata: Mapping[str, str], replace: bool
+    ctx: RequestContext, kind: str, resource_id: str, metadata: Mapping[str, str], replace: bool
 ) -> dict[str, str]:
+    """Merge `metadata` into (or, with `replace`, put it in place of) a volume's or a
+    snapshot's; `kind` names which."""
     with ctx.db.write() as session:
-        row = find_volume(ctx, session, volume_id)
+        row = _metadata_owner(ctx, session, kind, resource_id)
         row.metadata_ = dict(metadata) if replace else {**row.metadata_, **metadata}
         row.updated_at = now()
         return dict(row.metadata_)
 
 
-def delete_metadata(ctx: RequestContext, volume_id: str, key: str) -> None:
+def delete_metadata(ctx: RequestContext, kind: str, resource_id: str, key: str) -> None:
     with ctx.db.write() as session:
-        row = find_volume(ctx, session, volume_id)
+        row = _metadata_owner(ctx, session, kind, resource_id)
         if key not in row.metadata_:
             raise errors.NotFound(f"Metadata item was not found (key {key}).")
         row.metadata_ = {k: v for k, v in row.metadata_.items() if k != key}
@@ -783,18 +808,21 @@ def get_snapshot(ctx: RequestContext, snapshot_id: str) -> models.Snapshot:
 
 def list_snapshots(
     ctx: RequestContext, all_projects: bool, filters: Mapping[str, str],
-    marker: str | None = None, limit: int | None = None,
+    sort: Sequence[tuple[str, bool]] = (("created_at", True),),
+    marker: str | None = None, limit: int | None = None, offset: int = 0,
 ) -> list[models.Snapshot]:  # fmt: skip
-    stmt = select(models.Snapshot).order_by(
-        models.Snapshot.created_at.desc(), models.Snapshot.id.desc()
-    )
+    stmt = select(models.Snapshot)
+    for key, descending in sort:
+        column = getattr(models.Snapshot, key)
+        stmt = stmt.order_by(column.desc() if descending else column.asc())
+    stmt = stmt.order_by(models.Snapshot.id.desc())
     if not (ctx.is_admin and all_projects):
         stmt = stmt.where(models.Snapshot.project_id == ctx.project_id)
     for field in ("name", "status", "volume_id"):
         if field in filters:
             stmt = stmt.where(getattr(models.Snapshot, field) == filters[field])
     with ctx.db.read() as session:
-        return page(list(session.scalars(stmt)), marker, limit)
+        return page(list(session.scalars(stmt)), marker, limit, offset)
 
 
 def create_snapshot(
@@ -831,15 +859,6 @@ def update_snapshot(
                 setattr(row, field, changes[field])
         row.updated_at = now()
         return row
-
-
-def set_snapshot_metadata(
-    ctx: RequestContext, snapshot_id: str, metadata: Mapping[str, str], replace: bool
-) -> dict[str, str]:
-    with ctx.db.write() as session:
-        row = find_snapshot(ctx, session, snapshot_id)
-        row.metadata_ = dict(metadata) if replace else {**row.metadata_, **metadata}
-        return dict(row.metadata_)
 
 
 def delete_snapshot(ctx: RequestContext, snapshot_id: str, force: bool) -> None:
@@ -1207,7 +1226,7 @@ def legacy_status(ctx: RequestContext, volume_id: str, action: str) -> None:
     allowed, target = moves[action]
     with ctx.db.write() as session:
         row = find_volume(ctx, session, volume_id)
-        if row.status == target:
+        if row.status == target and action != "os-reserve":
             return
         if row.status not in allowed:
             raise errors.Invalid(
@@ -1228,15 +1247,20 @@ def legacy_attach(
 
 
 def legacy_detach(ctx: RequestContext, volume_id: str, attachment_id: str | None) -> None:
-    """os-detach (and os-force_detach): drop the named attachment, or the only one."""
-    with ctx.db.read() as session:
-        find_volume(ctx, session, volume_id)
+    """os-detach (and os-force_detach): drop the named attachment, or the only one. A volume
+    with no attachment left is simply marked detached, as Cinder does."""
+    with ctx.db.write() as session:
+        volume = find_volume(ctx, session, volume_id)
         live = _live_attachments(session, volume_id)
+        if not live and attachment_id is None:
+            volume.status, volume.attach_status, volume.updated_at = "available", "detached", now()
+            return
     chosen = [a for a in live if attachment_id in (None, a.id)]
-    if not chosen or (attachment_id is None and len(chosen) > 1):
+    if not chosen:
+        raise errors.NotFound(f"Volume attachment {attachment_id} could not be found.")
+    if len(chosen) > 1:
         raise errors.Invalid(
-            f"Invalid volume: Volume {volume_id} has no attachment "
-            + (f"{attachment_id}." if attachment_id else "to detach; name its attachment_id.")
+            f"Invalid volume: Volume {volume_id} has several attachments; name its attachment_id."
         )
     delete_attachment(ctx, chosen[0].id)
 
