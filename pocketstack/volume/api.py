@@ -424,7 +424,9 @@ def _add_metadata_routes(kind: str) -> None:
     def show(project_id: str, resource_id: str, ctx: Ctx) -> Response:
         return JSONResponse({"metadata": _metadata_of(ctx, kind, resource_id, "get")})
 
-    def set_all(request: Request, project_id: str, resource_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    def set_all(
+        request: Request, project_id: str, resource_id: str, body: JsonBody, ctx: Ctx
+    ) -> Response:
         _metadata_of(ctx, kind, resource_id, "update")
         found = schemas.metadata(body if isinstance(body, dict) else {})
         if found is None:
@@ -443,7 +445,9 @@ def _add_metadata_routes(kind: str) -> None:
         _metadata_of(ctx, kind, resource_id, "update")
         meta = schemas.metadata(body if isinstance(body, dict) else {}, "meta")
         if not meta or len(meta) != 1 or key not in meta:
-            raise errors.Invalid("Request body and URI mismatch: 'meta' must hold exactly the key in the URI.")
+            raise errors.Invalid(
+                "Request body and URI mismatch: 'meta' must hold exactly the key in the URI."
+            )
         volume_service.set_metadata(ctx, kind, resource_id, meta, replace=False)
         return JSONResponse({"meta": meta})
 

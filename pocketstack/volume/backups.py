@@ -53,9 +53,7 @@ def dependents(session: Session, rows: list[models.Backup]) -> set[str]:
     ids = [row.id for row in rows]
     if not ids:
         return set()
-    found = session.scalars(
-        select(models.Backup.parent_id).where(models.Backup.parent_id.in_(ids))
-    )
+    found = session.scalars(select(models.Backup.parent_id).where(models.Backup.parent_id.in_(ids)))
     return {parent for parent in found if parent}
 
 
@@ -69,7 +67,7 @@ def create_backup(ctx: RequestContext, request: BackupRequest) -> models.Backup:
         if volume.status not in ("available", "in-use"):
             raise errors.Invalid(
                 "Invalid volume: Volume to be backed up must be available or in-use, but the "
-                f"current status is \"{volume.status}\"."
+                f'current status is "{volume.status}".'
             )
         if request.snapshot_id is not None:
             snapshot = volume_service.find_snapshot(ctx, session, request.snapshot_id)
@@ -158,9 +156,7 @@ def delete_backup(ctx: RequestContext, backup_id: str, force: bool) -> None:
                 f"Invalid backup: Backup status must be available or error, but is {row.status}."
             )
         if has_dependents(session, row.id):
-            raise errors.Invalid(
-                "Invalid backup: Incremental backups exist for this backup."
-            )
+            raise errors.Invalid("Invalid backup: Incremental backups exist for this backup.")
         row.status, row.updated_at = "deleting", volume_service.now()
     volume_service.wake(ctx)
 
@@ -243,8 +239,14 @@ def pending_jobs(runtime: Runtime) -> list[BackupJob]:
         )
         return [
             BackupJob(
-                kinds[r.status], r.id, r.volume_id, r.size, r.snapshot_id,
-                r.temporary_snapshot, r.restore_volume_id, r.parent_id,
+                kinds[r.status],
+                r.id,
+                r.volume_id,
+                r.size,
+                r.snapshot_id,
+                r.temporary_snapshot,
+                r.restore_volume_id,
+                r.parent_id,
             )
             for r in rows
         ]

@@ -49,7 +49,10 @@ def volume_summary(view: volume_service.VolumeView, base: str) -> dict[str, Any]
 
 
 def volume_view(
-    view: volume_service.VolumeView, version: Version, admin: bool, base: str,
+    view: volume_service.VolumeView,
+    version: Version,
+    admin: bool,
+    base: str,
     extended: bool = True,
 ) -> dict[str, Any]:
     """A volume. The os-vol-* keys and volume_image_metadata are Cinder's extensions,

@@ -818,9 +818,9 @@ def list_snapshots(
     stmt = stmt.order_by(models.Snapshot.id.desc())
     if not (ctx.is_admin and all_projects):
         stmt = stmt.where(models.Snapshot.project_id == ctx.project_id)
-    for field in ("name", "status", "volume_id"):
-        if field in filters:
-            stmt = stmt.where(getattr(models.Snapshot, field) == filters[field])
+    for name in ("name", "status", "volume_id"):
+        if name in filters:
+            stmt = stmt.where(getattr(models.Snapshot, name) == filters[name])
     with ctx.db.read() as session:
         return page(list(session.scalars(stmt)), marker, limit, offset)
 

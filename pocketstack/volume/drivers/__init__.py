@@ -64,7 +64,7 @@ class Backend(Protocol):
     def snapshot_file(self, snapshot_id: str) -> Path | None: ...
 
     def active_site(self) -> str:
-        """"primary", or "secondary" after a failover."""
+        """ "primary", or "secondary" after a failover."""
         ...
 
     def replicate(self, volume_id: str) -> int:
