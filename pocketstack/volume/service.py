@@ -271,14 +271,26 @@ def _rows_of(session: Session, owner: str) -> dict[str, int]:
     return {row.resource: row.hard_limit for row in rows}
 
 
+# Quotas that also count per volume type, as `<resource>_<type name>` (unlimited unless set).
+PER_TYPE_QUOTAS = ("volumes", "snapshots", "gigabytes")
+
+
+def _defaults(session: Session) -> dict[str, int]:
+    names = session.scalars(select(models.VolumeType.name).order_by(models.VolumeType.name))
+    per_type = {f"{resource}_{name}": -1 for name in names for resource in PER_TYPE_QUOTAS}
+    return {**DEFAULT_QUOTAS, **per_type}
+
+
 def default_limits(ctx: RequestContext) -> dict[str, int]:
     """The defaults every project gets: the built-in ones, as the default class sets them."""
     with ctx.db.read() as session:
-        return {**DEFAULT_QUOTAS, **_rows_of(session, DEFAULT_CLASS)}
+        return {**_defaults(session), **_rows_of(session, DEFAULT_CLASS)}
 
 
 def limits_of(session: Session, project_id: str) -> dict[str, int]:
-    return {**DEFAULT_QUOTAS, **_rows_of(session, DEFAULT_CLASS), **_rows_of(session, project_id)}
+    known = _defaults(session)
+    set_here = {**_rows_of(session, DEFAULT_CLASS), **_rows_of(session, project_id)}
+    return {**known, **{k: v for k, v in set_here.items() if k in known}}
 
 
 def quota_usage(ctx: RequestContext, project_id: str) -> dict[str, int]:
@@ -287,33 +299,49 @@ def quota_usage(ctx: RequestContext, project_id: str) -> dict[str, int]:
 
 
 def usage_of(session: Session, project_id: str) -> dict[str, int]:
+    """What the project uses of every quota, the per-type ones included."""
+    usage = {resource: 0 for resource in _defaults(session)}
     volumes = session.execute(
-        select(func.count(), func.coalesce(func.sum(models.Volume.size), 0)).where(
-            models.Volume.project_id == project_id
-        )
-    ).one()
+        select(models.VolumeType.name, func.count(), func.coalesce(func.sum(models.Volume.size), 0))
+        .join(models.VolumeType, models.VolumeType.id == models.Volume.volume_type_id)
+        .where(models.Volume.project_id == project_id)
+        .group_by(models.VolumeType.name)
+    )
+    for name, count, size in volumes:
+        usage["volumes"] += count
+        usage["gigabytes"] += size
+        usage[f"volumes_{name}"], usage[f"gigabytes_{name}"] = count, size
     snapshots = session.execute(
-        select(func.count(), func.coalesce(func.sum(models.Snapshot.size), 0)).where(
-            models.Snapshot.project_id == project_id
+        select(
+            models.VolumeType.name, func.count(), func.coalesce(func.sum(models.Snapshot.size), 0)
         )
-    ).one()
+        .join(models.Volume, models.Volume.id == models.Snapshot.volume_id)
+        .join(models.VolumeType, models.VolumeType.id == models.Volume.volume_type_id)
+        .where(models.Snapshot.project_id == project_id)
+        .group_by(models.VolumeType.name)
+    )
+    for name, count, size in snapshots:
+        usage["snapshots"] += count
+        usage["gigabytes"] += size
+        usage[f"snapshots_{name}"] = count
+        usage[f"gigabytes_{name}"] = usage.get(f"gigabytes_{name}", 0) + size
     backups = session.execute(
         select(func.count(), func.coalesce(func.sum(models.Backup.size), 0)).where(
             models.Backup.project_id == project_id
         )
     ).one()
-    return {
-        "volumes": volumes[0], "gigabytes": volumes[1] + snapshots[1],
-        "snapshots": snapshots[0], "backups": backups[0], "backup_gigabytes": backups[1],
-        "groups": 0, "per_volume_gigabytes": 0,
-    }  # fmt: skip
+    usage["backups"], usage["backup_gigabytes"] = backups[0], backups[1]
+    return usage
 
 
 def update_quotas(ctx: RequestContext, project_id: str, limits: Mapping[str, int]) -> None:
-    unknown = sorted(set(limits) - set(DEFAULT_QUOTAS))
-    if unknown:
-        raise errors.Invalid(f"Bad key(s) in quota set: {', '.join(unknown)}")
     with ctx.db.write() as session:
+        unknown = sorted(set(limits) - set(_defaults(session)))
+        if unknown:
+            raise errors.Invalid(
+                f"Bad key(s) in quota set: {', '.join(unknown)}. Per-type keys name an "
+                "existing volume type (volumes_<type>, snapshots_<type>, gigabytes_<type>)."
+            )
         for resource, hard_limit in limits.items():
             if hard_limit < -1:
                 raise errors.Invalid(f"Quota limit for {resource} must be -1 or greater.")
@@ -347,9 +375,12 @@ _OVER_LIMIT = {
 }
 
 
-def check_quota(session: Session, project_id: str, **wanted: int) -> None:
+def check_quota(
+    session: Session, project_id: str, volume_type: str | None = None, **wanted: int
+) -> None:
     """Raise RequestTooLarge (413 overLimit, as Cinder) if adding `wanted` (volumes=1,
-    gigabytes=5, backups=1, ...) would pass one of the project's limits."""
+    gigabytes=5, backups=1, ...) would pass one of the project's limits, or one of the
+    per-type limits of `volume_type` (a type name)."""
     limits, usage = limits_of(session, project_id), usage_of(session, project_id)
     per_volume = limits["per_volume_gigabytes"]
     gigabytes = wanted.get("gigabytes", 0)
@@ -358,12 +389,16 @@ def check_quota(session: Session, project_id: str, **wanted: int) -> None:
             f"VolumeSizeExceedsLimit: Requested volume size {gigabytes}G is larger than "
             f"maximum allowed limit {per_volume}G."
         )
-    for resource, amount in wanted.items():
-        limit = limits[resource]
-        if not amount or limit < 0 or usage[resource] + amount <= limit:
+    checks = [(resource, resource, amount) for resource, amount in wanted.items()]
+    if volume_type is not None:
+        checks += [(f"{r}_{volume_type}", r, a) for r, a in wanted.items() if r in PER_TYPE_QUOTAS]
+    for quota, resource, amount in checks:
+        limit, used = limits.get(quota, -1), usage.get(quota, 0)
+        if not amount or limit < 0 or used + amount <= limit:
             continue
+        message = _OVER_LIMIT[resource].format(limit=limit, wanted=amount, used=used)
         raise errors.RequestTooLarge(
-            _OVER_LIMIT[resource].format(limit=limit, wanted=amount, used=usage[resource])
+            message + (f" (quota {quota!r})." if quota != resource else "")
         )
 
 
@@ -605,7 +640,7 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
                 f"Invalid input received: Availability zone '{zone}' is invalid; this cloud "
                 f"has '{AVAILABILITY_ZONE}'."
             )
-        check_quota(session, project_id, volumes=1, gigabytes=size)
+        check_quota(session, project_id, volume_type.name, volumes=1, gigabytes=size)
         specs = volume_type.extra_specs
         row = models.Volume(
             id=new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
@@ -676,6 +711,12 @@ def delete_volume(ctx: RequestContext, volume_id: str, cascade: bool, force: boo
     wake(ctx)
 
 
+def _type_name(session: Session, volume: models.Volume) -> str | None:
+    return session.scalar(
+        select(models.VolumeType.name).where(models.VolumeType.id == volume.volume_type_id)
+    )
+
+
 def _action_row(
     ctx: RequestContext, session: Session, volume_id: str, allowed: tuple[str, ...], what: str
 ) -> models.Volume:
@@ -697,7 +738,9 @@ def extend_volume(ctx: RequestContext, volume_id: str, new_size: int, in_use_ok:
                 f"Invalid input received: New size for extend must be greater than current "
                 f"size. (current: {row.size}, extended: {new_size})."
             )
-        check_quota(session, row.project_id, gigabytes=new_size - row.size)
+        check_quota(
+            session, row.project_id, _type_name(session, row), gigabytes=new_size - row.size
+        )
         row.previous_status, row.status, row.new_size = row.status, "extending", new_size
         row.updated_at = now()
     wake(ctx)
@@ -838,7 +881,10 @@ def create_snapshot(
                 f"status is: {volume.status}."
                 + (" Use force to snapshot an in-use volume." if volume.status == "in-use" else "")
             )
-        check_quota(session, volume.project_id, snapshots=1, gigabytes=volume.size)
+        check_quota(
+            session, volume.project_id, _type_name(session, volume), snapshots=1,
+            gigabytes=volume.size,
+        )  # fmt: skip
         row = models.Snapshot(
             id=new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
             volume_id=volume.id, name=name, description=description, size=volume.size,

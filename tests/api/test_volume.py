@@ -152,6 +152,25 @@ def test_bad_requests_name_the_problem(volumes: Volumes) -> None:
     assert limits["totalGigabytesUsed"] == 2 and limits["maxTotalVolumeGigabytes"] == 3
 
 
+def test_per_type_quotas_limit_volumes_of_that_type(volumes: Volumes) -> None:
+    made = volumes("POST", "/types", {"volume_type": {"name": "gold"}})
+    assert made.status_code == 200, made.text
+    defaults = volumes("GET", f"/os-quota-sets/{volumes.project_id}/defaults").json()
+    assert defaults["quota_set"]["volumes_gold"] == -1
+    bogus = volumes("PUT", f"/os-quota-sets/{volumes.project_id}",
+                    {"quota_set": {"volumes_silver": 1}})  # fmt: skip
+    assert bogus.status_code == 400 and "volumes_silver" in bogus.json()["badRequest"]["message"]
+    limited = volumes("PUT", "/os-quota-class-sets/default",
+                      {"quota_class_set": {"volumes_gold": 1}})  # fmt: skip
+    assert limited.status_code == 200 and limited.json()["quota_class_set"]["volumes_gold"] == 1
+    volumes.create(volume_type="gold")
+    over = volumes("POST", "/volumes", {"volume": {"size": 1, "volume_type": "gold"}})
+    assert over.status_code == 413 and "volumes_gold" in over.json()["overLimit"]["message"]
+    volumes.create()  # other types are not limited by it
+    usage = volumes("GET", f"/os-quota-sets/{volumes.project_id}?usage=true").json()["quota_set"]
+    assert usage["volumes_gold"]["in_use"] == 1 and usage["volumes"]["in_use"] == 2
+
+
 def test_volume_types_set_what_volumes_can_do(volumes: Volumes) -> None:
     made = volumes("POST", "/types", {"volume_type": {
         "name": "shared-disk", "extra_specs": {"multiattach": "<is> True"}}})  # fmt: skip
