@@ -26,7 +26,7 @@ from pocketstack.core.microversion import (
     VersionRange,
     requested_version,
 )
-from pocketstack.volume import backups, schemas
+from pocketstack.volume import backups, hosts, messages, schemas, transfers
 from pocketstack.volume import service as volume_service
 
 VERSIONS = VersionRange("volume", Version(3, 0), Version(3, 71))
@@ -332,11 +332,33 @@ def volume_action(
         volume_service.revert_to_snapshot(ctx, volume_id, snapshot_id)
     elif action == "os-volume_upload_image":
         return _upload_to_image(request, ctx, view, inner)
+    elif action in ("os-set_image_metadata", "os-unset_image_metadata", "os-show_image_metadata"):
+        return _image_metadata_action(ctx, view, action, inner)
     elif action in _LEGACY_ATTACH_ACTIONS:
         return _legacy_attach_action(ctx, view, action, inner)
     else:
         raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
     return _accepted()
+
+
+def _image_metadata_action(
+    ctx: Ctx, view: volume_service.VolumeView, action: str, inner: Any
+) -> Response:
+    """The image metadata a volume carries (`volume_image_metadata`): show, set, unset."""
+    target = _volume_target(view)
+    fields: dict[str, Any] = inner if isinstance(inner, dict) else {}
+    if action == "os-show_image_metadata":
+        ctx.authorize("volume_extension:volume_image_metadata:show", target)
+        return JSONResponse({"metadata": dict(view.row.image_metadata)})
+    if action == "os-unset_image_metadata":
+        ctx.authorize("volume_extension:volume_image_metadata:remove", target)
+        volume_service.unset_image_metadata(ctx, view.row.id, schemas.required_text(fields, "key"))
+        return Response(status_code=200)
+    ctx.authorize("volume_extension:volume_image_metadata:set", target)
+    changes = schemas.metadata(fields)
+    if changes is None:
+        raise errors.Invalid("Malformed request body: os-set_image_metadata needs 'metadata'.")
+    return JSONResponse({"metadata": volume_service.set_image_metadata(ctx, view.row.id, changes)})
 
 
 def _upload_to_image(
@@ -692,6 +714,11 @@ def delete_snapshot(project_id: str, snapshot_id: str, ctx: Ctx) -> Response:
     return _accepted()
 
 
+def _is_percent(text: str) -> bool:
+    number = text.removesuffix("%")
+    return text.endswith("%") and number.isdigit() and 0 <= int(number) <= 100
+
+
 @router.post("/v3/{project_id}/snapshots/{snapshot_id}/action")
 def snapshot_action(project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx) -> Response:
     if not isinstance(body, dict) or len(body) != 1:
@@ -708,6 +735,14 @@ def snapshot_action(project_id: str, snapshot_id: str, body: JsonBody, ctx: Ctx)
     elif action == "os-force_delete":
         ctx.authorize("volume_extension:snapshot_admin_actions:force_delete", target)
         volume_service.delete_snapshot(ctx, snapshot_id, force=True)
+    elif action == "os-update_snapshot_status":
+        ctx.authorize("snapshot_extension:snapshot_actions:update_snapshot_status", target)
+        fields: dict[str, Any] = inner if isinstance(inner, dict) else {}
+        progress = schemas.text(fields, "progress")
+        if progress is not None and not _is_percent(progress):
+            raise errors.Invalid(f"Invalid input: progress {progress!r} is not 0% to 100%.")
+        status = schemas.required_text(fields, "status")
+        volume_service.update_snapshot_status(ctx, snapshot_id, status, progress)
     else:
         raise errors.Invalid(f"Invalid action {action!r}: this cloud does not offer it yet.")
     return _accepted()
@@ -917,9 +952,155 @@ def list_availability_zones(project_id: str, ctx: Ctx) -> Response:
 
 
 @router.get("/v3/{project_id}/os-services")
-def list_services(project_id: str, ctx: Ctx) -> Response:
+def list_services(request: Request, project_id: str, ctx: Ctx) -> Response:
     ctx.authorize("volume_extension:services:index")
-    return JSONResponse({"services": volume_service.services(ctx)})
+    params = request.query_params
+    found = hosts.services(ctx, params.get("host"), params.get("binary"))
+    return JSONResponse({"services": found})
+
+
+@router.put("/v3/{project_id}/os-services/{action}")
+def update_service(project_id: str, action: str, body: JsonBody, ctx: Ctx) -> Response:
+    """enable, disable, disable-log-reason (the cinder-volume or cinder-scheduler of a
+    host), freeze and thaw (the backend of a host)."""
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}
+    host = schemas.required_text(fields, "host")
+    if action in ("freeze", "thaw"):
+        ctx.authorize(f"volume:{action}_host")
+        hosts.set_frozen(ctx, host, frozen=action == "freeze")
+        return Response(status_code=200)
+    if action not in ("enable", "disable", "disable-log-reason"):
+        raise errors.NotFound(f"Unknown os-services action {action!r}; use enable, disable, "
+                              "disable-log-reason, freeze or thaw.")  # fmt: skip
+    ctx.authorize("volume_extension:services:update")
+    binary = schemas.required_text(fields, "binary")
+    reason = None
+    if action == "disable-log-reason":
+        reason = schemas.text(fields, "disabled_reason")
+        if not reason or not reason.strip() or len(reason) > 255:
+            raise errors.Invalid("Invalid input: disabled_reason must be 1 to 255 characters.")
+    changed = hosts.set_enabled(ctx, host, binary, enabled=action == "enable", reason=reason)
+    return JSONResponse(changed)
+
+
+@router.get("/v3/{project_id}/os-hosts")
+def list_hosts(project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:hosts")
+    return JSONResponse({"hosts": hosts.hosts(ctx)})
+
+
+@router.get("/v3/{project_id}/os-hosts/{host}")
+def show_host(project_id: str, host: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:hosts")
+    return JSONResponse({"host": hosts.host_usage(ctx, host)})
+
+
+@router.get("/v3/{project_id}/capabilities/{host}")
+def show_capabilities(project_id: str, host: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:capabilities")
+    return JSONResponse(hosts.capabilities(ctx, host))
+
+
+# Volume transfers -----------------------------------------------------------------------
+
+
+def _add_transfer_routes(base: str, legacy: bool) -> None:
+    """The same transfer API under `os-volume-transfer` and (3.55+) `volume-transfers`;
+    only the new path takes `no_snapshots`."""
+    path = f"/v3/{{project_id}}/{base}"
+
+    def create(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+        inner = schemas.envelope(body, "transfer")
+        allowed = {"volume_id", "name"} | (set() if legacy else {"no_snapshots"})
+        if set(inner) - allowed:
+            raise errors.Invalid(f"Invalid input: unexpected {sorted(set(inner) - allowed)}; "
+                                 f"a transfer takes {sorted(allowed)}.")  # fmt: skip
+        view = _volume(ctx, schemas.required_text(inner, "volume_id"), "volume:create_transfer")
+        name = schemas.text(inner, "name")
+        no_snapshots = schemas.boolean(inner.get("no_snapshots", False), "no_snapshots")
+        row, key = transfers.create_transfer(
+            ctx, view.row.id, name.strip() if name else name, no_snapshots
+        )
+        shown = schemas.transfer_view(row, requested_version(request), _base(request), True, key)
+        return _accepted({"transfer": shown})
+
+    def listing(request: Request, ctx: Ctx, detail: bool) -> Response:
+        ctx.authorize("volume:get_all_transfers")
+        params = request.query_params
+        all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
+        rows = transfers.list_transfers(ctx, all_projects, params.get("name"))
+        version, root = requested_version(request), _base(request)
+        return JSONResponse({"transfers": [schemas.transfer_view(r, version, root, detail)
+                                           for r in rows]})  # fmt: skip
+
+    def list_summary(request: Request, project_id: str, ctx: Ctx) -> Response:
+        return listing(request, ctx, detail=False)
+
+    def list_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+        return listing(request, ctx, detail=True)
+
+    def show(request: Request, project_id: str, transfer_id: str, ctx: Ctx) -> Response:
+        row = transfers.get_transfer(ctx, transfer_id)
+        ctx.authorize("volume:get_transfer", {"project_id": row.project_id})
+        shown = schemas.transfer_view(row, requested_version(request), _base(request))
+        return JSONResponse({"transfer": shown})
+
+    def delete(project_id: str, transfer_id: str, ctx: Ctx) -> Response:
+        row = transfers.get_transfer(ctx, transfer_id)
+        ctx.authorize("volume:delete_transfer", {"project_id": row.project_id})
+        transfers.delete_transfer(ctx, transfer_id)
+        return _accepted()
+
+    def accept(
+        request: Request, project_id: str, transfer_id: str, body: JsonBody, ctx: Ctx
+    ) -> Response:
+        ctx.authorize("volume:accept_transfer", {"project_id": ctx.project_id})
+        inner = schemas.envelope(body, "accept")
+        key = inner.get("auth_key")
+        if not isinstance(key, str | int) or isinstance(key, bool) or str(key) == "":
+            raise errors.Invalid("Invalid input: accept needs the transfer's auth_key.")
+        row = transfers.accept_transfer(ctx, transfer_id, str(key))
+        shown = schemas.transfer_view(row, requested_version(request), _base(request), False)
+        return _accepted({"transfer": shown})
+
+    router.add_api_route(path, create, methods=["POST"])
+    router.add_api_route(path, list_summary, methods=["GET"])
+    router.add_api_route(f"{path}/detail", list_detail, methods=["GET"])
+    router.add_api_route(f"{path}/{{transfer_id}}", show, methods=["GET"])
+    router.add_api_route(f"{path}/{{transfer_id}}", delete, methods=["DELETE"])
+    router.add_api_route(f"{path}/{{transfer_id}}/accept", accept, methods=["POST"])
+
+
+_add_transfer_routes("os-volume-transfer", legacy=True)
+_add_transfer_routes("volume-transfers", legacy=False)
+
+
+# User messages --------------------------------------------------------------------------
+
+
+@router.get("/v3/{project_id}/messages")
+def list_messages(request: Request, project_id: str, ctx: Ctx) -> Response:
+    _needs(request, V(3, 3), "User messages")
+    ctx.authorize("message:get_all")
+    rows = messages.list_messages(ctx)
+    return JSONResponse({"messages": [schemas.message_view(r, _base(request)) for r in rows]})
+
+
+@router.get("/v3/{project_id}/messages/{message_id}")
+def show_message(request: Request, project_id: str, message_id: str, ctx: Ctx) -> Response:
+    _needs(request, V(3, 3), "User messages")
+    row = messages.get_message(ctx, message_id)
+    ctx.authorize("message:get", {"project_id": row.project_id})
+    return JSONResponse({"message": schemas.message_view(row, _base(request))})
+
+
+@router.delete("/v3/{project_id}/messages/{message_id}")
+def delete_message(request: Request, project_id: str, message_id: str, ctx: Ctx) -> Response:
+    _needs(request, V(3, 3), "User messages")
+    row = messages.get_message(ctx, message_id)
+    ctx.authorize("message:delete", {"project_id": row.project_id})
+    messages.delete_message(ctx, message_id)
+    return Response(status_code=204)
 
 
 @router.get("/v3/{project_id}/extensions")

@@ -24,6 +24,7 @@ class VolumeType(Base):
     description: Mapped[str | None] = mapped_column(String(255))
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     extra_specs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    qos_specs_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
 
@@ -64,6 +65,10 @@ class Volume(Base):
     upload_image_id: Mapped[str | None] = mapped_column(String(36))  # while `uploading`
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     image_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Keys Cinder keeps apart from the owner's metadata and shows merged into it:
+    # `readonly` (once the flag is set) and `attached_mode`.
+    admin_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
+    group_id: Mapped[str | None] = mapped_column(String(36), index=True)
     host: Mapped[str] = mapped_column(String(255))
     replication_status: Mapped[str | None] = mapped_column(String(20))
     migration_status: Mapped[str | None] = mapped_column(String(20))
@@ -84,6 +89,7 @@ class Snapshot(Base):
     size: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(40), index=True)
     progress: Mapped[str] = mapped_column(String(10), default="0%")
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36), index=True)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
@@ -148,3 +154,122 @@ class QuotaLimit(Base):
     project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     resource: Mapped[str] = mapped_column(String(255), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class Transfer(Base):
+    """An offer of a volume to whoever shows its auth key; accepting it moves the volume
+    (and, unless `no_snapshots`, its snapshots) to the acceptor's project."""
+
+    __tablename__ = "volume_transfer"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_volume.id", ondelete="CASCADE"), unique=True
+    )
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    salt: Mapped[str] = mapped_column(String(255))
+    crypt_hash: Mapped[str] = mapped_column(String(255))
+    no_snapshots: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class QosSpecs(Base):
+    __tablename__ = "volume_qos_specs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    consumer: Mapped[str] = mapped_column(String(20))  # front-end, back-end or both
+    specs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class Encryption(Base):
+    """How volumes of a type are encrypted (one per type)."""
+
+    __tablename__ = "volume_encryption"
+    volume_type_id: Mapped[str] = mapped_column(
+        ForeignKey("volume_type.id", ondelete="CASCADE"), primary_key=True
+    )
+    encryption_id: Mapped[str] = mapped_column(String(36))
+    provider: Mapped[str] = mapped_column(String(255))
+    cipher: Mapped[str | None] = mapped_column(String(255))
+    key_size: Mapped[int | None] = mapped_column(Integer)
+    control_location: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class GroupType(Base):
+    __tablename__ = "volume_group_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    group_specs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class Group(Base):
+    """Volumes managed together (snapshotted at once); `creating` and `deleting` are work
+    the agent does, as for volumes."""
+
+    __tablename__ = "volume_group"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    availability_zone: Mapped[str] = mapped_column(String(255))
+    group_type_id: Mapped[str] = mapped_column(String(36))
+    volume_type_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    source_group_id: Mapped[str | None] = mapped_column(String(36))
+    replication_status: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class GroupSnapshot(Base):
+    """A snapshot of every volume of a group, taken together."""
+
+    __tablename__ = "volume_group_snapshot"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    group_id: Mapped[str] = mapped_column(String(36), index=True)
+    group_type_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(40), index=True)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(PreciseDateTime)
+
+
+class Message(Base):
+    """A user message: why an asynchronous operation on a resource failed."""
+
+    __tablename__ = "volume_message"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    request_id: Mapped[str] = mapped_column(String(255))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_uuid: Mapped[str | None] = mapped_column(String(36))
+    event_id: Mapped[str] = mapped_column(String(40))
+    message_level: Mapped[str] = mapped_column(String(20))
+    user_message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+    expires_at: Mapped[datetime] = mapped_column(PreciseDateTime)
+
+
+class ServiceState(Base):
+    """What an operator set on a service (os-services disable, freeze); a service
+    without a row is enabled and not frozen."""
+
+    __tablename__ = "volume_service_state"
+    binary: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255))
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(PreciseDateTime)

@@ -67,7 +67,7 @@ def volume_view(
         "updated_at": when(row.updated_at),
         "attachments": [attachment_entry(a) for a in view.attachments],
         "description": row.description,
-        "metadata": dict(row.metadata_),
+        "metadata": {**row.metadata_, **(row.admin_metadata or {})},
         "bootable": "true" if row.bootable else "false",
         "encrypted": False,
         "multiattach": row.multiattach,
@@ -194,6 +194,38 @@ def backup_view(
 
 
 # Request checks -------------------------------------------------------------------------
+
+
+def transfer_view(
+    row: Any, version: Version, base: str, detail: bool = True, auth_key: str | None = None
+) -> dict[str, Any]:
+    """A transfer: the summary (id, name, volume_id, links), or the detail with the
+    fields of 3.55 (no_snapshots) and 3.57 (projects, accepted); the key on creation."""
+    body: dict[str, Any] = {
+        "id": row.id, "name": row.name, "volume_id": row.volume_id,
+        "links": _link(base, "volume-transfers", row.id, row.project_id),
+    }  # fmt: skip
+    if not detail:
+        return body
+    body["created_at"] = when(row.created_at)
+    if auth_key is not None:
+        body["auth_key"] = auth_key
+    if version >= V(3, 55):
+        body["no_snapshots"] = row.no_snapshots
+    if version >= V(3, 57):
+        body |= {"source_project_id": row.project_id, "destination_project_id": None,
+                 "accepted": False}  # fmt: skip
+    return body
+
+
+def message_view(row: Any, base: str) -> dict[str, Any]:
+    return {
+        "id": row.id, "event_id": row.event_id, "user_message": row.user_message,
+        "message_level": row.message_level, "request_id": row.request_id,
+        "resource_type": row.resource_type, "resource_uuid": row.resource_uuid,
+        "created_at": when(row.created_at), "guaranteed_until": when(row.expires_at),
+        "links": _link(base, "messages", row.id, row.project_id),
+    }  # fmt: skip
 
 
 def envelope(body: Any, key: str) -> dict[str, Any]:

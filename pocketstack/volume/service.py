@@ -21,7 +21,7 @@ from pocketstack.core import errors
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
 from pocketstack.image import service as image_service
-from pocketstack.volume import models
+from pocketstack.volume import messages, models
 from pocketstack.volume.drivers import Backend
 
 DEFAULT_TYPE = "__DEFAULT__"
@@ -30,6 +30,8 @@ AVAILABILITY_ZONE = "nova"
 WAKE_KEY = "volume.agent_wake"
 BACKEND_KEY = "volume.backend"
 # The one volume service of this cloud, as `service_uuid` names it (stable across restarts).
+VENDOR = "Open Source"
+DRIVER_VERSION = "1.0"
 SERVICE_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "pocketstack:volume"))
 # Cinder's default quotas (`quota_volumes`, `quota_snapshots`, ...).
 DEFAULT_QUOTAS = {
@@ -62,11 +64,11 @@ def wake(ctx: RequestContext) -> None:
 
 
 def _host(ctx: RequestContext) -> str:
-    name = _backend(ctx).name
+    name = backend_of(ctx).name
     return f"pocketstack@{name}#{name}"
 
 
-def _backend(ctx: RequestContext) -> Backend:
+def backend_of(ctx: RequestContext) -> Backend:
     """This process's backend (agent.install put it there)."""
     backend: Backend = ctx.runtime.state[BACKEND_KEY]
     return backend
@@ -91,21 +93,6 @@ def prepare(runtime: Runtime) -> None:
             )
 
 
-def services(ctx: RequestContext) -> list[dict[str, Any]]:
-    """The cinder-scheduler and cinder-volume of this process, as `os-services` lists them."""
-    state = "up" if WAKE_KEY in ctx.runtime.state else "down"
-    moment = now().isoformat(timespec="microseconds")
-    base = {"zone": AVAILABILITY_ZONE, "status": "enabled", "state": state,
-            "updated_at": moment, "disabled_reason": None}  # fmt: skip
-    failed_over = _backend(ctx).active_site() == "secondary"
-    return [
-        {"binary": "cinder-scheduler", "host": "pocketstack", **base},
-        {"binary": "cinder-volume", "host": _host(ctx).split("#")[0], **base,
-         "replication_status": "failed-over" if failed_over else "enabled",
-         "active_backend_id": "secondary" if failed_over else None, "frozen": False},
-    ]  # fmt: skip
-
-
 def pool_name(ctx: RequestContext) -> str:
     return _host(ctx)
 
@@ -113,15 +100,68 @@ def pool_name(ctx: RequestContext) -> str:
 def pool_capabilities(ctx: RequestContext) -> dict[str, Any]:
     """What the scheduler knows of the pool: the backend's name and the space of the file
     system of the state dir, where its volumes are."""
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     usage = shutil.disk_usage(ctx.runtime.settings.state_dir)
     total, free = usage.total >> 30, usage.free >> 30
     return {
-        "volume_backend_name": backend.name, "vendor_name": "Open Source",
-        "driver_version": "1.0", "storage_protocol": backend.name, "QoS_support": False,
-        "total_capacity_gb": total, "free_capacity_gb": free, "reserved_percentage": 0,
+        "volume_backend_name": backend.name, "vendor_name": VENDOR,
+        "driver_version": DRIVER_VERSION, "storage_protocol": backend.name,
+        "QoS_support": False, "total_capacity_gb": total, "free_capacity_gb": free,
+        "reserved_percentage": 0, "thin_provisioning_support": True, "multiattach": True,
         "timestamp": now().isoformat(timespec="microseconds"),
     }  # fmt: skip
+
+
+def _spec_matches(required: str, offered: Any) -> bool:
+    """One extra spec against one capability, in Cinder's spec syntax: `<is> True`,
+    `<in> part`, `<or> a <or> b`, or a plain value (equal, ignoring case)."""
+    shown = str(offered).strip().lower()
+    words = required.split()
+    if words[:1] == ["<is>"]:
+        return _is_true_spec(required) == (shown == "true")
+    if words[:1] == ["<in>"]:
+        return required.removeprefix("<in>").strip().lower() in shown
+    if "<or>" in words:
+        return shown in {w.lower() for w in words if w != "<or>"}
+    return required.strip().lower() == shown
+
+
+def check_not_frozen(ctx: RequestContext, session: Session, what: str) -> None:
+    """A frozen backend (os-services freeze, as before a failover) takes no management
+    operation; volumes already attached keep working."""
+    host = pool_name(ctx).split("#")[0]
+    state = session.get(models.ServiceState, ("cinder-volume", host))
+    if state is not None and state.frozen:
+        raise errors.Invalid(
+            f"Invalid input received: cannot {what}: the volume backend {host} is frozen; "
+            "thaw it first (PUT os-services/thaw)."
+        )
+
+
+def _no_backend_reason(
+    ctx: RequestContext, session: Session, volume_type: models.VolumeType
+) -> str | None:
+    """Why the scheduler places no volume of `volume_type` (None: it does). The one pool
+    must run an enabled cinder-volume and offer every capability the type's extra specs
+    ask for (bare keys the pool reports, or `capabilities:<key>`). Keys the pool reports
+    nothing about (replication_enabled, a driver's own keys) are left alone."""
+    host = pool_name(ctx).split("#")[0]
+    state = session.get(models.ServiceState, ("cinder-volume", host))
+    if state is not None and state.disabled:
+        return f"the cinder-volume service on {host} is disabled"
+    offered = pool_capabilities(ctx)
+    for key, required in volume_type.extra_specs.items():
+        name = key.removeprefix("capabilities:")
+        if name not in offered:
+            continue
+        if not _spec_matches(required, offered[name]):
+            return f"the pool offers {name}={offered[name]!r}, the type asks for {required!r}"
+    return None
+
+
+def active_site(ctx: RequestContext) -> str:
+    """`primary`, or `secondary` after a failover (`pocketstack manage volume failover`)."""
+    return backend_of(ctx).active_site()
 
 
 # Volume types ---------------------------------------------------------------------------
@@ -613,6 +653,7 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
     image_size, image_metadata = _image_source(ctx, spec.image_id) if spec.image_id else (0, {})
     project_id = ctx.project_id or ""
     with ctx.db.write() as session:
+        check_not_frozen(ctx, session, "create a volume")
         source = _source(ctx, session, spec)
         source_size, source_type = max(source.size, image_size), source.volume_type_id
         size = spec.size if spec.size is not None else source_size
@@ -657,7 +698,12 @@ def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
             ),
             created_at=now(),
         )  # fmt: skip
-        if spec.backup_id:
+        unplaced = _no_backend_reason(ctx, session, volume_type)
+        if unplaced is not None:
+            row.status, row.fail_reason = "error", f"No valid backend was found: {unplaced}."
+            messages.record(session, ctx, "VOLUME", row.id, messages.SCHEDULE_ALLOCATE_VOLUME,
+                            messages.NO_VALID_BACKEND)  # fmt: skip
+        elif spec.backup_id:
             # The backup agent writes it: restoring-backup until then, as in Cinder.
             row.status = "restoring-backup"
             backup = find_backup(ctx, session, spec.backup_id)
@@ -684,6 +730,7 @@ def update_volume(ctx: RequestContext, volume_id: str, changes: Mapping[str, Any
 
 def delete_volume(ctx: RequestContext, volume_id: str, cascade: bool, force: bool) -> None:
     with ctx.db.write() as session:
+        check_not_frozen(ctx, session, "delete a volume")
         row = find_volume(ctx, session, volume_id)
         snapshots = list(
             session.scalars(select(models.Snapshot).where(models.Snapshot.volume_id == row.id))
@@ -732,6 +779,7 @@ def _action_row(
 def extend_volume(ctx: RequestContext, volume_id: str, new_size: int, in_use_ok: bool) -> None:
     allowed = ("available", "in-use") if in_use_ok else ("available",)
     with ctx.db.write() as session:
+        check_not_frozen(ctx, session, "extend a volume")
         row = _action_row(ctx, session, volume_id, allowed, "extend")
         if new_size <= row.size:
             raise errors.Invalid(
@@ -769,12 +817,16 @@ def set_flag(ctx: RequestContext, volume_id: str, flag: str, value: bool) -> Non
                 f"but current status is: {row.status}."
             )
         setattr(row, flag, value)
+        if flag == "readonly":
+            # Shown in the volume's metadata from now on, as Cinder's admin metadata is.
+            row.admin_metadata = {**(row.admin_metadata or {}), "readonly": str(value)}
         row.updated_at = now()
 
 
 def retype(ctx: RequestContext, volume_id: str, new_type: str) -> None:
     """Change the type of a volume this backend serves either way (no data moves)."""
     with ctx.db.write() as session:
+        check_not_frozen(ctx, session, "retype a volume")
         row = _action_row(ctx, session, volume_id, ("available", "in-use"), "retype")
         volume_type = _find_type(ctx, session, new_type)
         if volume_type.id == row.volume_type_id:
@@ -873,6 +925,7 @@ def create_snapshot(
     description: str | None, metadata: Mapping[str, str] | None,
 ) -> models.Snapshot:  # fmt: skip
     with ctx.db.write() as session:
+        check_not_frozen(ctx, session, "create a snapshot")
         volume = find_volume(ctx, session, volume_id)
         allowed = ("available", "in-use") if force else ("available",)
         if volume.status not in allowed:
@@ -909,6 +962,7 @@ def update_snapshot(
 
 def delete_snapshot(ctx: RequestContext, snapshot_id: str, force: bool) -> None:
     with ctx.db.write() as session:
+        check_not_frozen(ctx, session, "delete a snapshot")
         row = find_snapshot(ctx, session, snapshot_id)
         if row.status == "deleting":
             return
@@ -929,6 +983,52 @@ def delete_snapshot(ctx: RequestContext, snapshot_id: str, force: bool) -> None:
 def reset_snapshot_status(ctx: RequestContext, snapshot_id: str, status: str) -> None:
     with ctx.db.write() as session:
         find_snapshot(ctx, session, snapshot_id).status = status
+
+
+# The statuses a snapshot may be moved to by whoever makes it (Nova's assisted snapshots).
+_SNAPSHOT_STATUS_MOVES = {
+    "creating": ("creating", "available", "error"),
+    "deleting": ("deleting", "error_deleting"),
+}
+
+
+def update_snapshot_status(
+    ctx: RequestContext, snapshot_id: str, status: str, progress: str | None
+) -> None:
+    """`os-update_snapshot_status`: only a snapshot in the making (or being deleted) moves."""
+    with ctx.db.write() as session:
+        row = find_snapshot(ctx, session, snapshot_id)
+        allowed = _SNAPSHOT_STATUS_MOVES.get(row.status, ())
+        if status not in allowed:
+            raise errors.Invalid(
+                f"Invalid input received: snapshot status {row.status!r} cannot become "
+                f"{status!r}" + (f"; it may become {', '.join(allowed)}." if allowed else ".")
+            )
+        row.status, row.updated_at = status, now()
+        if progress is not None:
+            row.progress = progress
+
+
+def set_image_metadata(
+    ctx: RequestContext, volume_id: str, changes: Mapping[str, str]
+) -> dict[str, str]:
+    """`os-set_image_metadata`: add or change keys of the volume's image metadata."""
+    with ctx.db.write() as session:
+        row = find_volume(ctx, session, volume_id)
+        if row.status in ("maintenance", "uploading"):
+            raise errors.Invalid(f"Invalid volume: the volume is {row.status}; try again later.")
+        row.image_metadata = {**row.image_metadata, **changes}
+        row.updated_at = now()
+        return dict(row.image_metadata)
+
+
+def unset_image_metadata(ctx: RequestContext, volume_id: str, key: str) -> None:
+    with ctx.db.write() as session:
+        row = find_volume(ctx, session, volume_id)
+        if key not in row.image_metadata:
+            raise errors.NotFound(f"Glance metadata for volume {volume_id} has no key {key}.")
+        row.image_metadata = {k: v for k, v in row.image_metadata.items() if k != key}
+        row.updated_at = now()
 
 
 # What the agent does --------------------------------------------------------------------
@@ -1117,7 +1217,7 @@ def _find_attachment(
 
 
 def _connection_info(ctx: RequestContext, volume: models.Volume, mode: str) -> dict[str, Any]:
-    backend = _backend(ctx)
+    backend = backend_of(ctx)
     data = dict(backend.connection(volume.id))
     kind = "local" if "device_path" in data else backend.name
     return {"driver_volume_type": kind, "data": {**data, "access_mode": mode}}
