@@ -26,7 +26,7 @@ from pocketstack.core.microversion import (
     VersionRange,
     requested_version,
 )
-from pocketstack.volume import backups, hosts, messages, schemas, transfers
+from pocketstack.volume import backups, encryption, hosts, messages, qos, schemas, transfers
 from pocketstack.volume import service as volume_service
 
 VERSIONS = VersionRange("volume", Version(3, 0), Version(3, 71))
@@ -999,6 +999,160 @@ def show_host(project_id: str, host: str, ctx: Ctx) -> Response:
 def show_capabilities(project_id: str, host: str, ctx: Ctx) -> Response:
     ctx.authorize("volume_extension:capabilities")
     return JSONResponse(hosts.capabilities(ctx, host))
+
+
+# QoS specs ------------------------------------------------------------------------------
+
+
+def _qos_answer(request: Request, row: Any) -> dict[str, Any]:
+    link = f"{_base(request)}/{row.id}"
+    return {"qos_specs": schemas.qos_view(row), "links": [{"rel": "self", "href": link}]}
+
+
+@router.post("/v3/{project_id}/qos-specs")
+def create_qos_specs(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:create")
+    inner = dict(schemas.envelope(body, "qos_specs"))
+    name = (schemas.required_text(inner, "name")).strip()
+    consumer = schemas.text(inner, "consumer") or "back-end"
+    specs = schemas.metadata({"specs": {k: v for k, v in inner.items()
+                                        if k not in ("name", "consumer")}}, "specs")  # fmt: skip
+    row = qos.create(ctx, name, consumer, specs or {})
+    return JSONResponse(_qos_answer(request, row))
+
+
+@router.get("/v3/{project_id}/qos-specs")
+def list_qos_specs(project_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:get_all")
+    return JSONResponse({"qos_specs": [schemas.qos_view(r) for r in qos.list_specs(ctx)]})
+
+
+@router.get("/v3/{project_id}/qos-specs/{specs_id}")
+def show_qos_specs(request: Request, project_id: str, specs_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:get")
+    return JSONResponse(_qos_answer(request, qos.get(ctx, specs_id)))
+
+
+@router.put("/v3/{project_id}/qos-specs/{specs_id}")
+def set_qos_keys(project_id: str, specs_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:update")
+    inner = schemas.envelope(body, "qos_specs")
+    bad = [k for k, v in inner.items() if not (v is None or isinstance(v, str)) or len(k) > 255]
+    if bad or not inner:
+        raise errors.Invalid(f"Invalid input: QoS keys take strings (or null); bad: {bad}.")
+    qos.set_keys(ctx, specs_id, inner)
+    return JSONResponse({"qos_specs": inner})
+
+
+@router.put("/v3/{project_id}/qos-specs/{specs_id}/delete_keys")
+def delete_qos_keys(project_id: str, specs_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:delete")
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        raise errors.Invalid("Invalid input: delete_keys needs 'keys', a list of key names.")
+    qos.delete_keys(ctx, specs_id, keys)
+    return _accepted()
+
+
+@router.delete("/v3/{project_id}/qos-specs/{specs_id}")
+def delete_qos_specs(request: Request, project_id: str, specs_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:delete")
+    force = schemas.boolean(request.query_params.get("force", "false"), "force")
+    qos.delete(ctx, specs_id, force)
+    return _accepted()
+
+
+@router.get("/v3/{project_id}/qos-specs/{specs_id}/associations")
+def list_qos_associations(project_id: str, specs_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:get_all")
+    found = [{"association_type": "volume_type", "name": t.name, "id": t.id}
+             for t in qos.associations(ctx, specs_id)]  # fmt: skip
+    return JSONResponse({"qos_associations": found})
+
+
+def _vol_type_id(request: Request) -> str:
+    type_id = request.query_params.get("vol_type_id")
+    if not type_id:
+        raise errors.Invalid("Invalid input: name the volume type as ?vol_type_id=<id>.")
+    return type_id
+
+
+@router.get("/v3/{project_id}/qos-specs/{specs_id}/associate")
+def associate_qos(request: Request, project_id: str, specs_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:update")
+    qos.associate(ctx, specs_id, _vol_type_id(request))
+    return _accepted()
+
+
+@router.get("/v3/{project_id}/qos-specs/{specs_id}/disassociate")
+def disassociate_qos(request: Request, project_id: str, specs_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:update")
+    qos.disassociate(ctx, specs_id, _vol_type_id(request))
+    return _accepted()
+
+
+@router.get("/v3/{project_id}/qos-specs/{specs_id}/disassociate_all")
+def disassociate_all_qos(project_id: str, specs_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:qos_specs_manage:update")
+    qos.disassociate(ctx, specs_id, None)
+    return _accepted()
+
+
+# Encryption types -----------------------------------------------------------------------
+
+
+def _encryption_fields(body: Any, required: bool) -> dict[str, Any]:
+    inner = schemas.envelope(body, "encryption")
+    fields = {k: inner[k] for k in encryption.FIELDS if k in inner}
+    if isinstance(fields.get("key_size"), str) and fields["key_size"].isdigit():
+        fields["key_size"] = int(fields["key_size"])
+    missing = [k for k in ("provider", "control_location") if required and not fields.get(k)]
+    if missing:
+        raise errors.Invalid(f"Invalid input: an encryption type needs {', '.join(missing)}.")
+    return fields
+
+
+@router.get("/v3/{project_id}/types/{type_id}/encryption")
+def show_encryption(project_id: str, type_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:volume_type_encryption:get")
+    row = encryption.get(ctx, type_id)
+    return JSONResponse(schemas.encryption_view(row) if row else {})
+
+
+@router.get("/v3/{project_id}/types/{type_id}/encryption/{key}")
+def show_encryption_spec(project_id: str, type_id: str, key: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:volume_type_encryption:get")
+    row = encryption.get(ctx, type_id)
+    shown = schemas.encryption_view(row) if row else {}
+    if key not in encryption.FIELDS or shown.get(key) is None:
+        raise errors.NotFound(f"Volume type encryption of type {type_id} has no {key}.")
+    return JSONResponse({key: shown[key]})
+
+
+@router.post("/v3/{project_id}/types/{type_id}/encryption")
+def create_encryption(project_id: str, type_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:volume_type_encryption:create")
+    row = encryption.create(ctx, type_id, _encryption_fields(body, required=True))
+    shown = schemas.encryption_view(row)
+    kept = ("volume_type_id", "encryption_id", *encryption.FIELDS)
+    return JSONResponse({"encryption": {k: shown[k] for k in kept}})
+
+
+@router.put("/v3/{project_id}/types/{type_id}/encryption/{encryption_id}")
+def update_encryption(
+    project_id: str, type_id: str, encryption_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    ctx.authorize("volume_extension:volume_type_encryption:update")
+    fields = _encryption_fields(body, required=False)
+    encryption.update(ctx, type_id, fields)
+    return JSONResponse({"encryption": fields})
+
+
+@router.delete("/v3/{project_id}/types/{type_id}/encryption/{encryption_id}")
+def delete_encryption(project_id: str, type_id: str, encryption_id: str, ctx: Ctx) -> Response:
+    ctx.authorize("volume_extension:volume_type_encryption:delete")
+    encryption.delete(ctx, type_id)
+    return _accepted()
 
 
 # Volume transfers -----------------------------------------------------------------------

@@ -96,6 +96,14 @@ RULES = [
     Rule("volume:freeze_host", ADMIN, scope_types=PROJECT),
     Rule("volume:thaw_host", ADMIN, scope_types=PROJECT),
     Rule("volume_extension:hosts", ADMIN, scope_types=PROJECT),
+    *(
+        Rule(f"volume_extension:qos_specs_manage:{action}", ADMIN, scope_types=PROJECT)
+        for action in ("create", "get", "get_all", "update", "delete")
+    ),
+    *(
+        Rule(f"volume_extension:volume_type_encryption:{action}", ADMIN, scope_types=PROJECT)
+        for action in ("create", "get", "update", "delete")
+    ),
     Rule("volume:create_transfer", MEMBER, scope_types=PROJECT),
     Rule("volume:accept_transfer", MEMBER, scope_types=PROJECT),
     Rule("volume:delete_transfer", MEMBER, scope_types=PROJECT),

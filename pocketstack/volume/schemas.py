@@ -69,7 +69,7 @@ def volume_view(
         "description": row.description,
         "metadata": {**row.metadata_, **(row.admin_metadata or {})},
         "bootable": "true" if row.bootable else "false",
-        "encrypted": False,
+        "encrypted": view.encrypted,
         "multiattach": row.multiattach,
         "replication_status": row.replication_status,
         "snapshot_id": row.snapshot_id,
@@ -89,7 +89,7 @@ def volume_view(
     if admin:
         body["migration_status"] = row.migration_status
     if version >= V(3, 13):
-        body["group_id"] = None
+        body["group_id"] = row.group_id
     if version >= V(3, 21) and admin:
         body["provider_id"] = None
     if version >= V(3, 48):
@@ -117,7 +117,7 @@ def type_view(row: Any, admin: bool, answer_to: str = "show") -> dict[str, Any]:
     if answer_to != "update":
         body["os-volume-type-access:is_public"] = row.is_public
     if answer_to == "show":
-        body["qos_specs_id"] = None
+        body["qos_specs_id"] = row.qos_specs_id
     if admin:
         body["extra_specs"] = dict(row.extra_specs)
     return body
@@ -216,6 +216,19 @@ def transfer_view(
         body |= {"source_project_id": row.project_id, "destination_project_id": None,
                  "accepted": False}  # fmt: skip
     return body
+
+
+def qos_view(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "consumer": row.consumer, "specs": dict(row.specs)}
+
+
+def encryption_view(row: Any) -> dict[str, Any]:
+    return {
+        "volume_type_id": row.volume_type_id, "encryption_id": row.encryption_id,
+        "provider": row.provider, "cipher": row.cipher, "key_size": row.key_size,
+        "control_location": row.control_location, "created_at": when(row.created_at),
+        "updated_at": when(row.updated_at), "deleted": False, "deleted_at": None,
+    }  # fmt: skip
 
 
 def message_view(row: Any, base: str) -> dict[str, Any]:
@@ -333,6 +346,7 @@ def volume_spec(body: Any) -> volume_service.VolumeSpec:
         image_id=text(inner, "imageRef") or text(inner, "image_id"),
         backup_id=text(inner, "backup_id"),
         metadata=metadata(inner),
+        group_id=text(inner, "group_id"),
     )
 
 

@@ -179,7 +179,7 @@ def _visible_type(ctx: RequestContext, session: Session, row: models.VolumeType)
     return access is not None
 
 
-def _find_type(ctx: RequestContext, session: Session, ref: str) -> models.VolumeType:
+def find_type(ctx: RequestContext, session: Session, ref: str) -> models.VolumeType:
     row = session.get(models.VolumeType, ref) or session.scalar(
         select(models.VolumeType).where(models.VolumeType.name == ref)
     )
@@ -199,7 +199,7 @@ def list_types(ctx: RequestContext, is_public: bool | None) -> list[models.Volum
 
 def get_type(ctx: RequestContext, ref: str) -> models.VolumeType:
     with ctx.db.read() as session:
-        return _find_type(ctx, session, ref)
+        return find_type(ctx, session, ref)
 
 
 def default_type(ctx: RequestContext) -> models.VolumeType:
@@ -223,7 +223,7 @@ def create_type(
 
 def update_type(ctx: RequestContext, type_id: str, changes: Mapping[str, Any]) -> models.VolumeType:
     with ctx.db.write() as session:
-        row = _find_type(ctx, session, type_id)
+        row = find_type(ctx, session, type_id)
         name = changes.get("name")
         if name is not None and name != row.name:
             taken = select(models.VolumeType.id).where(models.VolumeType.name == name)
@@ -240,7 +240,7 @@ def update_type(ctx: RequestContext, type_id: str, changes: Mapping[str, Any]) -
 
 def delete_type(ctx: RequestContext, type_id: str) -> None:
     with ctx.db.write() as session:
-        row = _find_type(ctx, session, type_id)
+        row = find_type(ctx, session, type_id)
         if row.name == DEFAULT_TYPE:
             raise errors.Invalid("Default volume type can not be deleted.")
         used = select(func.count()).where(models.Volume.volume_type_id == row.id)
@@ -251,7 +251,7 @@ def delete_type(ctx: RequestContext, type_id: str) -> None:
 
 def set_extra_specs(ctx: RequestContext, type_id: str, specs: Mapping[str, str]) -> dict[str, str]:
     with ctx.db.write() as session:
-        row = _find_type(ctx, session, type_id)
+        row = find_type(ctx, session, type_id)
         row.extra_specs = {**row.extra_specs, **specs}
         row.updated_at = now()
         return dict(row.extra_specs)
@@ -259,7 +259,7 @@ def set_extra_specs(ctx: RequestContext, type_id: str, specs: Mapping[str, str])
 
 def delete_extra_spec(ctx: RequestContext, type_id: str, key: str) -> None:
     with ctx.db.write() as session:
-        row = _find_type(ctx, session, type_id)
+        row = find_type(ctx, session, type_id)
         if key not in row.extra_specs:
             raise errors.NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
         row.extra_specs = {k: v for k, v in row.extra_specs.items() if k != key}
@@ -267,7 +267,7 @@ def delete_extra_spec(ctx: RequestContext, type_id: str, key: str) -> None:
 
 def type_access(ctx: RequestContext, type_id: str) -> list[str]:
     with ctx.db.read() as session:
-        row = _find_type(ctx, session, type_id)
+        row = find_type(ctx, session, type_id)
         if row.is_public:
             raise errors.NotFound("Access list not available for public volume types.")
         query = select(models.VolumeTypeAccess.project_id).where(
@@ -278,7 +278,7 @@ def type_access(ctx: RequestContext, type_id: str) -> list[str]:
 
 def set_type_access(ctx: RequestContext, type_id: str, project_id: str, allow: bool) -> None:
     with ctx.db.write() as session:
-        row = _find_type(ctx, session, type_id)
+        row = find_type(ctx, session, type_id)
         if row.is_public:
             raise errors.Invalid("Type access modification is not applicable to public type.")
         found = session.get(models.VolumeTypeAccess, (row.id, project_id))
@@ -452,6 +452,7 @@ class VolumeView:
     row: models.Volume
     type_name: str
     attachments: tuple[models.Attachment, ...]
+    encrypted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,7 +485,18 @@ def _views(session: Session, rows: Sequence[models.Volume]) -> list[VolumeView]:
         )
     ):
         attached[attachment.volume_id].append(attachment)
-    return [VolumeView(r, names.get(r.volume_type_id, ""), tuple(attached[r.id])) for r in rows]
+    encrypted = set(
+        session.scalars(
+            select(models.Encryption.volume_type_id).where(
+                models.Encryption.volume_type_id.in_(type_ids)
+            )
+        )
+    )
+    return [
+        VolumeView(r, names.get(r.volume_type_id, ""), tuple(attached[r.id]),
+                   r.volume_type_id in encrypted)
+        for r in rows
+    ]  # fmt: skip
 
 
 def _view(session: Session, row: models.Volume) -> VolumeView:
@@ -575,6 +587,7 @@ class VolumeSpec:
     image_id: str | None = None
     backup_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    group_id: str | None = None  # 3.13: the group the volume joins
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,70 +663,98 @@ def _image_source(ctx: RequestContext, image_id: str) -> tuple[int, dict[str, st
 
 
 def create_volume(ctx: RequestContext, spec: VolumeSpec) -> VolumeView:
-    image_size, image_metadata = _image_source(ctx, spec.image_id) if spec.image_id else (0, {})
-    project_id = ctx.project_id or ""
+    image = _image_source(ctx, spec.image_id) if spec.image_id else (0, {})
     with ctx.db.write() as session:
-        check_not_frozen(ctx, session, "create a volume")
-        source = _source(ctx, session, spec)
-        source_size, source_type = max(source.size, image_size), source.volume_type_id
-        size = spec.size if spec.size is not None else source_size
-        if size < 1:
-            raise errors.Invalid(
-                f"Invalid input received: Volume size '{spec.size}' must be an integer and "
-                "greater than 0."
-            )
-        if size < source_size:
-            raise errors.Invalid(
-                f"Invalid input received: Volume size '{size}'GB cannot be smaller than the "
-                f"source size of {source_size}GB. They must be >= original size."
-            )
-        if spec.volume_type:
-            volume_type = _find_type(ctx, session, spec.volume_type)
-        elif source_type:
-            volume_type = session.get(models.VolumeType, source_type) or _find_type(
-                ctx, session, DEFAULT_TYPE
-            )
-        else:
-            volume_type = _find_type(ctx, session, DEFAULT_TYPE)
-        zone = spec.availability_zone or AVAILABILITY_ZONE
-        if zone != AVAILABILITY_ZONE:
-            raise errors.Invalid(
-                f"Invalid input received: Availability zone '{zone}' is invalid; this cloud "
-                f"has '{AVAILABILITY_ZONE}'."
-            )
-        check_quota(session, project_id, volume_type.name, volumes=1, gigabytes=size)
-        specs = volume_type.extra_specs
-        row = models.Volume(
-            id=new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
-            description=spec.description, size=size, status="creating",
-            attach_status="detached", availability_zone=zone, volume_type_id=volume_type.id,
-            bootable=source.bootable, readonly=False,
-            multiattach=_is_true_spec(specs.get("multiattach")),
-            snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
-            image_id=spec.image_id, backup_id=spec.backup_id,
-            metadata_=dict(spec.metadata or {}),
-            image_metadata=image_metadata or dict(source.image_metadata), host=_host(ctx),
-            replication_status=(
-                "enabled" if _is_true_spec(specs.get("replication_enabled")) else None
-            ),
-            created_at=now(),
-        )  # fmt: skip
-        unplaced = _no_backend_reason(ctx, session, volume_type)
-        if unplaced is not None:
-            row.status, row.fail_reason = "error", f"No valid backend was found: {unplaced}."
-            messages.record(session, ctx, "VOLUME", row.id, messages.SCHEDULE_ALLOCATE_VOLUME,
-                            messages.NO_VALID_BACKEND)  # fmt: skip
-        elif spec.backup_id:
-            # The backup agent writes it: restoring-backup until then, as in Cinder.
-            row.status = "restoring-backup"
-            backup = find_backup(ctx, session, spec.backup_id)
-            backup.status, backup.restore_volume_id = "restoring", row.id
-            backup.updated_at = now()
-        session.add(row)
-        session.flush()
+        row = add_volume(ctx, session, spec, image)
         view = _view(session, row)
     wake(ctx)
     return view
+
+
+def _check_group(
+    ctx: RequestContext, session: Session, group_id: str, volume_type: models.VolumeType
+) -> None:
+    group = session.get(models.Group, group_id)
+    if group is None or not (ctx.is_admin or group.project_id == ctx.project_id):
+        raise errors.NotFound(f"Group {group_id} could not be found.")
+    if group.status not in ("available", "creating"):
+        raise errors.Invalid(f"Invalid group: group {group_id} is {group.status}.")
+    if volume_type.id not in group.volume_type_ids:
+        raise errors.Invalid(
+            f"Invalid input received: volume type {volume_type.name} is not one of the "
+            f"types of group {group_id}."
+        )
+
+
+def add_volume(
+    ctx: RequestContext, session: Session, spec: VolumeSpec,
+    image: tuple[int, Mapping[str, str]] = (0, {}),
+) -> models.Volume:  # fmt: skip
+    """A new volume row in `session` (for the agent to make); `image` is the size and
+    metadata of the image it is made from (read outside the transaction)."""
+    image_size, image_metadata = image
+    project_id = ctx.project_id or ""
+    check_not_frozen(ctx, session, "create a volume")
+    source = _source(ctx, session, spec)
+    source_size, source_type = max(source.size, image_size), source.volume_type_id
+    size = spec.size if spec.size is not None else source_size
+    if size < 1:
+        raise errors.Invalid(
+            f"Invalid input received: Volume size '{spec.size}' must be an integer and "
+            "greater than 0."
+        )
+    if size < source_size:
+        raise errors.Invalid(
+            f"Invalid input received: Volume size '{size}'GB cannot be smaller than the "
+            f"source size of {source_size}GB. They must be >= original size."
+        )
+    if spec.volume_type:
+        volume_type = find_type(ctx, session, spec.volume_type)
+    elif source_type:
+        volume_type = session.get(models.VolumeType, source_type) or find_type(
+            ctx, session, DEFAULT_TYPE
+        )
+    else:
+        volume_type = find_type(ctx, session, DEFAULT_TYPE)
+    zone = spec.availability_zone or AVAILABILITY_ZONE
+    if zone != AVAILABILITY_ZONE:
+        raise errors.Invalid(
+            f"Invalid input received: Availability zone '{zone}' is invalid; this cloud "
+            f"has '{AVAILABILITY_ZONE}'."
+        )
+    if spec.group_id:
+        _check_group(ctx, session, spec.group_id, volume_type)
+    check_quota(session, project_id, volume_type.name, volumes=1, gigabytes=size)
+    specs = volume_type.extra_specs
+    row = models.Volume(
+        id=new_id(), project_id=project_id, user_id=ctx.user_id or "", name=spec.name,
+        description=spec.description, size=size, status="creating",
+        attach_status="detached", availability_zone=zone, volume_type_id=volume_type.id,
+        bootable=source.bootable, readonly=False,
+        multiattach=_is_true_spec(specs.get("multiattach")),
+        snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
+        image_id=spec.image_id, backup_id=spec.backup_id, group_id=spec.group_id,
+        metadata_=dict(spec.metadata or {}),
+        image_metadata=image_metadata or dict(source.image_metadata), host=_host(ctx),
+        replication_status=(
+            "enabled" if _is_true_spec(specs.get("replication_enabled")) else None
+        ),
+        created_at=now(),
+    )  # fmt: skip
+    unplaced = _no_backend_reason(ctx, session, volume_type)
+    if unplaced is not None:
+        row.status, row.fail_reason = "error", f"No valid backend was found: {unplaced}."
+        messages.record(session, ctx, "VOLUME", row.id, messages.SCHEDULE_ALLOCATE_VOLUME,
+                        messages.NO_VALID_BACKEND)  # fmt: skip
+    elif spec.backup_id:
+        # The backup agent writes it: restoring-backup until then, as in Cinder.
+        row.status = "restoring-backup"
+        backup = find_backup(ctx, session, spec.backup_id)
+        backup.status, backup.restore_volume_id = "restoring", row.id
+        backup.updated_at = now()
+    session.add(row)
+    session.flush()
+    return row
 
 
 def update_volume(ctx: RequestContext, volume_id: str, changes: Mapping[str, Any]) -> VolumeView:
@@ -828,7 +869,7 @@ def retype(ctx: RequestContext, volume_id: str, new_type: str) -> None:
     with ctx.db.write() as session:
         check_not_frozen(ctx, session, "retype a volume")
         row = _action_row(ctx, session, volume_id, ("available", "in-use"), "retype")
-        volume_type = _find_type(ctx, session, new_type)
+        volume_type = find_type(ctx, session, new_type)
         if volume_type.id == row.volume_type_id:
             raise errors.Invalid(f"Invalid volume type: Retype to the same type {new_type}.")
         row.volume_type_id = volume_type.id
@@ -1216,11 +1257,23 @@ def _find_attachment(
     return row
 
 
+def _front_end_qos(ctx: RequestContext, volume: models.Volume) -> dict[str, str] | None:
+    """The QoS specs the hypervisor is to apply to the volume (consumer front-end or both)."""
+    with ctx.db.read() as session:
+        specs = session.scalar(
+            select(models.QosSpecs)
+            .join(models.VolumeType, models.VolumeType.qos_specs_id == models.QosSpecs.id)
+            .where(models.VolumeType.id == volume.volume_type_id)
+        )
+    return dict(specs.specs) if specs and specs.consumer in ("front-end", "both") else None
+
+
 def _connection_info(ctx: RequestContext, volume: models.Volume, mode: str) -> dict[str, Any]:
     backend = backend_of(ctx)
     data = dict(backend.connection(volume.id))
     kind = "local" if "device_path" in data else backend.name
-    return {"driver_volume_type": kind, "data": {**data, "access_mode": mode}}
+    data |= {"access_mode": mode, "qos_specs": _front_end_qos(ctx, volume)}
+    return {"driver_volume_type": kind, "data": data}
 
 
 def attachment_connection(ctx: RequestContext, attachment: models.Attachment) -> dict[str, Any]:
