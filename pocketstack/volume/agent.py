@@ -24,7 +24,7 @@ from pocketstack.core.runtime import Runtime
 from pocketstack.host import blockfiles, qemu
 from pocketstack.host.commands import HostCommandError
 from pocketstack.image import service as image_service
-from pocketstack.volume import backup_engine, backups
+from pocketstack.volume import backup_engine, backups, groups
 from pocketstack.volume import service as volume_service
 from pocketstack.volume.drivers import Backend, BackendError
 from pocketstack.volume.drivers import fake as fake_backend
@@ -221,6 +221,7 @@ class VolumeAgent:
                 failure = str(exc)
                 LOG.warning("volume job %s of %s failed: %s", job.kind, job.volume_id, exc)
             volume_service.finish_job(self.runtime, job, failure)
+        groups.settle(self.runtime)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -26,7 +26,16 @@ from pocketstack.core.microversion import (
     VersionRange,
     requested_version,
 )
-from pocketstack.volume import backups, encryption, hosts, messages, qos, schemas, transfers
+from pocketstack.volume import (
+    backups,
+    encryption,
+    groups,
+    hosts,
+    messages,
+    qos,
+    schemas,
+    transfers,
+)
 from pocketstack.volume import service as volume_service
 
 VERSIONS = VersionRange("volume", Version(3, 0), Version(3, 71))
@@ -999,6 +1008,340 @@ def show_host(project_id: str, host: str, ctx: Ctx) -> Response:
 def show_capabilities(project_id: str, host: str, ctx: Ctx) -> Response:
     ctx.authorize("volume_extension:capabilities")
     return JSONResponse(hosts.capabilities(ctx, host))
+
+
+# Group types, groups, group snapshots ---------------------------------------------------
+
+
+def _group_types_api(request: Request) -> None:
+    _needs(request, V(3, 11), "Group types")
+
+
+def _specs_of(inner: Any) -> dict[str, str]:
+    if not isinstance(inner, dict) or not all(
+        isinstance(k, str) and 0 < len(k) <= 255 and isinstance(v, str) and len(v) <= 255
+        for k, v in inner.items()
+    ):
+        raise errors.Invalid("Invalid input: group specs map names to strings (255 at most).")
+    return dict(inner)
+
+
+@router.post("/v3/{project_id}/group_types")
+def create_group_type(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types:create")
+    inner = schemas.envelope(body, "group_type")
+    row = groups.create_group_type(
+        ctx, schemas.required_text(inner, "name").strip(), schemas.text(inner, "description"),
+        schemas.boolean(inner.get("is_public", True), "is_public"),
+        _specs_of(inner.get("group_specs") or {}),
+    )  # fmt: skip
+    return _accepted({"group_type": schemas.group_type_view(row, with_specs=True)})
+
+
+@router.get("/v3/{project_id}/group_types")
+def list_group_types(request: Request, project_id: str, ctx: Ctx) -> Response:
+    _group_types_api(request)
+    params = request.query_params
+    raw = params.get("is_public")
+    is_public = None
+    if raw is not None and raw.lower() != "none":
+        is_public = schemas.boolean(raw, "is_public")
+    elif raw is None and not ctx.is_admin:
+        is_public = True
+    sort = params.get("sort", "")
+    rows = groups.list_group_types(ctx, is_public, descending=sort.endswith(":desc"))
+    with_specs = ctx.can("group:access_group_types_specs")
+    return JSONResponse({"group_types": [schemas.group_type_view(r, with_specs) for r in rows]})
+
+
+@router.get("/v3/{project_id}/group_types/{type_id}")
+def show_group_type(request: Request, project_id: str, type_id: str, ctx: Ctx) -> Response:
+    _group_types_api(request)
+    if type_id == "default":
+        raise errors.NotFound("Default group type could not be found: none is configured.")
+    row = groups.get_group_type(ctx, type_id)
+    with_specs = ctx.can("group:access_group_types_specs")
+    return JSONResponse({"group_type": schemas.group_type_view(row, with_specs)})
+
+
+@router.put("/v3/{project_id}/group_types/{type_id}")
+def update_group_type(
+    request: Request, project_id: str, type_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types:update")
+    inner = schemas.envelope(body, "group_type")
+    changes: dict[str, Any] = {}
+    if "name" in inner:
+        name = schemas.text(inner, "name")
+        if not name or not name.strip():
+            raise errors.Invalid("Invalid input: a group type's name cannot be blank.")
+        changes["name"] = name.strip()
+    if "description" in inner:
+        changes["description"] = schemas.text(inner, "description")
+    if "is_public" in inner:
+        changes["is_public"] = schemas.boolean(inner["is_public"], "is_public")
+    if not changes:
+        raise errors.Invalid("Invalid input: name, description or is_public is needed.")
+    row = groups.update_group_type(ctx, type_id, changes)
+    return JSONResponse({"group_type": schemas.group_type_view(row, with_specs=True)})
+
+
+@router.delete("/v3/{project_id}/group_types/{type_id}")
+def delete_group_type(request: Request, project_id: str, type_id: str, ctx: Ctx) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types:delete")
+    groups.delete_group_type(ctx, type_id)
+    return _accepted()
+
+
+@router.post("/v3/{project_id}/group_types/{type_id}/group_specs")
+def set_group_specs(
+    request: Request, project_id: str, type_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types_specs:create")
+    specs = _specs_of(schemas.envelope(body, "group_specs"))
+    groups.set_group_specs(ctx, type_id, specs)
+    return _accepted({"group_specs": specs})
+
+
+@router.get("/v3/{project_id}/group_types/{type_id}/group_specs")
+def list_group_specs(request: Request, project_id: str, type_id: str, ctx: Ctx) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types_specs:get_all")
+    return JSONResponse({"group_specs": dict(groups.get_group_type(ctx, type_id).group_specs)})
+
+
+@router.get("/v3/{project_id}/group_types/{type_id}/group_specs/{key}")
+def show_group_spec(
+    request: Request, project_id: str, type_id: str, key: str, ctx: Ctx
+) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types_specs:get")
+    specs = groups.get_group_type(ctx, type_id).group_specs
+    if key not in specs:
+        raise errors.NotFound(f"Group Type {type_id} has no specs with key {key}.")
+    return JSONResponse({key: specs[key]})
+
+
+@router.put("/v3/{project_id}/group_types/{type_id}/group_specs/{key}")
+def update_group_spec(
+    request: Request, project_id: str, type_id: str, key: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types_specs:update")
+    specs = _specs_of(body)
+    if list(specs) != [key]:
+        raise errors.Invalid("Request body and URI mismatch: the body must set only the key "
+                             "the URI names.")  # fmt: skip
+    groups.set_group_specs(ctx, type_id, specs)
+    return JSONResponse(specs)
+
+
+@router.delete("/v3/{project_id}/group_types/{type_id}/group_specs/{key}")
+def delete_group_spec(
+    request: Request, project_id: str, type_id: str, key: str, ctx: Ctx
+) -> Response:
+    _group_types_api(request)
+    ctx.authorize("group:group_types_specs:delete")
+    groups.delete_group_spec(ctx, type_id, key)
+    return _accepted()
+
+
+def _groups_api(request: Request) -> None:
+    _needs(request, V(3, 13), "Groups")
+
+
+@router.post("/v3/{project_id}/groups")
+def create_group(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    _groups_api(request)
+    ctx.authorize("group:create", {"project_id": ctx.project_id})
+    inner = schemas.envelope(body, "group")
+    volume_types = inner.get("volume_types")
+    if (
+        not isinstance(volume_types, list)
+        or not volume_types
+        or not all(isinstance(t, str) for t in volume_types)
+    ):
+        raise errors.Invalid("Invalid input: a group needs volume_types, a list of types.")
+    row = groups.create_group(
+        ctx, schemas.required_text(inner, "group_type"), volume_types,
+        schemas.text(inner, "name"), schemas.text(inner, "description"),
+        schemas.text(inner, "availability_zone"),
+    )  # fmt: skip
+    return _accepted({"group": {"id": row.id, "name": row.name or ""}})
+
+
+@router.post("/v3/{project_id}/groups/action")
+def create_group_from_source(
+    request: Request, project_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _needs(request, V(3, 14), "Creating a group from a source")
+    ctx.authorize("group:create", {"project_id": ctx.project_id})
+    inner = schemas.envelope(body, "create-from-src")
+    snapshot_id, source_id = inner.get("group_snapshot_id"), inner.get("source_group_id")
+    if bool(snapshot_id) == bool(source_id):
+        raise errors.Invalid("Invalid input: name exactly one of group_snapshot_id and "
+                             "source_group_id.")  # fmt: skip
+    row = groups.create_group_from_source(
+        ctx, schemas.text(inner, "group_snapshot_id"), schemas.text(inner, "source_group_id"),
+        schemas.text(inner, "name"), schemas.text(inner, "description"),
+    )  # fmt: skip
+    return _accepted({"group": {"id": row.id, "name": row.name or ""}})
+
+
+def _list_groups(request: Request, ctx: Ctx, detail: bool) -> Response:
+    _groups_api(request)
+    ctx.authorize("group:get_all")
+    params = request.query_params
+    all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
+    rows = groups.list_groups(ctx, all_projects)
+    version = requested_version(request)
+    if detail:
+        return JSONResponse({"groups": [schemas.group_view(r, version) for r in rows]})
+    return JSONResponse({"groups": [{"id": r.id, "name": r.name or ""} for r in rows]})
+
+
+@router.get("/v3/{project_id}/groups")
+def list_groups(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_groups(request, ctx, detail=False)
+
+
+@router.get("/v3/{project_id}/groups/detail")
+def list_groups_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_groups(request, ctx, detail=True)
+
+
+@router.get("/v3/{project_id}/groups/{group_id}")
+def show_group(request: Request, project_id: str, group_id: str, ctx: Ctx) -> Response:
+    _groups_api(request)
+    row, volume_ids = groups.get_group(ctx, group_id)
+    ctx.authorize("group:get", {"project_id": row.project_id})
+    listed = schemas.boolean(request.query_params.get("list_volume", "false"), "list_volume")
+    shown = schemas.group_view(row, requested_version(request), volume_ids if listed else None)
+    return JSONResponse({"group": shown})
+
+
+@router.put("/v3/{project_id}/groups/{group_id}")
+def update_group(
+    request: Request, project_id: str, group_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _groups_api(request)
+    row, _ = groups.get_group(ctx, group_id)
+    ctx.authorize("group:update", {"project_id": row.project_id})
+    inner = schemas.envelope(body, "group")
+    allowed = ("name", "description", "add_volumes", "remove_volumes")
+    unexpected = sorted(set(inner) - set(allowed))
+    if unexpected or not inner:
+        raise errors.Invalid(f"Invalid input: a group update sets {', '.join(allowed)}"
+                             + (f"; unexpected {unexpected}." if unexpected else "."))  # fmt: skip
+    groups.update_group(ctx, group_id, {k: schemas.text(inner, k) for k in inner})
+    return _accepted()
+
+
+@router.post("/v3/{project_id}/groups/{group_id}/action")
+def group_action(
+    request: Request, project_id: str, group_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _groups_api(request)
+    if not isinstance(body, dict) or len(body) != 1:
+        raise errors.Invalid("There is either no action or more than one action in the body.")
+    action, inner = next(iter(body.items()))
+    row, _ = groups.get_group(ctx, group_id)
+    fields: dict[str, Any] = inner if isinstance(inner, dict) else {}
+    if action == "delete":
+        ctx.authorize("group:delete", {"project_id": row.project_id})
+        with_volumes = schemas.boolean(fields.get("delete-volumes", False), "delete-volumes")
+        groups.delete_group(ctx, group_id, with_volumes)
+    elif action == "reset_status" and requested_version(request) >= V(3, 20):
+        ctx.authorize("group:reset_status", {"project_id": row.project_id})
+        groups.reset_group_status(ctx, group_id, _reset_group_status(fields))
+    else:
+        raise errors.Invalid(f"There is no such action: {action}; use delete or reset_status.")
+    return _accepted()
+
+
+def _reset_group_status(fields: Mapping[str, Any]) -> str:
+    status = (schemas.text(fields, "status") or "").lower()
+    if status not in groups.RESET_STATUSES:
+        raise errors.Invalid(f"Invalid input: status must be one of "
+                             f"{', '.join(groups.RESET_STATUSES)}.")  # fmt: skip
+    return status
+
+
+def _group_snapshots_api(request: Request) -> None:
+    _needs(request, V(3, 14), "Group snapshots")
+
+
+@router.post("/v3/{project_id}/group_snapshots")
+def create_group_snapshot(request: Request, project_id: str, body: JsonBody, ctx: Ctx) -> Response:
+    _group_snapshots_api(request)
+    inner = schemas.envelope(body, "group_snapshot")
+    group, _ = groups.get_group(ctx, schemas.required_text(inner, "group_id"))
+    ctx.authorize("group:create_group_snapshot", {"project_id": group.project_id})
+    row = groups.create_group_snapshot(
+        ctx, group.id, schemas.text(inner, "name"), schemas.text(inner, "description")
+    )
+    shown = {"id": row.id, "name": row.name or "", "group_type_id": row.group_type_id}
+    return _accepted({"group_snapshot": shown})
+
+
+def _list_group_snapshots(request: Request, ctx: Ctx, detail: bool) -> Response:
+    _group_snapshots_api(request)
+    ctx.authorize("group:get_all_group_snapshots")
+    params = request.query_params
+    all_projects = schemas.boolean(params.get("all_tenants", "false"), "all_tenants")
+    rows = groups.list_group_snapshots(ctx, all_projects)
+    if detail:
+        return JSONResponse({"group_snapshots": [schemas.group_snapshot_view(r) for r in rows]})
+    return JSONResponse({"group_snapshots": [{"id": r.id, "name": r.name or ""} for r in rows]})
+
+
+@router.get("/v3/{project_id}/group_snapshots")
+def list_group_snapshots(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_group_snapshots(request, ctx, detail=False)
+
+
+@router.get("/v3/{project_id}/group_snapshots/detail")
+def list_group_snapshots_detail(request: Request, project_id: str, ctx: Ctx) -> Response:
+    return _list_group_snapshots(request, ctx, detail=True)
+
+
+@router.get("/v3/{project_id}/group_snapshots/{group_snapshot_id}")
+def show_group_snapshot(
+    request: Request, project_id: str, group_snapshot_id: str, ctx: Ctx
+) -> Response:
+    _group_snapshots_api(request)
+    row = groups.get_group_snapshot(ctx, group_snapshot_id)
+    ctx.authorize("group:get_group_snapshot", {"project_id": row.project_id})
+    return JSONResponse({"group_snapshot": schemas.group_snapshot_view(row)})
+
+
+@router.delete("/v3/{project_id}/group_snapshots/{group_snapshot_id}")
+def delete_group_snapshot(
+    request: Request, project_id: str, group_snapshot_id: str, ctx: Ctx
+) -> Response:
+    _group_snapshots_api(request)
+    row = groups.get_group_snapshot(ctx, group_snapshot_id)
+    ctx.authorize("group:delete_group_snapshot", {"project_id": row.project_id})
+    groups.delete_group_snapshot(ctx, group_snapshot_id)
+    return _accepted()
+
+
+@router.post("/v3/{project_id}/group_snapshots/{group_snapshot_id}/action")
+def group_snapshot_action(
+    request: Request, project_id: str, group_snapshot_id: str, body: JsonBody, ctx: Ctx
+) -> Response:
+    _needs(request, V(3, 19), "Resetting a group snapshot's status")
+    row = groups.get_group_snapshot(ctx, group_snapshot_id)
+    if not isinstance(body, dict) or list(body) != ["reset_status"]:
+        raise errors.Invalid("There is no such action; a group snapshot takes reset_status.")
+    ctx.authorize("group:reset_group_snapshot_status", {"project_id": row.project_id})
+    fields = body["reset_status"] if isinstance(body["reset_status"], dict) else {}
+    groups.reset_group_snapshot_status(ctx, group_snapshot_id, _reset_group_status(fields))
+    return _accepted()
 
 
 # QoS specs ------------------------------------------------------------------------------

@@ -97,6 +97,31 @@ RULES = [
     Rule("volume:thaw_host", ADMIN, scope_types=PROJECT),
     Rule("volume_extension:hosts", ADMIN, scope_types=PROJECT),
     *(
+        Rule(f"group:group_types:{action}", ADMIN, scope_types=PROJECT)
+        for action in ("create", "update", "delete")
+    ),
+    *(
+        Rule(f"group:group_types_specs:{action}", ADMIN, scope_types=PROJECT)
+        for action in ("create", "get", "get_all", "update", "delete")
+    ),
+    Rule("group:access_group_types_specs", ADMIN, scope_types=PROJECT),
+    *(
+        Rule(f"group:{action}", MEMBER, scope_types=PROJECT)
+        for action in (
+            "create",
+            "update",
+            "delete",
+            "create_group_snapshot",
+            "delete_group_snapshot",
+        )
+    ),
+    Rule("group:get", READER, scope_types=PROJECT),
+    Rule("group:get_group_snapshot", READER, scope_types=PROJECT),
+    Rule("group:get_all", ANY_READER, scope_types=PROJECT),
+    Rule("group:get_all_group_snapshots", ANY_READER, scope_types=PROJECT),
+    Rule("group:reset_status", ADMIN, scope_types=PROJECT),
+    Rule("group:reset_group_snapshot_status", ADMIN, scope_types=PROJECT),
+    *(
         Rule(f"volume_extension:qos_specs_manage:{action}", ADMIN, scope_types=PROJECT)
         for action in ("create", "get", "get_all", "update", "delete")
     ),

@@ -231,6 +231,38 @@ def encryption_view(row: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def group_type_view(row: Any, with_specs: bool) -> dict[str, Any]:
+    body = {"id": row.id, "name": row.name, "description": row.description,
+            "is_public": row.is_public}  # fmt: skip
+    return body | ({"group_specs": dict(row.group_specs)} if with_specs else {})
+
+
+def group_view(row: Any, version: Version, volume_ids: list[str] | None = None) -> dict[str, Any]:
+    """A group's detail; `volume_ids` (3.25, `list_volume=true`) adds its volumes."""
+    body: dict[str, Any] = {
+        "id": row.id, "name": row.name or "", "description": row.description,
+        "status": row.status, "availability_zone": row.availability_zone,
+        "created_at": when(row.created_at), "group_type": row.group_type_id,
+        "volume_types": list(row.volume_type_ids),
+    }  # fmt: skip
+    if version >= V(3, 14):
+        body |= {"group_snapshot_id": row.group_snapshot_id,
+                 "source_group_id": row.source_group_id}  # fmt: skip
+    if version >= V(3, 25) and volume_ids is not None:
+        body["volumes"] = volume_ids
+    if version >= V(3, 38):
+        body["replication_status"] = row.replication_status
+    return body
+
+
+def group_snapshot_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "name": row.name or "", "description": row.description,
+        "status": row.status, "group_id": row.group_id, "group_type_id": row.group_type_id,
+        "created_at": when(row.created_at),
+    }  # fmt: skip
+
+
 def message_view(row: Any, base: str) -> dict[str, Any]:
     return {
         "id": row.id, "event_id": row.event_id, "user_message": row.user_message,

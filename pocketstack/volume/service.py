@@ -371,6 +371,9 @@ def usage_of(session: Session, project_id: str) -> dict[str, int]:
         )
     ).one()
     usage["backups"], usage["backup_gigabytes"] = backups[0], backups[1]
+    usage["groups"] = (
+        session.scalar(select(func.count()).where(models.Group.project_id == project_id)) or 0
+    )
     return usage
 
 
@@ -409,6 +412,7 @@ _OVER_LIMIT = {
     "gigabytes": "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds "
     "allowed gigabytes quota. Requested {wanted}G, quota is {limit}G and {used}G has been "
     "consumed.",
+    "groups": "GroupLimitExceeded: Maximum number of groups allowed ({limit}) exceeded",
     "backup_gigabytes": "VolumeBackupSizeExceedsAvailableQuota: Requested backup exceeds "
     "allowed Backup gigabytes quota. Requested {wanted}G, quota is {limit}G and {used}G has "
     "been consumed.",
@@ -779,7 +783,8 @@ def delete_volume(ctx: RequestContext, volume_id: str, cascade: bool, force: boo
         allowed = row.status in DELETABLE or (force and row.status not in ("deleting",))
         if row.status == "deleting":
             return
-        if not allowed or row.attach_status != "detached" or (snapshots and not cascade):
+        grouped = row.group_id is not None and not force
+        if not allowed or grouped or row.attach_status != "detached" or (snapshots and not cascade):
             raise errors.Invalid(
                 "Invalid volume: Volume status must be available or error or error_restoring "
                 "or error_extending or error_managing and must not be migrating, attached, "

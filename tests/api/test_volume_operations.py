@@ -20,7 +20,7 @@ def volumes(cloud_factory: Any) -> Iterator[Volumes]:
         yield Volumes(cloud, admin, projects[0]["id"])
 
 
-def _other_project(volumes: Volumes, name: str) -> Volumes:
+def other_project(volumes: Volumes, name: str) -> Volumes:
     cloud, admin = volumes.cloud, volumes.cloud.admin
     project = cloud.create(admin, "project", name=name, domain_id="default")
     cloud.user_with_role(admin, f"{name}-user", project["id"], "member")
@@ -97,7 +97,7 @@ def test_hosts_list_services_and_show_usage(volumes: Volumes) -> None:
 
 
 def test_a_transfer_moves_the_volume_and_its_quota(volumes: Volumes) -> None:
-    other = _other_project(volumes, "receiver")
+    other = other_project(volumes, "receiver")
     volume = volumes.create(size=2)
     volumes("POST", "/snapshots", {"snapshot": {"volume_id": volume["id"]}})
     snapshot = volumes("GET", "/snapshots").json()["snapshots"][0]
