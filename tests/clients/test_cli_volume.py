@@ -145,3 +145,44 @@ def test_image_create_from_a_volume(osc, unique):
     _wait(osc, "volume", name, "available")
     osc("image", "delete", image)
     osc("volume", "delete", name)
+
+
+def test_transfer_request_moves_a_volume_to_another_project(osc, make_account, unique):
+    name = unique("gift")
+    osc("volume", "create", "--size", "1", name)
+    _wait(osc, "volume", name, "available")
+    request = osc("volume", "transfer", "request", "create", "--name", unique("offer"), name,
+                  "-f", "json").json()  # fmt: skip
+    assert request["auth_key"] and _wait(osc, "volume", name, "awaiting-transfer")
+    receiver = make_account()
+    accepted = osc("volume", "transfer", "request", "accept", "--auth-key", request["auth_key"],
+                   request["id"], "-f", "json", env=receiver.os_env()).json()  # fmt: skip
+    assert accepted["volume_id"] == request["volume_id"]
+    mine = osc("volume", "show", request["volume_id"], "-f", "json", env=receiver.os_env()).json()
+    assert mine["status"] == "available"
+    assert name not in {row["Name"] for row in osc("volume", "list", "-f", "json").json()}
+    osc("volume", "delete", request["volume_id"], env=receiver.os_env())
+
+
+def test_qos_specs_and_volume_groups(osc, unique):
+    qos, volume_type = unique("qos"), unique("vtype")
+    osc("volume", "qos", "create", "--consumer", "front-end", "--property", "read_iops_sec=500",
+        qos)  # fmt: skip
+    osc("volume", "type", "create", volume_type)
+    osc("volume", "qos", "associate", qos, volume_type)
+    shown = osc("volume", "qos", "show", qos, "-f", "json").json()
+    assert shown["properties"] == {"read_iops_sec": "500"}
+    assert [a for a in shown["associations"] if volume_type in str(a)]
+    group_type, group = unique("gtype"), unique("group")
+    mv = ("--os-volume-api-version", "3.14")
+    osc(*mv, "volume", "group", "type", "create", group_type)
+    made = osc(*mv, "volume", "group", "create", "--volume-group-type", group_type,
+               "--volume-type", volume_type, "--name", group, "-f", "json").json()  # fmt: skip
+    assert made["Status"] == "available" and made["Name"] == group
+    listed = osc(*mv, "volume", "group", "list", "-f", "json").json()
+    assert group in {row["Name"] for row in listed}
+    osc(*mv, "volume", "group", "delete", group)
+    osc(*mv, "volume", "group", "type", "delete", group_type)
+    osc("volume", "qos", "disassociate", "--volume-type", volume_type, qos)
+    osc("volume", "qos", "delete", qos)
+    osc("volume", "type", "delete", volume_type)
