@@ -59,6 +59,7 @@ class Request:
     zone: str | None = None  # the availability zone asked for
     group: server_groups.Placement | None = None
     cell_uuid: str | None = None  # a reschedule stays in the server's cell, as in Nova
+    volume_backed: bool = False  # its root disk is a volume
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,11 @@ class Selection:
     gpu_provider: str | None  # the child provider a VGPU came from
 
 
-def _base_resources(flavor: FlavorView) -> dict[str, int]:
-    disk = flavor.root_gb + flavor.ephemeral_gb + math.ceil(flavor.swap / 1024)
+def _base_resources(flavor: FlavorView, volume_backed: bool) -> dict[str, int]:
+    """A volume-backed server's root disk is its volume, on block storage: the host gives
+    only its ephemeral and swap disks (Nova claims no root_gb for it)."""
+    root = 0 if volume_backed else flavor.root_gb
+    disk = root + flavor.ephemeral_gb + math.ceil(flavor.swap / 1024)
     return {"VCPU": flavor.vcpus, "MEMORY_MB": flavor.memory_mb, "DISK_GB": disk}
 
 
@@ -79,10 +83,11 @@ def placement_query(
     flavor: FlavorView,
     image_properties: Mapping[str, str],
     member_of: tuple[frozenset[str], ...] = (),
+    volume_backed: bool = False,
 ) -> candidates.Query:
     """The request groups a flavor and an image ask for, as Nova builds them; `member_of`
     (a zone's aggregates) applies to the unsuffixed group."""
-    unsuffixed = _base_resources(flavor)
+    unsuffixed = _base_resources(flavor, volume_backed)
     groups: dict[str, dict[str, int]] = {"": {}}
     required: dict[str, set[str]] = {"": set()}
     forbidden: dict[str, set[str]] = {"": set()}
@@ -150,7 +155,9 @@ def _select(ctx: RequestContext, request: Request, max_age_s: float) -> Selectio
         zone_aggregates = aggregates.aggregates_of_zone(ctx, request.zone)
         member_of = (frozenset(zone_aggregates),) if zone_aggregates else ()
         zones = aggregates.zones_of_hosts(ctx)
-    query = placement_query(request.flavor, request.image_properties, member_of)
+    query = placement_query(
+        request.flavor, request.image_properties, member_of, request.volume_backed
+    )
     try:
         snapshot, found = placement_service.allocation_candidates(ctx, query, max_age_s)
     except errors.Invalid as exc:

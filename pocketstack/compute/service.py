@@ -483,6 +483,7 @@ def _boot_one(
                 server_id, project_id, user_id, flavor, image_properties,
                 zone=request.availability_zone or None,
                 group=server_groups.placement(ctx, request.group) if request.group else None,
+                volume_backed=compute_volumes.boot_volume(request.volumes) is not None,
             ),
         )  # fmt: skip
     except scheduler.NoValidHost as exc:
@@ -705,7 +706,7 @@ def _reschedule(runtime: Runtime, cell: cells.Cell, report: agent_mod.ServerRepo
             row.uuid, row.project_id, row.user_id,
             flavors.FlavorView(**_flavor_fields(json.loads(row.flavor))),
             devices.get("image_traits", {}), excluded_hosts=frozenset(tried),
-            cell_uuid=cell.uuid,
+            cell_uuid=cell.uuid, volume_backed=compute_volumes.is_volume_backed(devices),
         )  # fmt: skip
     _release(runtime, report.uuid)
     if len(tried) >= MAX_BUILD_ATTEMPTS:
@@ -1152,9 +1153,9 @@ def _claim_in_place(
     """Move the server's allocation on its own host to `flavor`'s size, or refuse."""
     consumer = placement_service.get_consumer(ctx, row.uuid)
     root = hosts.provider_uuid(row.host or "")
-    allocations = {
-        root: {k: v for k, v in scheduler.placement_query(flavor, {}).groups[0].resources.items()}
-    }
+    volume_backed = compute_volumes.is_volume_backed(json.loads(row.devices or "{}"))
+    query = scheduler.placement_query(flavor, {}, volume_backed=volume_backed)
+    allocations = {root: dict(query.groups[0].resources)}
     for provider, resources in (consumer.allocations if consumer else {}).items():
         if provider != root:
             allocations[provider] = dict(resources)

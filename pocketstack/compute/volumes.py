@@ -66,6 +66,10 @@ def disks(devices: dict[str, Any]) -> tuple[drivers.Disk, ...]:
     )
 
 
+def is_volume_backed(devices: dict[str, Any]) -> bool:
+    return any(e.get("boot_index") == 0 for e in entries(devices))
+
+
 def root_image(devices: dict[str, Any]) -> str:
     """The image a volume-backed server's root volume was made from ("" if none): what
     its host runs it as (a root filesystem tree, a VM)."""

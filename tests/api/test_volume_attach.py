@@ -219,6 +219,10 @@ def test_a_server_boots_from_a_volume_made_from_an_image(api: Api) -> None:
     volume = api.volume_status(root["id"], "in-use")
     assert volume["bootable"] == "true" and volume["attachments"][0]["device"] == "/dev/vda"
     assert volume["volume_image_metadata"]["image_id"] == api.image_id
+    headers = {"X-Auth-Token": api.cloud.admin, "OpenStack-API-Version": "placement 1.39"}
+    claimed = api.cloud.client.get(f"/placement/allocations/{server_id}", headers=headers).json()
+    (resources,) = [a["resources"] for a in claimed["allocations"].values()]
+    assert "DISK_GB" not in resources and resources["VCPU"] >= 1  # the root is the volume
     detach = api.compute("DELETE", f"/servers/{server_id}/os-volume_attachments/{root['id']}")
     assert detach.status_code == 400 and "root device" in detach.text
 
