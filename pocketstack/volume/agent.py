@@ -179,6 +179,7 @@ class VolumeAgent:
         self.runtime = runtime
         self.backend = backend
         self.backup_worker = backup_worker
+        self._site: str | None = None  # the backend's active site, as last recorded
         self.wake = threading.Event()
         self._backups_wake = threading.Event()
         self._stop = threading.Event()
@@ -200,6 +201,13 @@ class VolumeAgent:
         self.wake_all()
         for thread in self._threads:
             thread.join(timeout=30)
+
+    def follow_site(self) -> None:
+        """Record a failover or failback (made on disk by the CLI) once, when it is seen."""
+        site = self.backend.active_site()
+        if site != self._site:
+            volume_service.follow_active_site(self.runtime, site)
+            self._site = site
 
     def replicate(self) -> bool:
         """Mirror every replicated volume to the secondary site (changed chunks only);
@@ -228,6 +236,7 @@ class VolumeAgent:
             self.wake.clear()
             replicating = False
             try:
+                self.follow_site()
                 self.reconcile()
                 replicating = self.replicate()
             except Exception:

@@ -1091,6 +1091,36 @@ def replicated_volumes(runtime: Runtime) -> list[str]:
         ))  # fmt: skip
 
 
+# Why a volume is in error while the backend serves from the secondary site.
+FAILED_OVER = "failed over: the secondary site holds no copy of this volume"
+_SETTLED = ("available", "in-use")
+
+
+def follow_active_site(runtime: Runtime, site: str) -> None:
+    """What a failover means for the rows, as Cinder's failover_host records it: on the
+    secondary, replicated volumes are `failed-over` and the others are in error (there is
+    no copy of them there); back on the primary, both return to what they were. The site
+    itself is switched on disk by `pocketstack manage volume`, not here."""
+    failed_over = site == "secondary"
+    with runtime.db.write() as session:
+        for row in session.scalars(select(models.Volume).where(
+            models.Volume.status.in_((*_SETTLED, "error"))
+        )):  # fmt: skip
+            replicated = row.replication_status in ("enabled", "failed-over")
+            if replicated and row.replication_status != ("failed-over" if failed_over
+                                                          else "enabled"):  # fmt: skip
+                row.replication_status = "failed-over" if failed_over else "enabled"
+            elif replicated:
+                continue
+            elif failed_over and row.status in _SETTLED:
+                row.previous_status, row.status, row.fail_reason = row.status, "error", FAILED_OVER
+            elif not failed_over and row.status == "error" and row.fail_reason == FAILED_OVER:
+                row.status, row.fail_reason = row.previous_status or "available", None
+            else:
+                continue
+            row.updated_at = now()
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One piece of backend work a row's status asks for."""

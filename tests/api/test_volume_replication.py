@@ -90,6 +90,9 @@ def test_failover_and_failback_keep_a_replicated_volumes_data(volumes: Volumes) 
                          {"os-initialize_connection": {"connector": {"host": "h"}}})  # fmt: skip
     served = Path(connection.json()["connection_info"]["data"]["device_path"])
     assert served == secondary and _digest(served) == before_failover
+    volumes.wait(f"/volumes/{plain['id']}", "volume", "error")  # no copy of it there
+    assert volumes("GET", f"/volumes/{replicated['id']}").json()["volume"][
+        "replication_status"] == "failed-over"  # fmt: skip
     _write(secondary, 300 * MIB, os.urandom(4 * MIB))  # written while failed over
     while_failed_over = _digest(secondary)
 
@@ -99,3 +102,6 @@ def test_failover_and_failback_keep_a_replicated_volumes_data(volumes: Volumes) 
     connection = volumes("POST", f"/volumes/{replicated['id']}/action",
                          {"os-initialize_connection": {"connector": {"host": "h"}}})  # fmt: skip
     assert Path(connection.json()["connection_info"]["data"]["device_path"]) == primary
+    assert volumes.wait(f"/volumes/{plain['id']}", "volume", "available")
+    assert volumes("GET", f"/volumes/{replicated['id']}").json()["volume"][
+        "replication_status"] == "enabled"  # fmt: skip
