@@ -8,14 +8,16 @@ only allocated blocks (or shares them, where the file system has reflinks).
 Replication: the backend has a primary site and a secondary one (two
 directories; on a real edge site, two disks or a network mount). Volumes of
 a `replication_enabled` type are mirrored to the secondary, only changed
-chunks written. Which site is active is kept in the `active-site` file beside
-them, not in the database: `pocketstack manage volume failover` points it at
-the secondary (whose copies then serve), `failback` copies what changed there
-back to the primary and points it home again.
+chunks written; a volume not written since its last mirror is not even read.
+Which site is active is kept in the `active-site` file beside them, not in the
+database: `pocketstack manage volume failover` points it at the secondary
+(whose copies then serve), `failback` copies what changed there back to the
+primary and points it home again.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pocketstack.host import blockfiles
@@ -23,6 +25,7 @@ from pocketstack.host.commands import HostCommandError
 from pocketstack.volume.drivers import BackendError
 
 PRIMARY, SECONDARY = "primary", "secondary"
+SETTLED_NS = 1_000_000_000
 ACTIVE_SITE_FILE = "active-site"
 
 
@@ -32,6 +35,11 @@ class FileBackend:
     def __init__(self, primary: Path, secondary: Path) -> None:
         self.primary = primary
         self.secondary = secondary
+        # Per volume: the (mtime, size) it had when its last mirror began, and when that
+        # was. File times tick coarsely, so a write in the same tick as that look leaves
+        # the mtime as it was: a volume counts as unchanged only once its mtime is older
+        # than the copy by SETTLED_NS.
+        self._mirrored: dict[str, tuple[tuple[int, int], int]] = {}
 
     @property
     def _marker(self) -> Path:
@@ -60,9 +68,18 @@ class FileBackend:
         if self.active_site() == SECONDARY:
             return 0
         source = self.primary / "volumes" / f"volume-{volume_id}.raw"
-        if not source.exists():
+        try:
+            seen = source.stat()
+        except FileNotFoundError:
             return 0
-        return blockfiles.mirror(source, self.secondary / "volumes" / source.name)
+        version = (seen.st_mtime_ns, seen.st_size)
+        last = self._mirrored.get(volume_id)
+        if last is not None and last[0] == version and version[0] < last[1] - SETTLED_NS:
+            return 0  # unwritten since a copy that began after its last write had settled
+        started = time.time_ns()
+        written = blockfiles.mirror(source, self.secondary / "volumes" / source.name)
+        self._mirrored[volume_id] = (version, started)
+        return written
 
     def fail_over(self) -> None:
         self._set_site(SECONDARY)
