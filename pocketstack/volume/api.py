@@ -165,6 +165,7 @@ def _volume_query(request: Request, ctx: Ctx) -> volume_service.VolumeQuery:
         marker=params.get("marker"),
         limit=pagination.parse_limit(params.get("limit"), MAX_LIMIT),
         offset=schemas.integer(params, "offset") or 0,
+        with_count=schemas.boolean(params.get("with_count", "false"), "with_count"),
     )
 
 
@@ -184,9 +185,7 @@ def _list_volumes(request: Request, project_id: str, ctx: Ctx, detail: bool) -> 
         path = "volumes/detail" if detail else "volumes"
         href = f"{_base(request)}/{project_id}/{path}?" + "&".join(f"{k}={v}" for k, v in others)
         document["volumes_links"] = [{"rel": "next", "href": href}]
-    with_count = request.query_params.get("with_count")
-    counted = with_count is not None and schemas.boolean(with_count, "with_count")
-    if counted and requested_version(request) >= V(3, 45):
+    if total is not None and requested_version(request) >= V(3, 45):
         document["count"] = total
     return JSONResponse(document)
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pocketstack.core import errors
+from pocketstack.core import errors, pagination
 from pocketstack.core.context import RequestContext
 from pocketstack.core.runtime import Runtime
 from pocketstack.image import service as image_service
@@ -471,6 +471,7 @@ class VolumeQuery:
     marker: str | None = None
     limit: int | None = None
     offset: int = 0
+    with_count: bool = False
 
 
 def _views(session: Session, rows: Sequence[models.Volume]) -> list[VolumeView]:
@@ -550,9 +551,14 @@ def volume_summary(
     return len(rows), sum(size for size, _ in rows), values
 
 
-def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeView], int]:
+# Stand-ins for NULLs of sort columns, so every database orders (and pages) them alike.
+_VOLUME_NULLS_AS: dict[str, Any] = {"name": "", "updated_at": datetime(1970, 1, 1)}
+
+
+def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeView], int | None]:
     """One page of the caller's volumes (every project's with `all_projects`, for
-    admins), and how many match in all."""
+    admins), and, when `with_count`, how many match in all. Pages are keyset pages in
+    SQL; a metadata filter (a JSON column) is applied to the rows, then paged."""
     stmt = select(models.Volume)
     if not (ctx.is_admin and query.all_projects):
         stmt = stmt.where(models.Volume.project_id == ctx.project_id)
@@ -564,17 +570,29 @@ def list_volumes(ctx: RequestContext, query: VolumeQuery) -> tuple[list[VolumeVi
         stmt = stmt.where(models.Volume.status == query.status)
     if query.bootable is not None:
         stmt = stmt.where(models.Volume.bootable == query.bootable)
-    for key, descending in query.sort:
-        column = getattr(models.Volume, key)
-        stmt = stmt.order_by(column.desc() if descending else column.asc())
-    stmt = stmt.order_by(models.Volume.id.desc())
+    keys = [pagination.SortKey(column, descending) for column, descending in query.sort]
+    if not any(k.column == "id" for k in keys):
+        keys.append(pagination.SortKey("id", True))
     with ctx.db.read() as session:
-        rows = list(session.scalars(stmt))
         if query.metadata:
+            ordered = pagination.apply(stmt, models.Volume, keys, None, None, _VOLUME_NULLS_AS)
             wanted = query.metadata.items()
-            rows = [r for r in rows if all(r.metadata_.get(k) == v for k, v in wanted)]
-        shown = page(rows, query.marker, query.limit, query.offset)
-        return _views(session, shown), len(rows)
+            rows = [r for r in session.scalars(ordered)
+                    if all(r.metadata_.get(k) == v for k, v in wanted)]  # fmt: skip
+            shown = page(rows, query.marker, query.limit, query.offset)
+            return _views(session, shown), len(rows) if query.with_count else None
+        marker = None
+        if query.marker is not None:
+            marker = session.get(models.Volume, query.marker)
+            if marker is None or not (ctx.is_admin or marker.project_id == ctx.project_id):
+                raise errors.NotFound(f"Marker {query.marker} could not be found.")
+        paged = pagination.apply(stmt, models.Volume, keys, marker, query.limit,
+                                 _VOLUME_NULLS_AS).offset(query.offset or None)  # fmt: skip
+        shown = list(session.scalars(paged))
+        total = None
+        if query.with_count:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+        return _views(session, shown), total
 
 
 @dataclass(frozen=True, slots=True)

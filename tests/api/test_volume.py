@@ -324,3 +324,25 @@ def test_summary_quota_class_and_pools(volumes: Volumes) -> None:
     assert shown["id"] == "default" and shown["volumes"] == 3
     pools = volumes("GET", "/scheduler-stats/get_pools?detail=True").json()["pools"]
     assert pools[0]["capabilities"]["volume_backend_name"] == "file"
+
+
+def test_volume_pages_by_each_sort_key_cover_every_volume_once(volumes: Volumes) -> None:
+    made = [volumes.create(name=name)["id"] for name in ("b", "a", None, "c", "a")]
+    for sort in ("name:asc", "name:desc", "created_at:asc", "size:desc,name:asc", "id:asc"):
+        seen: list[str] = []
+        path = f"/volumes?sort={sort}&limit=2&with_count=true"
+        while True:
+            body = volumes("GET", path).json()
+            assert body["count"] == len(made)
+            seen += [v["id"] for v in body["volumes"]]
+            links = body.get("volumes_links")
+            if not links:
+                break
+            path = "/volumes?" + links[0]["href"].split("?", 1)[1]
+        assert sorted(seen) == sorted(made) and len(seen) == len(made), sort
+    names = [v["name"] for v in volumes("GET", "/volumes?sort=name:asc").json()["volumes"]]
+    assert names == [None, "a", "a", "b", "c"]
+    skipped = volumes("GET", "/volumes?sort=name:asc&offset=3").json()["volumes"]
+    assert [v["name"] for v in skipped] == ["b", "c"]
+    gone = volumes("GET", "/volumes?marker=00000000-0000-0000-0000-000000000000")
+    assert gone.status_code == 404
