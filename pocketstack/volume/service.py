@@ -620,6 +620,7 @@ class _Source:
     volume_type_id: str | None = None
     bootable: bool = False
     image_metadata: Mapping[str, str] = field(default_factory=dict)
+    backup: models.Backup | None = None  # the backup to restore into the new volume
 
     @classmethod
     def of(cls, size: int, volume: models.Volume | None) -> _Source:
@@ -652,7 +653,7 @@ def _source(ctx: RequestContext, session: Session, spec: VolumeSpec) -> _Source:
                 f"Invalid backup: Backup status must be available, but is {backup.status}."
             )
         volume = session.get(models.Volume, backup.volume_id)
-        return _Source(backup.size, volume.volume_type_id if volume else None)
+        return _Source(backup.size, volume.volume_type_id if volume else None, backup=backup)
     return _Source()
 
 
@@ -768,12 +769,11 @@ def add_volume(
         row.status, row.fail_reason = "error", f"No valid backend was found: {unplaced}."
         messages.record(session, ctx, "VOLUME", row.id, messages.SCHEDULE_ALLOCATE_VOLUME,
                         messages.NO_VALID_BACKEND)  # fmt: skip
-    elif spec.backup_id:
+    elif source.backup is not None:
         # The backup agent writes it: restoring-backup until then, as in Cinder.
         row.status = "restoring-backup"
-        backup = find_backup(ctx, session, spec.backup_id)
-        backup.status, backup.restore_volume_id = "restoring", row.id
-        backup.updated_at = now()
+        source.backup.status, source.backup.restore_volume_id = "restoring", row.id
+        source.backup.updated_at = now()
     session.add(row)
     session.flush()
     return row
