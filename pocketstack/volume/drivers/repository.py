@@ -39,7 +39,7 @@ class Repository(Protocol):
 
 
 class DirectoryRepository:
-    """chunks/<2 hex>/<sha256>.zst and manifests/<backup id>.json under `root`; every file
+    """chunks/<2 hex>/<chunk hash>.zst and manifests/<backup id>.json under `root`; every file
     is written under a temporary name and renamed, so a crash leaves no half chunk."""
 
     def __init__(self, root: Path) -> None:

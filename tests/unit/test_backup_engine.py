@@ -1,0 +1,63 @@
+"""The backup engine's manifests: chunks named by BLAKE3 now, and by SHA-256 in the
+manifests of earlier backups, which still restore with their hashes checked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from pocketstack.volume import backup_engine
+from pocketstack.volume.drivers.repository import DirectoryRepository
+
+CHUNK = backup_engine.CHUNK_BYTES
+
+
+def _volume(tmp_path: Path) -> tuple[Path, bytes]:
+    data = os.urandom(CHUNK) + bytes(CHUNK) + os.urandom(CHUNK // 2)
+    path = tmp_path / "volume.raw"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_a_backup_restores_byte_for_byte(tmp_path: Path) -> None:
+    source, data = _volume(tmp_path)
+    repository = DirectoryRepository(tmp_path / "repo")
+    result = backup_engine.back_up(source, len(data), repository, 1, lambda done, total: None)
+    assert result.manifest["version"] == 2 and result.manifest["chunks"][1] is None
+    target = tmp_path / "restored.raw"
+    target.touch()
+    backup_engine.restore(result.manifest, repository, target, 1, lambda done, total: None)
+    assert target.read_bytes() == data
+
+
+def test_an_earlier_sha256_manifest_still_restores_and_is_checked(tmp_path: Path) -> None:
+    _, data = _volume(tmp_path)
+    repository = DirectoryRepository(tmp_path / "repo")
+    pieces = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+    names: list[str | None] = []
+    for piece in pieces:
+        if piece == bytes(len(piece)):
+            names.append(None)
+            continue
+        digest = hashlib.sha256(piece).hexdigest()
+        repository.put_chunk(digest, zstandard.ZstdCompressor().compress(piece))
+        names.append(digest)
+    manifest = {"version": 1, "chunk_bytes": CHUNK, "size_bytes": len(data), "parent_id": None,
+                "chunks": names}  # fmt: skip
+    target = tmp_path / "restored.raw"
+    target.touch()
+    backup_engine.restore(manifest, repository, target, 1, lambda done, total: None)
+    assert target.read_bytes() == data
+    with pytest.raises(backup_engine.CorruptChunk, match="version"):
+        backup_engine.restore({**manifest, "version": 9}, repository, target, 1,
+                              lambda done, total: None)  # fmt: skip
+    first = names[0] or ""
+    damaged = os.urandom(CHUNK)
+    chunk_file = next((tmp_path / "repo").rglob(f"{first}.zst"))
+    chunk_file.write_bytes(zstandard.ZstdCompressor().compress(damaged))
+    with pytest.raises(backup_engine.CorruptChunk, match="damaged"):
+        backup_engine.restore(manifest, repository, target, 1, lambda done, total: None)
