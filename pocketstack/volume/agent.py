@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -276,7 +275,7 @@ def start(runtime: Runtime) -> Callable[[], None]:
     """Run this process's volume agent; returns what stops it."""
     backend = runtime.state[volume_service.BACKEND_KEY]
     repository = DirectoryRepository(Path(runtime.settings.state_dir) / "volume" / "backups")
-    worker = BackupWorker(runtime, backend, repository, os.cpu_count() or 1)
+    worker = BackupWorker(runtime, backend, repository, backup_engine.default_workers())
     agent = VolumeAgent(runtime, backend, worker)
     runtime.state[volume_service.WAKE_KEY] = agent.wake_all
     agent.start()
