@@ -546,19 +546,7 @@ def show_type(project_id: str, type_id: str, ctx: Ctx) -> Response:
 @router.put("/v3/{project_id}/types/{type_id}")
 def update_type(project_id: str, type_id: str, body: JsonBody, ctx: Ctx) -> Response:
     ctx.authorize("volume_extension:types_manage")
-    inner = schemas.envelope(body, "volume_type")
-    changes: dict[str, Any] = {}
-    if "name" in inner:
-        name = schemas.text(inner, "name")
-        if not name or not name.strip():
-            raise errors.Invalid("Volume type name can not be empty.")
-        changes["name"] = name.strip()
-    if "description" in inner:
-        changes["description"] = schemas.text(inner, "description")
-    if "is_public" in inner:
-        changes["is_public"] = schemas.boolean(inner["is_public"], "is_public")
-    if not changes:
-        raise errors.Invalid("Specify volume type name, description, is_public or a combination.")
+    changes = schemas.type_changes(schemas.envelope(body, "volume_type"), "Volume type")
     row = volume_service.update_type(ctx, type_id, changes)
     return JSONResponse({"volume_type": schemas.type_view(row, True, "update")})
 
@@ -1070,19 +1058,7 @@ def update_group_type(
 ) -> Response:
     _group_types_api(request)
     ctx.authorize("group:group_types:update")
-    inner = schemas.envelope(body, "group_type")
-    changes: dict[str, Any] = {}
-    if "name" in inner:
-        name = schemas.text(inner, "name")
-        if not name or not name.strip():
-            raise errors.Invalid("Invalid input: a group type's name cannot be blank.")
-        changes["name"] = name.strip()
-    if "description" in inner:
-        changes["description"] = schemas.text(inner, "description")
-    if "is_public" in inner:
-        changes["is_public"] = schemas.boolean(inner["is_public"], "is_public")
-    if not changes:
-        raise errors.Invalid("Invalid input: name, description or is_public is needed.")
+    changes = schemas.type_changes(schemas.envelope(body, "group_type"), "Group type")
     row = groups.update_group_type(ctx, type_id, changes)
     return JSONResponse({"group_type": schemas.group_type_view(row, with_specs=True)})
 

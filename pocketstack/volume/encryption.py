@@ -59,14 +59,20 @@ def create(ctx: RequestContext, type_id: str, fields: Mapping[str, Any]) -> mode
     return row
 
 
+def _changeable(ctx: RequestContext, session: Session, type_id: str) -> models.Encryption:
+    """The type's encryption, which may change only while no volume is of the type."""
+    volume_type = volume_service.find_type(ctx, session, type_id)
+    row = session.get(models.Encryption, volume_type.id)
+    if row is None:
+        raise errors.NotFound(f"Volume type encryption for type {type_id} does not exist.")
+    _type_not_in_use(session, volume_type)
+    return row
+
+
 def update(ctx: RequestContext, type_id: str, fields: Mapping[str, Any]) -> None:
     check(fields)
     with ctx.db.write() as session:
-        volume_type = volume_service.find_type(ctx, session, type_id)
-        row = session.get(models.Encryption, volume_type.id)
-        if row is None:
-            raise errors.NotFound(f"Volume type encryption for type {type_id} does not exist.")
-        _type_not_in_use(session, volume_type)
+        row = _changeable(ctx, session, type_id)
         for field in FIELDS:
             if field in fields:
                 setattr(row, field, fields[field])
@@ -75,9 +81,5 @@ def update(ctx: RequestContext, type_id: str, fields: Mapping[str, Any]) -> None
 
 def delete(ctx: RequestContext, type_id: str) -> None:
     with ctx.db.write() as session:
-        volume_type = volume_service.find_type(ctx, session, type_id)
-        row = session.get(models.Encryption, volume_type.id)
-        if row is None:
-            raise errors.NotFound(f"Volume type encryption for type {type_id} does not exist.")
-        _type_not_in_use(session, volume_type)
+        row = _changeable(ctx, session, type_id)
         session.delete(row)

@@ -108,19 +108,16 @@ def set_group_specs(ctx: RequestContext, ref: str, specs: Mapping[str, str]) -> 
 def delete_group_spec(ctx: RequestContext, ref: str, key: str) -> None:
     with ctx.db.write() as session:
         row = _find_group_type(session, ref)
-        if key not in row.group_specs:
-            raise errors.NotFound(f"Group Type {row.id} has no specs with key {key}.")
-        row.group_specs = {k: v for k, v in row.group_specs.items() if k != key}
+        row.group_specs = volume_service.without_key(
+            row.group_specs, key, f"Group Type {row.id} has no specs with key {key}."
+        )
 
 
 # Groups ---------------------------------------------------------------------------------
 
 
 def find_group(ctx: RequestContext, session: Session, group_id: str) -> models.Group:
-    row = session.get(models.Group, group_id)
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
-        raise errors.NotFound(f"Group {group_id} could not be found.")
-    return row
+    return volume_service.find_owned(ctx, session, models.Group, group_id, "Group")
 
 
 def _members(session: Session, group_id: str) -> list[models.Volume]:
@@ -290,10 +287,9 @@ def reset_group_status(ctx: RequestContext, group_id: str, status: str) -> None:
 def find_group_snapshot(
     ctx: RequestContext, session: Session, group_snapshot_id: str
 ) -> models.GroupSnapshot:
-    row = session.get(models.GroupSnapshot, group_snapshot_id)
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
-        raise errors.NotFound(f"GroupSnapshot {group_snapshot_id} could not be found.")
-    return row
+    return volume_service.find_owned(
+        ctx, session, models.GroupSnapshot, group_snapshot_id, "GroupSnapshot"
+    )
 
 
 def _snapshots_of(session: Session, group_snapshot_id: str) -> list[models.Snapshot]:
@@ -317,25 +313,17 @@ def create_group_snapshot(
         if busy:
             raise errors.Invalid(f"Invalid volume: volumes {', '.join(busy)} of the group are "
                                  "not available or in-use.")  # fmt: skip
-        volume_service.check_quota(
-            session, group.project_id, snapshots=len(volumes),
-            gigabytes=sum(v.size for v in volumes),
-        )  # fmt: skip
-        moment = volume_service.now()
         row = models.GroupSnapshot(
             id=volume_service.new_id(), project_id=group.project_id, user_id=ctx.user_id or "",
             group_id=group.id, group_type_id=group.group_type_id, name=name,
             description=description, status="creating" if volumes else "available",
-            created_at=moment,
+            created_at=volume_service.now(),
         )  # fmt: skip
         session.add(row)
         for volume in volumes:
-            session.add(models.Snapshot(
-                id=volume_service.new_id(), project_id=volume.project_id,
-                user_id=ctx.user_id or "", volume_id=volume.id, name=name,
-                description=description, size=volume.size, status="creating", progress="0%",
-                metadata_={}, group_snapshot_id=row.id, created_at=moment,
-            ))  # fmt: skip
+            volume_service.add_snapshot(
+                ctx, session, volume, name, description, group_snapshot_id=row.id
+            )
     volume_service.wake(ctx)
     return row
 

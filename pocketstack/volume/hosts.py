@@ -112,6 +112,14 @@ def hosts(ctx: RequestContext) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _per_project(
+    session: Session, model: type[models.Volume] | type[models.Snapshot]
+) -> dict[str, tuple[int, int]]:
+    """Per project: how many rows of `model`, and their GiB."""
+    stmt = select(model.project_id, func.count(), func.sum(model.size)).group_by(model.project_id)
+    return {project: (count, size) for project, count, size in session.execute(stmt)}
+
+
 def host_usage(ctx: RequestContext, host: str) -> list[dict[str, Any]]:
     """`os-hosts/{host}`: the volumes and snapshots on an enabled volume host, in total and
     per project (counts and sizes as strings, as Cinder answers)."""
@@ -120,18 +128,8 @@ def host_usage(ctx: RequestContext, host: str) -> list[dict[str, Any]]:
         raise errors.NotFound(f"Host {host} could not be found (or runs no enabled "
                               f"cinder-volume); see os-hosts for the hosts.")  # fmt: skip
     with ctx.db.read() as session:
-        volumes = dict(
-            ((project, (count, size)) for project, count, size in session.execute(
-                select(models.Volume.project_id, func.count(), func.sum(models.Volume.size))
-                .group_by(models.Volume.project_id)
-            ))
-        )  # fmt: skip
-        snapshots = dict(
-            ((project, (count, size)) for project, count, size in session.execute(
-                select(models.Snapshot.project_id, func.count(), func.sum(models.Snapshot.size))
-                .group_by(models.Snapshot.project_id)
-            ))
-        )  # fmt: skip
+        volumes = _per_project(session, models.Volume)
+        snapshots = _per_project(session, models.Snapshot)
 
     def entry(project: str, volume: tuple[int, int], snapshot: tuple[int, int]) -> dict[str, Any]:
         return {"resource": {

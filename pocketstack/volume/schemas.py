@@ -341,6 +341,25 @@ def metadata(inner: Mapping[str, Any], field: str = "metadata") -> dict[str, str
     return dict(value)
 
 
+def type_changes(inner: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What an update of a volume or group type (`kind`) sets: name (not blank),
+    description, is_public; at least one."""
+    changes: dict[str, Any] = {}
+    if "name" in inner:
+        name = text(inner, "name")
+        if not name or not name.strip():
+            raise errors.Invalid(f"{kind} name can not be empty.")
+        changes["name"] = name.strip()
+    if "description" in inner:
+        changes["description"] = text(inner, "description")
+    if "is_public" in inner:
+        changes["is_public"] = boolean(inner["is_public"], "is_public")
+    if not changes:
+        raise errors.Invalid(f"Specify {kind.lower()} name, description, is_public or a "
+                             "combination.")  # fmt: skip
+    return changes
+
+
 def volume_spec(body: Any) -> volume_service.VolumeSpec:
     inner = envelope(body, "volume")
     known = {

@@ -249,6 +249,13 @@ def delete_type(ctx: RequestContext, type_id: str) -> None:
         session.delete(row)
 
 
+def without_key(items: Mapping[str, str], key: str, missing: str) -> dict[str, str]:
+    """`items` less `key` (specs, metadata); a 404 saying `missing` when it has no such key."""
+    if key not in items:
+        raise errors.NotFound(missing)
+    return {k: v for k, v in items.items() if k != key}
+
+
 def set_extra_specs(ctx: RequestContext, type_id: str, specs: Mapping[str, str]) -> dict[str, str]:
     with ctx.db.write() as session:
         row = find_type(ctx, session, type_id)
@@ -260,9 +267,9 @@ def set_extra_specs(ctx: RequestContext, type_id: str, specs: Mapping[str, str])
 def delete_extra_spec(ctx: RequestContext, type_id: str, key: str) -> None:
     with ctx.db.write() as session:
         row = find_type(ctx, session, type_id)
-        if key not in row.extra_specs:
-            raise errors.NotFound(f"Volume Type {type_id} has no extra specs with key {key}.")
-        row.extra_specs = {k: v for k, v in row.extra_specs.items() if k != key}
+        row.extra_specs = without_key(
+            row.extra_specs, key, f"Volume Type {type_id} has no extra specs with key {key}."
+        )
 
 
 def type_access(ctx: RequestContext, type_id: str) -> list[str]:
@@ -509,6 +516,26 @@ def _view(session: Session, row: models.Volume) -> VolumeView:
 
 
 Row = TypeVar("Row", models.Volume, models.Snapshot, models.Backup)
+Owned = TypeVar(
+    "Owned",
+    models.Volume,
+    models.Snapshot,
+    models.Backup,
+    models.Group,
+    models.GroupSnapshot,
+    models.Transfer,
+)
+
+
+def find_owned(
+    ctx: RequestContext, session: Session, model: type[Owned], row_id: str, what: str
+) -> Owned:
+    """The row if it is the caller's project's (any project's, for admins); else a 404
+    naming `what`, the same whether it is missing or another project's."""
+    row = session.get(model, row_id)
+    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
+        raise errors.NotFound(f"{what} {row_id} could not be found.")
+    return row
 
 
 def page(rows: list[Row], marker: str | None, limit: int | None, offset: int = 0) -> list[Row]:
@@ -523,10 +550,7 @@ def page(rows: list[Row], marker: str | None, limit: int | None, offset: int = 0
 
 
 def find_volume(ctx: RequestContext, session: Session, volume_id: str) -> models.Volume:
-    row = session.get(models.Volume, volume_id)
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
-        raise errors.NotFound(f"Volume {volume_id} could not be found.")
-    return row
+    return find_owned(ctx, session, models.Volume, volume_id, "Volume")
 
 
 def get_volume(ctx: RequestContext, volume_id: str) -> VolumeView:
@@ -658,10 +682,7 @@ def _source(ctx: RequestContext, session: Session, spec: VolumeSpec) -> _Source:
 
 
 def find_backup(ctx: RequestContext, session: Session, backup_id: str) -> models.Backup:
-    row = session.get(models.Backup, backup_id)
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
-        raise errors.NotFound(f"Backup {backup_id} could not be found.")
-    return row
+    return find_owned(ctx, session, models.Backup, backup_id, "Backup")
 
 
 def _image_source(ctx: RequestContext, image_id: str) -> tuple[int, dict[str, str]]:
@@ -945,19 +966,14 @@ def set_metadata(
 def delete_metadata(ctx: RequestContext, kind: str, resource_id: str, key: str) -> None:
     with ctx.db.write() as session:
         row = _metadata_owner(ctx, session, kind, resource_id)
-        if key not in row.metadata_:
-            raise errors.NotFound(f"Metadata item was not found (key {key}).")
-        row.metadata_ = {k: v for k, v in row.metadata_.items() if k != key}
+        row.metadata_ = without_key(row.metadata_, key, f"Metadata item was not found (key {key}).")
 
 
 # Snapshots ------------------------------------------------------------------------------
 
 
 def find_snapshot(ctx: RequestContext, session: Session, snapshot_id: str) -> models.Snapshot:
-    row = session.get(models.Snapshot, snapshot_id)
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
-        raise errors.NotFound(f"Snapshot {snapshot_id} could not be found.")
-    return row
+    return find_owned(ctx, session, models.Snapshot, snapshot_id, "Snapshot")
 
 
 def get_snapshot(ctx: RequestContext, snapshot_id: str) -> models.Snapshot:
@@ -998,17 +1014,29 @@ def create_snapshot(
                 f"status is: {volume.status}."
                 + (" Use force to snapshot an in-use volume." if volume.status == "in-use" else "")
             )
-        check_quota(
-            session, volume.project_id, _type_name(session, volume), snapshots=1,
-            gigabytes=volume.size,
-        )  # fmt: skip
-        row = models.Snapshot(
-            id=new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
-            volume_id=volume.id, name=name, description=description, size=volume.size,
-            status="creating", progress="0%", metadata_=dict(metadata or {}), created_at=now(),
-        )  # fmt: skip
-        session.add(row)
+        row = add_snapshot(ctx, session, volume, name, description, metadata)
     wake(ctx)
+    return row
+
+
+def add_snapshot(
+    ctx: RequestContext, session: Session, volume: models.Volume, name: str | None,
+    description: str | None, metadata: Mapping[str, str] | None = None,
+    group_snapshot_id: str | None = None,
+) -> models.Snapshot:  # fmt: skip
+    """A new snapshot row of `volume` in `session` (for the agent to take), inside the
+    project's quotas and those of the volume's type."""
+    check_quota(
+        session, volume.project_id, _type_name(session, volume), snapshots=1,
+        gigabytes=volume.size,
+    )  # fmt: skip
+    row = models.Snapshot(
+        id=new_id(), project_id=volume.project_id, user_id=ctx.user_id or "",
+        volume_id=volume.id, name=name, description=description, size=volume.size,
+        status="creating", progress="0%", metadata_=dict(metadata or {}),
+        group_snapshot_id=group_snapshot_id, created_at=now(),
+    )  # fmt: skip
+    session.add(row)
     return row
 
 
@@ -1089,9 +1117,9 @@ def set_image_metadata(
 def unset_image_metadata(ctx: RequestContext, volume_id: str, key: str) -> None:
     with ctx.db.write() as session:
         row = find_volume(ctx, session, volume_id)
-        if key not in row.image_metadata:
-            raise errors.NotFound(f"Glance metadata for volume {volume_id} has no key {key}.")
-        row.image_metadata = {k: v for k, v in row.image_metadata.items() if k != key}
+        row.image_metadata = without_key(
+            row.image_metadata, key, f"Glance metadata for volume {volume_id} has no key {key}."
+        )
         row.updated_at = now()
 
 

@@ -69,10 +69,7 @@ def list_transfers(
 
 
 def _find(ctx: RequestContext, session: Session, transfer_id: str) -> models.Transfer:
-    row = session.get(models.Transfer, transfer_id)
-    if row is None or not (ctx.is_admin or row.project_id == ctx.project_id):
-        raise errors.NotFound(f"Transfer {transfer_id} could not be found.")
-    return row
+    return volume_service.find_owned(ctx, session, models.Transfer, transfer_id, "Transfer")
 
 
 def get_transfer(ctx: RequestContext, transfer_id: str) -> models.Transfer:
