@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -145,3 +146,42 @@ def cloud_factory(template_dir: Path, tmp_path: Path) -> Any:
         return running(replace(_settings(state_dir), **changes), background)
 
     return start
+
+
+class Volumes:
+    """The block storage API of one project, and waits on what its agent does."""
+
+    def __init__(self, cloud: Cloud, token: str, project_id: str) -> None:
+        self.cloud, self.token, self.project_id = cloud, token, project_id
+
+    def __call__(self, method: str, path: str, body: Any = None, version: str = "3.71") -> Any:
+        headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": f"volume {version}"}
+        url = f"/volume/v3/{self.project_id}{path}"
+        return self.cloud.client.request(method, url, json=body, headers=headers)
+
+    def wait(self, path: str, key: str, status: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = self("GET", path)
+            if found.status_code == 404 and status == "gone":
+                return {}
+            body = dict(found.json()[key]) if found.status_code == 200 else {}
+            if body.get("status") == status:
+                return body
+            time.sleep(0.02)
+        raise AssertionError(f"{path} never became {status}: {found.text}")
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        response = self("POST", "/volumes", {"volume": {"size": 1, **fields}})
+        assert response.status_code == 202, response.text
+        assert response.json()["volume"]["status"] == "creating"
+        return self.wait(f"/volumes/{response.json()['volume']['id']}", "volume", "available")
+
+
+@pytest.fixture
+def volumes(cloud_factory: Any) -> Iterator[Volumes]:
+    """The block storage API of a cloud whose agents run, as its admin project."""
+    with cloud_factory(background=True) as cloud:
+        admin = cloud.admin
+        projects = cloud.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
+        yield Volumes(cloud, admin, projects[0]["id"])

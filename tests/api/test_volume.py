@@ -4,58 +4,12 @@ quotas, errors; the agent runs with the file backend, so volumes are real sparse
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.api.conftest import Cloud
+from tests.api.conftest import Cloud, Volumes
 
 LATEST = {"OpenStack-API-Version": "volume 3.71"}
 GIB = 1 << 30
-
-
-class Volumes:
-    def __init__(self, cloud: Cloud, token: str, project_id: str) -> None:
-        self.cloud, self.token, self.project_id = cloud, token, project_id
-
-    def __call__(self, method: str, path: str, body: Any = None, version: str = "3.71") -> Any:
-        headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": f"volume {version}"}
-        url = f"/volume/v3/{self.project_id}{path}"
-        return self.cloud.client.request(method, url, json=body, headers=headers)
-
-    def wait(self, path: str, key: str, status: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            found = self("GET", path)
-            if found.status_code == 404 and status == "gone":
-                return {}
-            body = dict(found.json()[key]) if found.status_code == 200 else {}
-            if body.get("status") == status:
-                return body
-            time.sleep(0.02)
-        raise AssertionError(f"{path} never became {status}: {found.text}")
-
-    def create(self, **fields: Any) -> dict[str, Any]:
-        response = self("POST", "/volumes", {"volume": {"size": 1, **fields}})
-        assert response.status_code == 202, response.text
-        assert response.json()["volume"]["status"] == "creating"
-        return self.wait(f"/volumes/{response.json()['volume']['id']}", "volume", "available")
-
-
-@pytest.fixture
-def cloud_running(cloud_factory: Any) -> Iterator[Cloud]:
-    with cloud_factory(background=True) as started:
-        yield started
-
-
-@pytest.fixture
-def volumes(cloud_running: Cloud) -> Volumes:
-    admin = cloud_running.admin
-    projects = cloud_running.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
-    return Volumes(cloud_running, admin, projects[0]["id"])
 
 
 def _file(cloud: Cloud, volume_id: str) -> Path:

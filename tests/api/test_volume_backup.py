@@ -8,26 +8,17 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import zstandard
 
 from pocketstack.volume import backup_engine
-from tests.api.conftest import Cloud
-from tests.api.test_volume import Volumes, _file
+from tests.api.conftest import Cloud, Volumes
+from tests.api.test_volume import _file
 
 MIB = 1 << 20
 
-
-@pytest.fixture
-def volumes(cloud_factory: Any) -> Iterator[Volumes]:
-    with cloud_factory(background=True) as cloud:
-        admin = cloud.admin
-        projects = cloud.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
-        yield Volumes(cloud, admin, projects[0]["id"])
 
 
 def _repository(cloud: Cloud) -> Path:

@@ -3,21 +3,8 @@ groups of volumes, group snapshots taken together, and groups made again from bo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from tests.api.test_volume import Volumes
+from tests.api.conftest import Volumes
 from tests.api.test_volume_operations import other_project
-
-
-@pytest.fixture
-def volumes(cloud_factory: Any) -> Iterator[Volumes]:
-    with cloud_factory(background=True) as cloud:
-        admin = cloud.admin
-        projects = cloud.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
-        yield Volumes(cloud, admin, projects[0]["id"])
 
 
 def _setup(volumes: Volumes) -> tuple[str, str, str]:

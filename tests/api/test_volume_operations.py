@@ -4,20 +4,7 @@ status actions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from tests.api.test_volume import Volumes
-
-
-@pytest.fixture
-def volumes(cloud_factory: Any) -> Iterator[Volumes]:
-    with cloud_factory(background=True) as cloud:
-        admin = cloud.admin
-        projects = cloud.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
-        yield Volumes(cloud, admin, projects[0]["id"])
+from tests.api.conftest import Volumes
 
 
 def other_project(volumes: Volumes, name: str) -> Volumes:

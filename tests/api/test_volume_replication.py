@@ -9,23 +9,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.api.test_volume import Volumes
+from tests.api.conftest import Volumes
 
 MIB = 1 << 20
 
-
-@pytest.fixture
-def volumes(cloud_factory: Any) -> Iterator[Volumes]:
-    with cloud_factory(background=True) as cloud:
-        admin = cloud.admin
-        projects = cloud.call("GET", "/v3/projects?name=admin", admin).json()["projects"]
-        yield Volumes(cloud, admin, projects[0]["id"])
 
 
 def _site(volumes: Volumes, site: str, volume_id: str) -> Path:
