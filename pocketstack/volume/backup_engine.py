@@ -7,9 +7,16 @@ their chunk straight from the file (pread), skip it if it is all zeros, hash it
 its parent's did, stores only what changed. Restore runs the other way and
 checks every chunk's hash before it writes it. Processes, not threads: hashing
 and compressing are CPU work, and each worker has its own interpreter. The
-processes stay for the next backup, each with a read buffer it reuses, and the
-kernel is asked to read ahead of them (they read out of order, which its own
-read-ahead does not follow).
+processes stay for the next backup, each with a read buffer it reuses.
+
+A worker takes a run of consecutive chunks and reads it in order through one
+file, so the kernel's own read-ahead follows it: asking for each chunk ahead
+(fadvise WILLNEED) fills the cache one small page at a time and cost three times
+the CPU. Each chunk is then dropped from the cache: a backup reads every byte
+once, and caching a whole volume would push the host's useful pages out and make
+the kernel find ever new pages for the rest of it (pages it has just freed are
+the cheapest it can find; in a VM whose freed memory goes back to the
+hypervisor, new ones cost a fault on the host too).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +52,15 @@ _HASHES: dict[int, Callable[[bytes | bytearray | memoryview], str]] = {
     2: lambda data: blake3.blake3(data).hexdigest(),
 }
 PROGRESS_EVERY_S = 1.0
-IN_FLIGHT_PER_WORKER = 4  # chunks queued per worker: bounded memory, workers never idle
-PREFETCH_CHUNKS = 16  # 64 MiB ahead of the workers
+RUN_CHUNKS = 8  # 32 MiB read in order by one worker, long enough for the kernel's read-ahead
+IN_FLIGHT_PER_WORKER = 2  # runs queued per worker: bounded memory, workers never idle
 
 # (chunks done, chunks in all): called at most every PROGRESS_EVERY_S, and at the end.
 ProgressCallback = Callable[[int, int], None]
+
+
+# A stored chunk: its hash (None: zeros, not stored) and the bytes it added to the repository.
+StoredChunk = tuple[str | None, int]
 
 
 class CorruptChunk(Exception):
@@ -64,9 +75,9 @@ class BackupResult:
 
 
 def default_workers() -> int:
-    """One worker per CPU but one: the kernel's reading and page-cache writing for the
-    workers is a CPU's worth of work of its own (on 2 vCPUs, 2 workers back up at 48% of
-    the raw read rate and 1 at 77%; docs/benchmarks.md)."""
+    """One worker per CPU but one: each worker's reading and page-cache writing is kernel
+    work of its own (on 2 vCPUs, two workers back up no faster than one; see "Block
+    storage" in docs/benchmarks.md)."""
     return max(1, (os.cpu_count() or 1) - 1)
 
 
@@ -75,22 +86,47 @@ def chunk_count(size_bytes: int) -> int:
 
 
 class _WorkerState(threading.local):
-    """What a worker keeps from chunk to chunk: a read buffer and a compressor. Fresh
-    4 MiB buffers cost more than the copy into them (every page faults in anew)."""
+    """What a worker keeps from chunk to chunk: two read buffers, a compressor, and a
+    thread that reads the next chunk into one buffer while the other is hashed,
+    compressed and stored (reads, hashing and compressing all run without the GIL).
+    Fresh 4 MiB buffers cost more than the copy into them (every page faults in anew)."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray(CHUNK_BYTES)
+        self.buffers = (bytearray(CHUNK_BYTES), bytearray(CHUNK_BYTES))
         self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.reader = ThreadPoolExecutor(max_workers=1)
 
 
 _WORKER = _WorkerState()
 
 
-def _store_chunk(repository: Repository, path: str, index: int) -> tuple[str | None, int]:
-    """In a worker: the chunk's hash (None: zeros) and the bytes it added."""
-    buffer = _WORKER.buffer
+def _store_run(repository: Repository, path: str, indexes: Sequence[int]) -> list[StoredChunk]:
+    """In a worker: each chunk's hash (None: zeros) and the bytes it added. The run is read
+    in order through one file, so the kernel's read-ahead follows it; each chunk is then
+    dropped from the page cache (see above)."""
+    stored = []
+    buffers = _WORKER.buffers  # this thread's: _WORKER is per thread, and `read` runs in another
     with open(path, "rb") as source:
-        length = os.preadv(source.fileno(), [buffer], index * CHUNK_BYTES)
+        os.posix_fadvise(source.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+        def read(position: int) -> int:
+            offset = indexes[position] * CHUNK_BYTES
+            length = os.preadv(source.fileno(), [buffers[position % 2]], offset)
+            os.posix_fadvise(source.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
+            return length
+
+        pending = _WORKER.reader.submit(read, 0)
+        for position in range(len(indexes)):
+            length = pending.result()
+            if position + 1 < len(indexes):
+                pending = _WORKER.reader.submit(read, position + 1)
+            stored.append(_store_chunk(repository, buffers[position % 2], length))
+    return stored
+
+
+def _store_chunk(repository: Repository, buffer: bytearray, length: int) -> StoredChunk:
+    """The first `length` bytes of `buffer`, stored unless they are zeros (a bytearray
+    compares with bytes at memcmp's speed; a memoryview, byte by byte)."""
     if length == CHUNK_BYTES:
         data: bytes | bytearray | memoryview = buffer
         if buffer == _ZEROS:
@@ -105,15 +141,29 @@ def _store_chunk(repository: Repository, path: str, index: int) -> tuple[str | N
     return digest, repository.put_chunk(digest, _WORKER.compressor.compress(data))
 
 
-def _restore_chunk(
-    repository: Repository, path: str, index: int, digest: str, version: int
-) -> None:
-    """In a worker: the chunk, checked against its hash, written at its place."""
-    data = zstandard.ZstdDecompressor().decompress(repository.get_chunk(digest))
-    if _HASHES[version](data) != digest:
-        raise CorruptChunk(f"chunk {index} ({digest}) is damaged in the backup repository")
+def _restore_run(
+    repository: Repository, path: str, chunks: Sequence[tuple[int, str]], version: int
+) -> list[None]:
+    """In a worker: each chunk, checked against its hash, written at its place."""
     with open(path, "r+b") as target:
-        os.pwrite(target.fileno(), data, index * CHUNK_BYTES)
+        for index, digest in chunks:
+            data = zstandard.ZstdDecompressor().decompress(repository.get_chunk(digest))
+            if _HASHES[version](data) != digest:
+                raise CorruptChunk(f"chunk {index} ({digest}) is damaged in the backup repository")
+            os.pwrite(target.fileno(), data, index * CHUNK_BYTES)
+    return [None] * len(chunks)
+
+
+def _runs(indexes: Sequence[int]) -> Iterator[list[int]]:
+    """The sorted indexes cut into runs of consecutive ones, RUN_CHUNKS at most each."""
+    run: list[int] = []
+    for index in indexes:
+        if run and (index != run[-1] + 1 or len(run) == RUN_CHUNKS):
+            yield run
+            run = []
+        run.append(index)
+    if run:
+        yield run
 
 
 def _chunks_with_data(path: Path, size_bytes: int) -> set[int]:
@@ -134,26 +184,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
-def _prefetched(
-    path: Path, indexes: Sequence[int], calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]]
-) -> Iterator[tuple[Callable[..., Any], tuple[Any, ...]]]:
-    """The calls, each after asking the kernel to start reading the chunk PREFETCH_CHUNKS
-    ahead: workers read chunks out of order, which defeats the kernel's own read-ahead,
-    and without it each read waits for the disk."""
-    with path.open("rb") as source:
-        for position, call in enumerate(calls):
-            if position + PREFETCH_CHUNKS < len(indexes):
-                start = indexes[position + PREFETCH_CHUNKS] * CHUNK_BYTES
-                os.posix_fadvise(source.fileno(), start, CHUNK_BYTES, os.POSIX_FADV_WILLNEED)
-            yield call
-
-
 def _in_order(
-    workers: int, calls: Iterable[tuple[Callable[..., Any], tuple[Any, ...]]], total: int,
-    progress: ProgressCallback,
+    workers: int, calls: Iterable[tuple[Callable[..., list[Any]], tuple[Any, ...]]],
+    total: int, progress: ProgressCallback,
 ) -> Iterator[Any]:  # fmt: skip
-    """Run the calls on a pool, at most workers x IN_FLIGHT_PER_WORKER at a time; their
-    results in order, reporting progress as they come."""
+    """Run the calls (each over a run of chunks) on a pool, at most workers x
+    IN_FLIGHT_PER_WORKER at a time; the chunks' results in order, reporting progress in
+    chunks as they come."""
     window: deque[Future[Any]] = deque()
     done, reported = 0, time.monotonic()
     pool = _pool(workers)
@@ -161,14 +198,16 @@ def _in_order(
         for function, arguments in calls:
             window.append(pool.submit(function, *arguments))
             while len(window) >= workers * IN_FLIGHT_PER_WORKER:
-                yield window.popleft().result()
-                done += 1
+                results = window.popleft().result()
+                yield from results
+                done += len(results)
                 if time.monotonic() - reported >= PROGRESS_EVERY_S:
                     progress(done, total)
                     reported = time.monotonic()
         while window:
-            yield window.popleft().result()
-            done += 1
+            results = window.popleft().result()
+            yield from results
+            done += len(results)
     except BrokenProcessPool:
         _pool.cache_clear()  # a worker died: the next backup starts fresh ones
         raise
@@ -191,9 +230,7 @@ def back_up(
         progress(total, total)
     else:
         with_data = sorted(_chunks_with_data(source, size_bytes))
-        calls = _prefetched(
-            source, with_data, ((_store_chunk, (repository, str(source), i)) for i in with_data)
-        )
+        calls = ((_store_run, (repository, str(source), run)) for run in _runs(with_data))
         results = dict(zip(with_data, _in_order(workers, calls, len(with_data), progress),
                            strict=True))  # fmt: skip
         chunks = [results[i][0] if i in results else None for i in range(total)]
@@ -224,10 +261,10 @@ def restore(
     with target.open("r+b") as handle:
         handle.truncate(0)
         handle.truncate(size)
+    stored = {index: digest for index, digest in enumerate(chunks) if digest is not None}
     calls = (
-        (_restore_chunk, (repository, str(target), index, digest, version))
-        for index, digest in enumerate(chunks)
-        if digest is not None
+        (_restore_run, (repository, str(target), [(i, stored[i]) for i in run], version))
+        for run in _runs(sorted(stored))
     )
-    for _ in _in_order(workers, calls, sum(1 for d in chunks if d), progress):
+    for _ in _in_order(workers, calls, len(stored), progress):
         pass

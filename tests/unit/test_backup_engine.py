@@ -61,3 +61,31 @@ def test_an_earlier_sha256_manifest_still_restores_and_is_checked(tmp_path: Path
     chunk_file.write_bytes(zstandard.ZstdCompressor().compress(damaged))
     with pytest.raises(backup_engine.CorruptChunk, match="damaged"):
         backup_engine.restore(manifest, repository, target, 1, lambda done, total: None)
+
+
+def test_a_sparse_volume_longer_than_a_run_restores_with_progress_in_chunks(
+    tmp_path: Path,
+) -> None:
+    """Workers take runs of consecutive chunks; holes cut runs short, and progress still
+    counts chunks, ending at the number that hold data."""
+    chunks = backup_engine.RUN_CHUNKS + 3
+    path = tmp_path / "sparse.raw"
+    with path.open("wb") as disk:
+        disk.truncate(chunks * CHUNK - CHUNK // 4)
+        written = {}
+        for index in (0, 1, 4, *range(6, chunks)):
+            piece = os.urandom(CHUNK // 8)
+            disk.seek(index * CHUNK)
+            disk.write(piece)
+            written[index] = piece
+    data = path.read_bytes()
+    repository = DirectoryRepository(tmp_path / "repo")
+    seen: list[tuple[int, int]] = []
+    result = backup_engine.back_up(path, len(data), repository, 2,
+                                   lambda done, total: seen.append((done, total)))  # fmt: skip
+    stored = [i for i, digest in enumerate(result.manifest["chunks"]) if digest]
+    assert stored == sorted(written) and seen[-1] == (len(written), len(written))
+    target = tmp_path / "restored.raw"
+    target.touch()
+    backup_engine.restore(result.manifest, repository, target, 2, lambda done, total: None)
+    assert target.read_bytes() == data
