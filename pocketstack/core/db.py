@@ -112,6 +112,7 @@ class Database:
             threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         )
         self._writer = writer
+        self._single_statements = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(writer, expire_on_commit=False)
 
@@ -137,6 +138,15 @@ class Database:
         """`write()` without an ORM session, for hot paths made only of table statements
         (a placement claim): the same lock and transaction, a fraction of the overhead."""
         with self._writer_lock, self._writer.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def single_statements(self) -> Iterator[Connection]:
+        """A connection on which every statement commits by itself: no BEGIN, no COMMIT,
+        for a write made of one statement (a PostgreSQL placement claim), two round trips
+        fewer. Not for SQLite, whose writers queue on the lock `write()` takes."""
+        assert not self.is_sqlite
+        with self._single_statements.connect() as conn:
             yield conn
 
     def scalar_outside_transaction(self, sql: str) -> Any:

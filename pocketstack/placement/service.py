@@ -22,7 +22,19 @@ from typing import Any, cast
 
 import os_resource_classes
 import os_traits
-from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -933,6 +945,10 @@ def set_allocations(
     no provider is ever over-committed. `bump_released=False` (DELETE of a consumer's
     allocations, as upstream) leaves the generations of providers only released from.
     """
+    if _fits_one_statement(ctx, claims, check_generation) and _claim_in_one_statement(
+        ctx, claims[0]
+    ):
+        return
     for attempt in range(_CLAIM_RETRIES):
         try:
             with _writing_statements(ctx) as write:
@@ -949,6 +965,120 @@ def set_allocations(
                     "Another thread concurrently updated the data. Please retry your update",
                     code=CONCURRENT_UPDATE,
                 ) from None
+
+
+def _fits_one_statement(
+    ctx: RequestContext, claims: Sequence[ConsumerClaim], check_generation: bool
+) -> bool:
+    """The usual claim (Nova's for a server on one compute node): one new consumer, on one
+    provider, on PostgreSQL."""
+    if ctx.db.is_sqlite or ctx.db.engine.dialect.name != "postgresql" or len(claims) != 1:
+        return False
+    claim = claims[0]
+    return check_generation and claim.consumer_generation is None and len(claim.allocations) == 1
+
+
+def _claim_in_one_statement(ctx: RequestContext, claim: ConsumerClaim) -> bool:
+    """The claim as one read and one write, each committing by itself: the write swaps the
+    provider's generation read with the inventory and inserts the consumer and its
+    allocations (and moves the revision) only if the swap took, all in one statement, so
+    nothing of a lost race or a refused claim is ever written. False leaves the claim to
+    the transaction of set_allocations, which also says why one is refused."""
+    ((provider_uuid, resources),) = claim.allocations.items()
+    with ctx.db.single_statements() as conn:
+        rows = conn.execute(_PROVIDERS_WITH_INVENTORY, {"uuids": [provider_uuid], "claiming": []})
+        inventories = {row.class_name: row for row in rows if row.class_name is not None}
+        if not _fits(inventories, resources):
+            return False
+        provider = next(iter(inventories.values()))
+        values: dict[str, Any] = {
+            "provider_id": provider.id, "expected": provider.generation,
+            "consumer_uuid": claim.consumer_uuid,
+            "project_id": claim.project_id or INCOMPLETE_CONSUMER_ID,
+            "user_id": claim.user_id or INCOMPLETE_CONSUMER_ID,
+            "consumer_type": claim.consumer_type, "moment": now(),
+        }  # fmt: skip
+        for index, (class_name, amount) in enumerate(resources.items()):
+            values[f"class_id_{index}"] = inventories[class_name].resource_class_id
+            values[f"used_{index}"] = amount
+        try:
+            return bool(conn.scalar(_one_statement_claim(len(resources)), values) == 1)
+        except IntegrityError:  # the consumer exists after all
+            return False
+
+
+def _fits(inventories: Mapping[str, Any], resources: Mapping[str, int]) -> bool:
+    """Every amount within its inventory's units and capacity."""
+    for class_name, amount in resources.items():
+        inventory = inventories.get(class_name)
+        if (
+            inventory is None
+            or amount < inventory.min_unit
+            or amount > inventory.max_unit
+            or amount % inventory.step_size
+            or inventory.used + amount
+            > (inventory.total - inventory.reserved) * inventory.allocation_ratio
+        ):
+            return False
+    return bool(resources)
+
+
+@functools.cache
+def _one_statement_claim(count: int) -> Any:
+    """The write of _claim_in_one_statement for `count` resource classes; it returns how
+    many generations it swapped (1, or 0 when another writer moved the provider)."""
+    swapped_cte = (
+        update(_RP)
+        .where(_RP.c.id == bindparam("provider_id"), _RP.c.generation == bindparam("expected"))
+        .values(generation=bindparam("expected") + 1)
+        .returning(_RP.c.id)
+        .cte("swapped")
+    )
+    swapped = exists(select(swapped_cte.c.id))
+    moment = bindparam("moment", type_=_CONSUMER.c.created_at.type)
+    consumer = (
+        insert(_CONSUMER)
+        .from_select(
+            ["uuid", "project_id", "user_id", "consumer_type", "generation", "created_at",
+             "updated_at"],
+            select(
+                *(bindparam(name, type_=_CONSUMER.c[column].type) for name, column in (
+                    ("consumer_uuid", "uuid"), ("project_id", "project_id"),
+                    ("user_id", "user_id"), ("consumer_type", "consumer_type"))),
+                literal(1), moment, moment,
+            ).where(swapped),
+        )
+        .returning(_CONSUMER.c.id)
+        .cte("new_consumer")
+    )  # fmt: skip
+    amounts = union_all(
+        *(
+            select(
+                bindparam(f"class_id_{index}", type_=_ALLOCATION.c.resource_class_id.type).label(
+                    "class_id"
+                ),
+                bindparam(f"used_{index}", type_=_ALLOCATION.c.used.type).label("used"),
+            )
+            for index in range(count)
+        )
+    ).subquery("amounts")
+    allocations = (
+        insert(_ALLOCATION)
+        .from_select(
+            list(_ALLOCATION_FIELDS),
+            select(
+                consumer.c.id,
+                bindparam("provider_id", type_=_ALLOCATION.c.resource_provider_id.type),
+                amounts.c.class_id,
+                amounts.c.used,
+                moment,
+                moment,
+            ).select_from(consumer.join(amounts, true())),
+        )
+        .cte("new_allocations")
+    )
+    revision = update(_REVISION).where(swapped).values(value=_REVISION.c.value + 1).cte("moved")
+    return select(func.count()).select_from(swapped_cte).add_cte(consumer, allocations, revision)
 
 
 class _ProviderRace(Exception):
@@ -1036,6 +1166,25 @@ _BUMP_PROVIDER = (
 
 
 _BUMP_PROVIDER_AND_REVISION = _BUMP_PROVIDER.add_cte(_BUMP_REVISION.cte("revision_bump"))
+# On PostgreSQL a claim for one new consumer inserts it in the statement that reads the
+# providers (a data-modifying WITH, its id returned on every row), saving a round trip.
+_NEW_CONSUMER = (
+    insert(_CONSUMER)
+    .values(
+        uuid=bindparam("consumer_uuid"),
+        project_id=bindparam("project_id"),
+        user_id=bindparam("user_id"),
+        consumer_type=bindparam("consumer_type"),
+        generation=1,
+        created_at=bindparam("moment"),
+        updated_at=bindparam("moment"),
+    )
+    .returning(_CONSUMER.c.id)
+    .cte("new_consumer")
+)
+_PROVIDERS_WITH_NEW_CONSUMER = _PROVIDERS_WITH_INVENTORY.add_columns(
+    select(_NEW_CONSUMER.c.id).scalar_subquery().label("new_consumer_id")
+).add_cte(_NEW_CONSUMER)
 
 
 _ALLOCATION_FIELDS = (
@@ -1048,16 +1197,41 @@ _ALLOCATION_FIELDS = (
 )
 
 
+ROWS_PER_INSERT = 400  # SQLite takes at most 500 SELECTs in one UNION ALL
+
+
 @functools.cache
 def _insert_allocations(count: int) -> Any:
-    """One multi-row INSERT of `count` allocations, built once per count: an executemany
-    costs PostgreSQL's driver a pipeline and its extra round trips."""
-    return insert(_ALLOCATION).values(
-        [
-            {name: bindparam(f"{name}_{index}") for name in _ALLOCATION_FIELDS}
-            for index in range(count)
-        ]
+    """One INSERT of `count` allocations (at most ROWS_PER_INSERT), built once per count: an
+    executemany costs PostgreSQL's driver a pipeline and its extra round trips. Its rows
+    are a UNION ALL of SELECTs rather than a multi-row VALUES, which SQLAlchemy would
+    compile anew for every claim (it does not cache those)."""
+    rows = [
+        select(*(bindparam(f"{name}_{index}", type_=_ALLOCATION.c[name].type)
+                 for name in _ALLOCATION_FIELDS))
+        for index in range(count)
+    ]  # fmt: skip
+    return insert(_ALLOCATION).from_select(
+        list(_ALLOCATION_FIELDS), rows[0] if count == 1 else union_all(*rows)
     )
+
+
+def _allocation_inserts(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The INSERTs that store `rows`, ROWS_PER_INSERT at a time, with their values."""
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        batch = rows[start : start + ROWS_PER_INSERT]
+        values = {f"{key}_{index}": value for index, row in enumerate(batch)
+                  for key, value in row.items()}  # fmt: skip
+        yield _insert_allocations(len(batch)), values
+
+
+@functools.cache
+def _bump_inserting_allocations(count: int, with_revision: bool) -> Any:
+    """On PostgreSQL: a provider's compare-and-swap that also inserts the claim's `count`
+    allocations (and moves the revision), one round trip for all three; a failed swap
+    rolls the whole transaction back, allocations included."""
+    bump = _BUMP_PROVIDER_AND_REVISION if with_revision else _BUMP_PROVIDER
+    return bump.add_cte(_insert_allocations(count).cte("new_allocations"))
 
 
 @dataclass(slots=True)
@@ -1097,17 +1271,24 @@ def _apply_claims(
 ) -> None:
     conn = write.conn
     moment = now()
+    folded_consumer: _ConsumerState | None = None
     if check_generation and all(c.consumer_generation is None and c.allocations for c in claims):
-        # New consumers only (the usual claim): insert them straight away; one that exists
-        # after all is a generation conflict, found by its unique uuid.
-        consumers = _created_consumers(conn, claims, moment)
+        # New consumers only (the usual claim): insert them straight away (on PostgreSQL a
+        # lone one in the statement that reads its providers); one that exists after all
+        # is a generation conflict, found by its unique uuid.
+        if write.fold_revision and len(claims) == 1:
+            folded_consumer = _new_consumer_state(claims[0])
+            consumers = {claims[0].consumer_uuid: folded_consumer}
+        else:
+            consumers = _created_consumers(conn, claims, moment)
     else:
         consumers = _claimed_consumers(conn, claims, check_generation)
     wanted_uuids = sorted({rp for c in claims for rp in c.allocations})
     stored = [s.id for s in consumers.values() if s.id is not None and not s.created]
     providers: dict[str, Any] = {}
     inventories: dict[tuple[int, str], Any] = {}
-    for row in conn.execute(_PROVIDERS_WITH_INVENTORY, {"uuids": wanted_uuids, "claiming": stored}):
+    for row in _providers_with_inventory(conn, wanted_uuids, stored, claims, folded_consumer,
+                                         moment):  # fmt: skip
         providers[row.uuid] = row
         if row.class_name is not None:
             inventories[(row.id, row.class_name)] = row
@@ -1176,21 +1357,18 @@ def _apply_claims(
         for provider_uuid, resources in claim.allocations.items()
         for class_name, amount in resources.items()
     ]
-    if rows:
-        conn.execute(
-            _insert_allocations(len(rows)),
-            {
-                f"{key}_{index}": value
-                for index, row in enumerate(rows)
-                for key, value in row.items()
-            },
-        )
+    inserts = list(_allocation_inserts(rows))
+    folded_insert = inserts.pop() if write.fold_revision and len(inserts) == 1 else None
+    for statement, values in inserts:
+        conn.execute(statement, values)
     for provider_id, generation in sorted(generations.items()):
         fold = write.fold_revision and not write.revision_moved
-        result = conn.execute(
-            _BUMP_PROVIDER_AND_REVISION if fold else _BUMP_PROVIDER,
-            {"provider_id": provider_id, "expected": generation},
-        )
+        statement, values = (_BUMP_PROVIDER_AND_REVISION if fold else _BUMP_PROVIDER), {}
+        if folded_insert is not None:  # PostgreSQL: the first swap inserts the allocations
+            statement, values = _bump_inserting_allocations(len(rows), fold), folded_insert[1]
+            folded_insert = None
+        result = conn.execute(statement, {"provider_id": provider_id, "expected": generation,
+                                          **values})  # fmt: skip
         if result.rowcount != 1:
             raise _ProviderRace()
         write.revision_moved = write.revision_moved or fold
@@ -1241,19 +1419,46 @@ def _claimed_consumers(
     return consumers
 
 
+def _new_consumer_state(claim: ConsumerClaim) -> _ConsumerState:
+    return _ConsumerState(
+        None,
+        1,
+        claim.project_id or INCOMPLETE_CONSUMER_ID,
+        claim.user_id or INCOMPLETE_CONSUMER_ID,
+        claim.consumer_type,
+        created=True,
+    )
+
+
+def _providers_with_inventory(
+    conn: Connection, wanted_uuids: Sequence[str], stored: Sequence[int],
+    claims: Sequence[ConsumerClaim], folded_consumer: _ConsumerState | None, moment: datetime,
+) -> list[Any]:  # fmt: skip
+    """The rows of _PROVIDERS_WITH_INVENTORY; with `folded_consumer`, the one claim's new
+    consumer is inserted by the same statement and takes the id it returns."""
+    params: dict[str, Any] = {"uuids": wanted_uuids, "claiming": stored}
+    if folded_consumer is None:
+        return list(conn.execute(_PROVIDERS_WITH_INVENTORY, params))
+    params |= {
+        "consumer_uuid": claims[0].consumer_uuid, "project_id": folded_consumer.project_id,
+        "user_id": folded_consumer.user_id, "consumer_type": folded_consumer.consumer_type,
+        "moment": moment,
+    }  # fmt: skip
+    try:
+        rows = list(conn.execute(_PROVIDERS_WITH_NEW_CONSUMER, params))
+    except IntegrityError:
+        raise _ConsumerExists(claims[0].consumer_uuid) from None
+    if rows:
+        folded_consumer.id = rows[0].new_consumer_id
+    return rows
+
+
 def _created_consumers(
     conn: Connection, claims: Sequence[ConsumerClaim], moment: datetime
 ) -> dict[str, _ConsumerState]:
     consumers = {}
     for claim in claims:
-        state = _ConsumerState(
-            None,
-            1,
-            claim.project_id or INCOMPLETE_CONSUMER_ID,
-            claim.user_id or INCOMPLETE_CONSUMER_ID,
-            claim.consumer_type,
-            created=True,
-        )
+        state = _new_consumer_state(claim)
         try:
             state.id = _insert_consumer(conn, claim.consumer_uuid, state, moment)
         except IntegrityError:

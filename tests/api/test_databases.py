@@ -87,6 +87,9 @@ def test_parallel_placement_claims_never_overcommit(database_url: str, tmp_path:
         assert codes.count(204) == 5 and codes.count(409) == 11
         usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
         assert usages["VCPU"] == 5
+        # The claims that lost left no consumer behind.
+        by_type = placement("GET", "/usages?project_id=p1").json()["usages"]
+        assert by_type["INSTANCE"] == {"consumer_count": 5, "VCPU": 5}
 
 
 def _hang_up_everyone_else(url: str) -> None:
@@ -144,12 +147,16 @@ def test_claims_create_update_and_refuse_like_upstream(database_url: str, tmp_pa
         shown = placement("GET", f"/allocations/{consumer}").json()
         assert shown["allocations"][rp]["resources"] == {"VCPU": 3}
         assert shown["consumer_generation"] == 2
-        missing = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(str(uuid.uuid4())))
+        refused = str(uuid.uuid4())
+        missing = placement("PUT", f"/allocations/{refused}", _claim(str(uuid.uuid4())))
         assert missing.status_code == 400
-        too_much = placement("PUT", f"/allocations/{uuid.uuid4()}", _claim(rp, vcpu=2))
+        too_much = placement("PUT", f"/allocations/{refused}", _claim(rp, vcpu=2))
         assert too_much.status_code == 409
+        # Neither refusal left the consumer behind: it is still new.
+        assert placement("GET", f"/allocations/{refused}").json()["allocations"] == {}
+        assert placement("PUT", f"/allocations/{refused}", _claim(rp, vcpu=1)).status_code == 204
         usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
-        assert usages["VCPU"] == 3
+        assert usages["VCPU"] == 4
 
 
 def test_servers_boot_list_and_go_across_cells_on_the_database(

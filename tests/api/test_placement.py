@@ -308,6 +308,20 @@ def test_allocation_body_shapes_by_version(placement: Placement) -> None:
     assert placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]["VCPU"] == 4
 
 
+def test_one_post_stores_more_allocations_than_one_insert_takes(placement: Placement) -> None:
+    """Allocations are inserted placement_service.ROWS_PER_INSERT at a time; a POST
+    /allocations with more rows (here more than the 500 SELECTs SQLite takes in one
+    UNION ALL) stores them all."""
+    first, second = (_compute_node(placement, f"many-{n}", vcpus=1000) for n in (1, 2))
+    consumers = 270
+    both = {rp: {"resources": {"VCPU": 1}} for rp in (first, second)}
+    body = {str(uuid.uuid4()): _claim(first) | {"allocations": both} for _ in range(consumers)}
+    assert placement("POST", "/allocations", body).status_code == 204
+    for rp in (first, second):
+        usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
+        assert usages["VCPU"] == consumers
+
+
 @pytest.mark.parametrize("room", [3])
 def test_parallel_claims_never_overcommit(placement: Placement, room: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
