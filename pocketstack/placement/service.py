@@ -972,7 +972,7 @@ def _fits_one_statement(
 ) -> bool:
     """The usual claim (Nova's for a server on one compute node): one new consumer, on one
     provider, on PostgreSQL."""
-    if ctx.db.is_sqlite or ctx.db.engine.dialect.name != "postgresql" or len(claims) != 1:
+    if ctx.db.engine.dialect.name != "postgresql" or len(claims) != 1:
         return False
     claim = claims[0]
     return check_generation and claim.consumer_generation is None and len(claim.allocations) == 1
@@ -1009,18 +1009,26 @@ def _claim_in_one_statement(ctx: RequestContext, claim: ConsumerClaim) -> bool:
 
 def _fits(inventories: Mapping[str, Any], resources: Mapping[str, int]) -> bool:
     """Every amount within its inventory's units and capacity."""
-    for class_name, amount in resources.items():
-        inventory = inventories.get(class_name)
-        if (
-            inventory is None
-            or amount < inventory.min_unit
-            or amount > inventory.max_unit
-            or amount % inventory.step_size
-            or inventory.used + amount
-            > (inventory.total - inventory.reserved) * inventory.allocation_ratio
-        ):
-            return False
-    return bool(resources)
+    return bool(resources) and all(
+        (inventory := inventories.get(class_name)) is not None
+        and not _violates_units(inventory, amount)
+        and not _exceeds_capacity(inventory, amount)
+        for class_name, amount in resources.items()
+    )
+
+
+def _violates_units(inventory: Any, amount: int) -> bool:
+    return bool(
+        amount < inventory.min_unit or amount > inventory.max_unit or amount % inventory.step_size
+    )
+
+
+def _exceeds_capacity(inventory: Any, amount: int) -> bool:
+    """`amount` more than what the inventory's other consumers hold would not fit."""
+    return bool(
+        inventory.used + amount
+        > (inventory.total - inventory.reserved) * inventory.allocation_ratio
+    )
 
 
 @functools.cache
@@ -1166,25 +1174,6 @@ _BUMP_PROVIDER = (
 
 
 _BUMP_PROVIDER_AND_REVISION = _BUMP_PROVIDER.add_cte(_BUMP_REVISION.cte("revision_bump"))
-# On PostgreSQL a claim for one new consumer inserts it in the statement that reads the
-# providers (a data-modifying WITH, its id returned on every row), saving a round trip.
-_NEW_CONSUMER = (
-    insert(_CONSUMER)
-    .values(
-        uuid=bindparam("consumer_uuid"),
-        project_id=bindparam("project_id"),
-        user_id=bindparam("user_id"),
-        consumer_type=bindparam("consumer_type"),
-        generation=1,
-        created_at=bindparam("moment"),
-        updated_at=bindparam("moment"),
-    )
-    .returning(_CONSUMER.c.id)
-    .cte("new_consumer")
-)
-_PROVIDERS_WITH_NEW_CONSUMER = _PROVIDERS_WITH_INVENTORY.add_columns(
-    select(_NEW_CONSUMER.c.id).scalar_subquery().label("new_consumer_id")
-).add_cte(_NEW_CONSUMER)
 
 
 _ALLOCATION_FIELDS = (
@@ -1271,24 +1260,17 @@ def _apply_claims(
 ) -> None:
     conn = write.conn
     moment = now()
-    folded_consumer: _ConsumerState | None = None
     if check_generation and all(c.consumer_generation is None and c.allocations for c in claims):
-        # New consumers only (the usual claim): insert them straight away (on PostgreSQL a
-        # lone one in the statement that reads its providers); one that exists after all
-        # is a generation conflict, found by its unique uuid.
-        if write.fold_revision and len(claims) == 1:
-            folded_consumer = _new_consumer_state(claims[0])
-            consumers = {claims[0].consumer_uuid: folded_consumer}
-        else:
-            consumers = _created_consumers(conn, claims, moment)
+        # New consumers only (the usual claim): insert them straight away; one that exists
+        # after all is a generation conflict, found by its unique uuid.
+        consumers = _created_consumers(conn, claims, moment)
     else:
         consumers = _claimed_consumers(conn, claims, check_generation)
     wanted_uuids = sorted({rp for c in claims for rp in c.allocations})
     stored = [s.id for s in consumers.values() if s.id is not None and not s.created]
     providers: dict[str, Any] = {}
     inventories: dict[tuple[int, str], Any] = {}
-    for row in _providers_with_inventory(conn, wanted_uuids, stored, claims, folded_consumer,
-                                         moment):  # fmt: skip
+    for row in conn.execute(_PROVIDERS_WITH_INVENTORY, {"uuids": wanted_uuids, "claiming": stored}):
         providers[row.uuid] = row
         if row.class_name is not None:
             inventories[(row.id, row.class_name)] = row
@@ -1333,9 +1315,7 @@ def _apply_claims(
                 )
     uuids = {row.id: row.uuid for row in providers.values()}
     for (provider_id, class_name), amount in needed.items():
-        inventory = inventories[(provider_id, class_name)]
-        capacity = (inventory.total - inventory.reserved) * inventory.allocation_ratio
-        if inventory.used + amount > capacity:
+        if _exceeds_capacity(inventories[(provider_id, class_name)], amount):
             raise errors.Conflict(
                 f"Unable to allocate inventory: Unable to create allocation for "
                 f"'{class_name}' on resource provider '{uuids[provider_id]}'. The "
@@ -1419,46 +1399,19 @@ def _claimed_consumers(
     return consumers
 
 
-def _new_consumer_state(claim: ConsumerClaim) -> _ConsumerState:
-    return _ConsumerState(
-        None,
-        1,
-        claim.project_id or INCOMPLETE_CONSUMER_ID,
-        claim.user_id or INCOMPLETE_CONSUMER_ID,
-        claim.consumer_type,
-        created=True,
-    )
-
-
-def _providers_with_inventory(
-    conn: Connection, wanted_uuids: Sequence[str], stored: Sequence[int],
-    claims: Sequence[ConsumerClaim], folded_consumer: _ConsumerState | None, moment: datetime,
-) -> list[Any]:  # fmt: skip
-    """The rows of _PROVIDERS_WITH_INVENTORY; with `folded_consumer`, the one claim's new
-    consumer is inserted by the same statement and takes the id it returns."""
-    params: dict[str, Any] = {"uuids": wanted_uuids, "claiming": stored}
-    if folded_consumer is None:
-        return list(conn.execute(_PROVIDERS_WITH_INVENTORY, params))
-    params |= {
-        "consumer_uuid": claims[0].consumer_uuid, "project_id": folded_consumer.project_id,
-        "user_id": folded_consumer.user_id, "consumer_type": folded_consumer.consumer_type,
-        "moment": moment,
-    }  # fmt: skip
-    try:
-        rows = list(conn.execute(_PROVIDERS_WITH_NEW_CONSUMER, params))
-    except IntegrityError:
-        raise _ConsumerExists(claims[0].consumer_uuid) from None
-    if rows:
-        folded_consumer.id = rows[0].new_consumer_id
-    return rows
-
-
 def _created_consumers(
     conn: Connection, claims: Sequence[ConsumerClaim], moment: datetime
 ) -> dict[str, _ConsumerState]:
     consumers = {}
     for claim in claims:
-        state = _new_consumer_state(claim)
+        state = _ConsumerState(
+            None,
+            1,
+            claim.project_id or INCOMPLETE_CONSUMER_ID,
+            claim.user_id or INCOMPLETE_CONSUMER_ID,
+            claim.consumer_type,
+            created=True,
+        )
         try:
             state.id = _insert_consumer(conn, claim.consumer_uuid, state, moment)
         except IntegrityError:
@@ -1524,7 +1477,7 @@ def _check_unit(inventory: Any, provider_uuid: str, class_name: str, amount: int
             f"Unable to allocate inventory: Inventory for '{class_name}' on resource provider "
             f"'{provider_uuid}' invalid."
         )
-    if amount < inventory.min_unit or amount > inventory.max_unit or (amount % inventory.step_size):
+    if _violates_units(inventory, amount):
         raise errors.Conflict(
             f"Unable to allocate inventory: Unable to create allocation for '{class_name}' on "
             f"resource provider '{provider_uuid}'. The requested amount would violate "

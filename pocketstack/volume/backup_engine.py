@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +116,14 @@ def _store_run(repository: Repository, path: str, indexes: Sequence[int]) -> lis
             return length
 
         pending = _WORKER.reader.submit(read, 0)
-        for position in range(len(indexes)):
-            length = pending.result()
-            if position + 1 < len(indexes):
-                pending = _WORKER.reader.submit(read, position + 1)
-            stored.append(_store_chunk(repository, buffers[position % 2], length))
+        try:
+            for position in range(len(indexes)):
+                length = pending.result()
+                if position + 1 < len(indexes):
+                    pending = _WORKER.reader.submit(read, position + 1)
+                stored.append(_store_chunk(repository, buffers[position % 2], length))
+        finally:
+            wait([pending])  # a chunk that failed to store: the read ahead ends before the close
     return stored
 
 
