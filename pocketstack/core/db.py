@@ -97,11 +97,12 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
+        # Pooled connections for the requests that run at once: a connection past the pool
+        # size is opened for one request and closed after it (on PostgreSQL, a new
+        # server process each time).
+        kwargs: dict[str, Any] = {"pool_size": 16, "max_overflow": 16}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            kwargs["pool_size"] = 16
-            kwargs["max_overflow"] = 16
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -979,28 +979,23 @@ def _fits_one_statement(
 
 
 def _claim_in_one_statement(ctx: RequestContext, claim: ConsumerClaim) -> bool:
-    """The claim as one read and one write, each committing by itself: the write swaps the
-    provider's generation read with the inventory and inserts the consumer and its
-    allocations (and moves the revision) only if the swap took, all in one statement, so
-    nothing of a lost race or a refused claim is ever written. False leaves the claim to
-    the transaction of set_allocations, which also says why one is refused."""
+    """The claim as one statement that commits by itself: it checks every amount against
+    the provider's inventory (units and capacity) as of its snapshot and swaps the
+    generation of that snapshot, and inserts the consumer and its allocations (and moves
+    the revision) only if the swap took, so nothing of a lost race or a refused claim is
+    ever written. False leaves the claim to the transaction of set_allocations, which
+    also says why one is refused."""
     ((provider_uuid, resources),) = claim.allocations.items()
+    values: dict[str, Any] = {
+        "provider_uuid": provider_uuid, "consumer_uuid": claim.consumer_uuid,
+        "project_id": claim.project_id or INCOMPLETE_CONSUMER_ID,
+        "user_id": claim.user_id or INCOMPLETE_CONSUMER_ID,
+        "consumer_type": claim.consumer_type, "moment": now(),
+    }  # fmt: skip
+    for index, (class_name, amount) in enumerate(resources.items()):
+        values[f"class_{index}"] = class_name
+        values[f"used_{index}"] = amount
     with ctx.db.single_statements() as conn:
-        rows = conn.execute(_PROVIDERS_WITH_INVENTORY, {"uuids": [provider_uuid], "claiming": []})
-        inventories = {row.class_name: row for row in rows if row.class_name is not None}
-        if not _fits(inventories, resources):
-            return False
-        provider = next(iter(inventories.values()))
-        values: dict[str, Any] = {
-            "provider_id": provider.id, "expected": provider.generation,
-            "consumer_uuid": claim.consumer_uuid,
-            "project_id": claim.project_id or INCOMPLETE_CONSUMER_ID,
-            "user_id": claim.user_id or INCOMPLETE_CONSUMER_ID,
-            "consumer_type": claim.consumer_type, "moment": now(),
-        }  # fmt: skip
-        for index, (class_name, amount) in enumerate(resources.items()):
-            values[f"class_id_{index}"] = inventories[class_name].resource_class_id
-            values[f"used_{index}"] = amount
         try:
             return bool(conn.scalar(_one_statement_claim(len(resources)), values) == 1)
         except IntegrityError:  # the consumer exists after all
@@ -1033,16 +1028,61 @@ def _exceeds_capacity(inventory: Any, amount: int) -> bool:
 
 @functools.cache
 def _one_statement_claim(count: int) -> Any:
-    """The write of _claim_in_one_statement for `count` resource classes; it returns how
-    many generations it swapped (1, or 0 when another writer moved the provider)."""
-    swapped_cte = (
+    """The statement of _claim_in_one_statement for `count` resource classes; it returns
+    how many generations it swapped: 1, or 0 when an amount does not fit or another writer
+    moved the provider since the statement's snapshot. Usage read in that snapshot can
+    only be stale by claims that moved the generation (releases leave it, and only free
+    room), so the swap guards the capacity check as the transaction's does."""
+    provider = (
+        select(_RP.c.id, _RP.c.generation)
+        .where(_RP.c.uuid == bindparam("provider_uuid"))
+        .cte("provider")
+    )
+    wanted = union_all(
+        *(
+            select(
+                bindparam(f"class_{index}", type_=_CLASS.c.name.type).label("class_name"),
+                bindparam(f"used_{index}", type_=_ALLOCATION.c.used.type).label("used"),
+            )
+            for index in range(count)
+        )
+    ).cte("wanted")
+    used_now = (
+        select(func.coalesce(func.sum(_ALLOCATION.c.used), 0))
+        .where(
+            _ALLOCATION.c.resource_provider_id == _INVENTORY.c.resource_provider_id,
+            _ALLOCATION.c.resource_class_id == _INVENTORY.c.resource_class_id,
+        )
+        .scalar_subquery()
+    )
+    fitting = (
+        select(_INVENTORY.c.resource_class_id.label("class_id"), wanted.c.used)
+        .select_from(
+            wanted.join(_CLASS, _CLASS.c.name == wanted.c.class_name).join(
+                _INVENTORY, _INVENTORY.c.resource_class_id == _CLASS.c.id
+            )
+        )
+        .where(
+            _INVENTORY.c.resource_provider_id == select(provider.c.id).scalar_subquery(),
+            wanted.c.used.between(_INVENTORY.c.min_unit, _INVENTORY.c.max_unit),
+            wanted.c.used % _INVENTORY.c.step_size == 0,
+            used_now + wanted.c.used
+            <= (_INVENTORY.c.total - _INVENTORY.c.reserved) * _INVENTORY.c.allocation_ratio,
+        )
+        .cte("fitting")
+    )
+    swapped = (
         update(_RP)
-        .where(_RP.c.id == bindparam("provider_id"), _RP.c.generation == bindparam("expected"))
-        .values(generation=bindparam("expected") + 1)
+        .where(
+            _RP.c.id == provider.c.id,
+            _RP.c.generation == provider.c.generation,
+            select(func.count()).select_from(fitting).scalar_subquery() == count,
+        )
+        .values(generation=provider.c.generation + 1)
         .returning(_RP.c.id)
         .cte("swapped")
     )
-    swapped = exists(select(swapped_cte.c.id))
+    took = exists(select(swapped.c.id))
     moment = bindparam("moment", type_=_CONSUMER.c.created_at.type)
     consumer = (
         insert(_CONSUMER)
@@ -1054,39 +1094,23 @@ def _one_statement_claim(count: int) -> Any:
                     ("consumer_uuid", "uuid"), ("project_id", "project_id"),
                     ("user_id", "user_id"), ("consumer_type", "consumer_type"))),
                 literal(1), moment, moment,
-            ).where(swapped),
+            ).where(took),
         )
         .returning(_CONSUMER.c.id)
         .cte("new_consumer")
     )  # fmt: skip
-    amounts = union_all(
-        *(
-            select(
-                bindparam(f"class_id_{index}", type_=_ALLOCATION.c.resource_class_id.type).label(
-                    "class_id"
-                ),
-                bindparam(f"used_{index}", type_=_ALLOCATION.c.used.type).label("used"),
-            )
-            for index in range(count)
-        )
-    ).subquery("amounts")
     allocations = (
         insert(_ALLOCATION)
         .from_select(
             list(_ALLOCATION_FIELDS),
             select(
-                consumer.c.id,
-                bindparam("provider_id", type_=_ALLOCATION.c.resource_provider_id.type),
-                amounts.c.class_id,
-                amounts.c.used,
-                moment,
-                moment,
-            ).select_from(consumer.join(amounts, true())),
+                consumer.c.id, swapped.c.id, fitting.c.class_id, fitting.c.used, moment, moment
+            ).select_from(consumer.join(swapped, true()).join(fitting, true())),
         )
         .cte("new_allocations")
     )
-    revision = update(_REVISION).where(swapped).values(value=_REVISION.c.value + 1).cte("moved")
-    return select(func.count()).select_from(swapped_cte).add_cte(consumer, allocations, revision)
+    revision = update(_REVISION).where(took).values(value=_REVISION.c.value + 1).cte("moved")
+    return select(func.count()).select_from(swapped).add_cte(consumer, allocations, revision)
 
 
 class _ProviderRace(Exception):

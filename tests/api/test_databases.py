@@ -152,7 +152,15 @@ def test_claims_create_update_and_refuse_like_upstream(database_url: str, tmp_pa
         assert missing.status_code == 400
         too_much = placement("PUT", f"/allocations/{refused}", _claim(rp, vcpu=2))
         assert too_much.status_code == 409
-        # Neither refusal left the consumer behind: it is still new.
+        off_step = _claim(rp)
+        off_step["allocations"][rp]["resources"]["MEMORY_MB"] = 100  # steps of 256
+        stepped = placement("PUT", f"/allocations/{refused}", off_step)
+        assert stepped.status_code == 409
+        assert "violate inventory constraints" in stepped.json()["errors"][0]["detail"]
+        no_inventory = _claim(rp)
+        no_inventory["allocations"][rp]["resources"]["DISK_GB"] = 1
+        assert placement("PUT", f"/allocations/{refused}", no_inventory).status_code == 409
+        # No refusal left the consumer behind: it is still new.
         assert placement("GET", f"/allocations/{refused}").json()["allocations"] == {}
         assert placement("PUT", f"/allocations/{refused}", _claim(rp, vcpu=1)).status_code == 204
         usages = placement("GET", f"/resource_providers/{rp}/usages").json()["usages"]
