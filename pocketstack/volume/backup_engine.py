@@ -3,8 +3,10 @@
 A volume is cut into fixed chunks of CHUNK_BYTES; worker processes each read
 their chunk straight from the file (pread), skip it if it is all zeros, hash it
 (BLAKE3) and, unless the repository holds that hash already, compress it
-(zstd) and store it. So an incremental backup, whose unchanged chunks hash as
-its parent's did, stores only what changed. Restore runs the other way and
+(zstd) and store it; a chunk that would not shrink is stored as it is, framed as
+zstd raw blocks, so every chunk reads back the same way. So an incremental
+backup, whose unchanged chunks hash as its parent's did, stores only what
+changed. Restore runs the other way and
 checks every chunk's hash before it writes it. Processes, not threads: hashing
 and compressing are CPU work, and each worker has its own interpreter. The
 processes stay for the next backup, each with a read buffer it reuses.
@@ -52,7 +54,14 @@ _HASHES: dict[int, Callable[[bytes | bytearray | memoryview], str]] = {
     2: lambda data: blake3.blake3(data).hexdigest(),
 }
 PROGRESS_EVERY_S = 1.0
-RUN_CHUNKS = 8  # 32 MiB read in order by one worker, long enough for the kernel's read-ahead
+# A chunk is compressed when slices of it shrink below this share; zstd gets random data
+# no smaller, and compressed data hardly smaller.
+SAMPLES, SAMPLE_BYTES, COMPRESSED_AT_MOST = 8, 16 << 10, 0.9
+_ZSTD_MAGIC = (0xFD2FB528).to_bytes(4, "little")
+_SINGLE_SEGMENT_4_BYTE_SIZE = bytes([0b1010_0000])  # frame header descriptor, no checksum
+_RAW_BLOCK_BYTES = 128 << 10  # zstd's largest block
+RUN_CHUNKS = 32  # 128 MiB read in order by one worker (its reads ahead stop at a run's end)
+READ_AHEAD = 4  # chunks a worker reads ahead of the one it stores
 IN_FLIGHT_PER_WORKER = 2  # runs queued per worker: bounded memory, workers never idle
 
 # (chunks done, chunks in all): called at most every PROGRESS_EVERY_S, and at the end.
@@ -86,13 +95,13 @@ def chunk_count(size_bytes: int) -> int:
 
 
 class _WorkerState(threading.local):
-    """What a worker keeps from chunk to chunk: two read buffers, a compressor, and a
-    thread that reads the next chunk into one buffer while the other is hashed,
-    compressed and stored (reads, hashing and compressing all run without the GIL).
-    Fresh 4 MiB buffers cost more than the copy into them (every page faults in anew)."""
+    """What a worker keeps from chunk to chunk: READ_AHEAD read buffers, a compressor, and
+    a thread that reads the next chunks into them while one is hashed, compressed and
+    stored (reads, hashing and compressing all run without the GIL). Fresh 4 MiB
+    buffers cost more than the copy into them (every page faults in anew)."""
 
     def __init__(self) -> None:
-        self.buffers = (bytearray(CHUNK_BYTES), bytearray(CHUNK_BYTES))
+        self.buffers = tuple(bytearray(CHUNK_BYTES) for _ in range(READ_AHEAD))
         self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.reader = ThreadPoolExecutor(max_workers=1)
 
@@ -102,7 +111,9 @@ _WORKER = _WorkerState()
 
 def _store_run(repository: Repository, path: str, indexes: Sequence[int]) -> list[StoredChunk]:
     """In a worker: each chunk's hash (None: zeros) and the bytes it added. The run is read
-    in order through one file, so the kernel's read-ahead follows it; each chunk is then
+    in order through one file, so the kernel's read-ahead follows it, and up to
+    READ_AHEAD chunks ahead of the one being stored, so the reads go on through chunks
+    that take no time to store (zeros, chunks the repository holds); each chunk is then
     dropped from the page cache (see above)."""
     stored = []
     buffers = _WORKER.buffers  # this thread's: _WORKER is per thread, and `read` runs in another
@@ -111,19 +122,20 @@ def _store_run(repository: Repository, path: str, indexes: Sequence[int]) -> lis
 
         def read(position: int) -> int:
             offset = indexes[position] * CHUNK_BYTES
-            length = os.preadv(source.fileno(), [buffers[position % 2]], offset)
+            length = os.preadv(source.fileno(), [buffers[position % READ_AHEAD]], offset)
             os.posix_fadvise(source.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
             return length
 
-        pending = _WORKER.reader.submit(read, 0)
+        ahead = min(READ_AHEAD, len(indexes))
+        pending = deque(_WORKER.reader.submit(read, position) for position in range(ahead))
         try:
             for position in range(len(indexes)):
-                length = pending.result()
-                if position + 1 < len(indexes):
-                    pending = _WORKER.reader.submit(read, position + 1)
-                stored.append(_store_chunk(repository, buffers[position % 2], length))
+                length = pending.popleft().result()
+                stored.append(_store_chunk(repository, buffers[position % READ_AHEAD], length))
+                if position + READ_AHEAD < len(indexes):  # into the buffer just stored
+                    pending.append(_WORKER.reader.submit(read, position + READ_AHEAD))
         finally:
-            wait([pending])  # a chunk that failed to store: the read ahead ends before the close
+            wait(pending)  # a chunk that failed to store: the reads ahead end before the close
     return stored
 
 
@@ -141,7 +153,35 @@ def _store_chunk(repository: Repository, buffer: bytearray, length: int) -> Stor
     digest = _HASHES[MANIFEST_VERSION](data)
     if repository.has_chunk(digest):
         return digest, 0
-    return digest, repository.put_chunk(digest, _WORKER.compressor.compress(data))
+    if _compresses(data):
+        return digest, repository.put_chunk(digest, [_WORKER.compressor.compress(data)])
+    return digest, repository.put_chunk(digest, _raw_frame(memoryview(data)))
+
+
+def _compresses(data: bytes | bytearray | memoryview) -> bool:
+    """Whether zstd would shrink the chunk, judged from SAMPLES slices spread over it: on
+    random data a full attempt costs as much as hashing, and its 4 MiB result is a fresh
+    allocation and one more copy."""
+    view = memoryview(data)
+    step = max(SAMPLE_BYTES, len(view) // SAMPLES)
+    slices = [view[start : start + SAMPLE_BYTES] for start in range(0, len(view), step)]
+    compressed = sum(len(_WORKER.compressor.compress(piece)) for piece in slices)
+    return compressed < COMPRESSED_AT_MOST * sum(len(piece) for piece in slices)
+
+
+def _raw_frame(data: memoryview) -> list[bytes | memoryview]:
+    """The chunk as one zstd frame of raw (stored) blocks: a frame header that gives the
+    content size, then each block of at most 128 KiB behind its 3-byte header (RFC 8878,
+    3.1.1). Any zstd decoder reads it back, and the data goes from the read buffer
+    straight to the file."""
+    pieces: list[bytes | memoryview] = [
+        _ZSTD_MAGIC + _SINGLE_SEGMENT_4_BYTE_SIZE + len(data).to_bytes(4, "little")
+    ]
+    for start in range(0, len(data), _RAW_BLOCK_BYTES):
+        block = data[start : start + _RAW_BLOCK_BYTES]
+        last = start + len(block) == len(data)
+        pieces += [(len(block) << 3 | last).to_bytes(3, "little"), block]
+    return pieces
 
 
 def _restore_run(

@@ -44,7 +44,7 @@ def test_an_earlier_sha256_manifest_still_restores_and_is_checked(tmp_path: Path
             names.append(None)
             continue
         digest = hashlib.sha256(piece).hexdigest()
-        repository.put_chunk(digest, zstandard.ZstdCompressor().compress(piece))
+        repository.put_chunk(digest, [zstandard.ZstdCompressor().compress(piece)])
         names.append(digest)
     manifest = {"version": 1, "chunk_bytes": CHUNK, "size_bytes": len(data), "parent_id": None,
                 "chunks": names}  # fmt: skip
@@ -89,3 +89,24 @@ def test_a_sparse_volume_longer_than_a_run_restores_with_progress_in_chunks(
     target.touch()
     backup_engine.restore(result.manifest, repository, target, 2, lambda done, total: None)
     assert target.read_bytes() == data
+
+
+def test_a_chunk_that_would_not_shrink_is_stored_as_it_is_and_reads_back_as_zstd(
+    tmp_path: Path,
+) -> None:
+    """Random data costs the repository its own size and no more; data that compresses
+    is compressed; both are zstd frames that any zstd decoder reads."""
+    random_chunk = os.urandom(CHUNK)
+    mostly_zeros = os.urandom(CHUNK // 4) + bytes(CHUNK - CHUNK // 4)
+    path = tmp_path / "volume.raw"
+    path.write_bytes(random_chunk + mostly_zeros)
+    repository = DirectoryRepository(tmp_path / "repo")
+    result = backup_engine.back_up(path, 2 * CHUNK, repository, 1, lambda done, total: None)
+    first, second = (next((tmp_path / "repo").rglob(f"{digest}.zst"))
+                     for digest in result.manifest["chunks"])  # fmt: skip
+    assert CHUNK < first.stat().st_size < CHUNK + 200
+    assert second.stat().st_size < CHUNK // 2
+    assert result.stored_bytes == first.stat().st_size + second.stat().st_size
+    decoder = zstandard.ZstdDecompressor()
+    assert decoder.decompress(first.read_bytes()) == random_chunk
+    assert decoder.decompress(second.read_bytes()) == mostly_zeros

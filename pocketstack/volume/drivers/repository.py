@@ -1,7 +1,7 @@
 """Backup repositories: where backups keep their chunks and manifests.
 
-A chunk is stored once, under the SHA-256 of its uncompressed bytes, zstd
-compressed; a manifest lists, for one backup, the hash of every chunk of the
+A chunk is stored once, under the hash of its uncompressed bytes, as a zstd
+frame; a manifest lists, for one backup, the hash of every chunk of the
 volume in order (None for a chunk of zeros, which is not stored). A backup
 is complete once its manifest is written; chunks no manifest names are
 garbage, removed after a delete. `DirectoryRepository` keeps both as files;
@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+IOV_MAX = os.sysconf("SC_IOV_MAX")
+
+# A stored chunk arrives in pieces, so a chunk kept as zstd raw blocks is written
+# straight from the buffer it was read into (see backup_engine).
+Pieces = Sequence[bytes | bytearray | memoryview]
 
 
 class Repository(Protocol):
     def has_chunk(self, digest: str) -> bool: ...
 
-    def put_chunk(self, digest: str, compressed: bytes) -> int:
-        """Store a chunk (kept if there); the bytes it took."""
+    def put_chunk(self, digest: str, pieces: Pieces) -> int:
+        """Store a chunk, the pieces one after another (kept if there); the bytes it took."""
         ...
 
     def get_chunk(self, digest: str) -> bytes: ...
@@ -52,27 +58,29 @@ class DirectoryRepository:
         return self.root / "manifests" / f"{backup_id}.json"
 
     @staticmethod
-    def _write(path: Path, data: bytes) -> None:
+    def _write(path: Path, pieces: Pieces) -> int:
+        """The pieces under `path`, written under a temporary name first; the bytes written."""
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        partial.write_bytes(data)
+        with partial.open("wb") as handle:
+            written = _write_all(handle.fileno(), pieces)
         partial.replace(path)
+        return written
 
     def has_chunk(self, digest: str) -> bool:
         return self._chunk(digest).exists()
 
-    def put_chunk(self, digest: str, compressed: bytes) -> int:
+    def put_chunk(self, digest: str, pieces: Pieces) -> int:
         path = self._chunk(digest)
         if path.exists():
             return 0
-        self._write(path, compressed)
-        return len(compressed)
+        return self._write(path, pieces)
 
     def get_chunk(self, digest: str) -> bytes:
         return self._chunk(digest).read_bytes()
 
     def put_manifest(self, backup_id: str, manifest: dict[str, Any]) -> None:
-        self._write(self._manifest(backup_id), json.dumps(manifest).encode())
+        self._write(self._manifest(backup_id), [json.dumps(manifest).encode()])
 
     def get_manifest(self, backup_id: str) -> dict[str, Any] | None:
         try:
@@ -98,3 +106,16 @@ class DirectoryRepository:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _write_all(fd: int, pieces: Pieces) -> int:
+    """Write the pieces with as few writev calls as the kernel allows; the bytes written."""
+    views = [memoryview(piece).cast("B") for piece in pieces]
+    total = sum(len(view) for view in views)
+    while views:
+        written = os.writev(fd, views[:IOV_MAX])
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if views:
+            views[0] = views[0][written:]
+    return total
