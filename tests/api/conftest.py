@@ -159,8 +159,8 @@ class Volumes:
         url = f"/volume/v3/{self.project_id}{path}"
         return self.cloud.client.request(method, url, json=body, headers=headers)
 
-    def wait(self, path: str, key: str, status: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 10
+    def wait(self, path: str, key: str, status: str, within_s: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             found = self("GET", path)
             if found.status_code == 404 and status == "gone":

@@ -252,7 +252,8 @@ def test_upload_to_image_gives_the_volumes_bytes(volumes: Volumes) -> None:
     assert data[:4] == b"QFI\xfb"  # a qcow2 image
     raw = volumes("POST", f"/volumes/{volume['id']}/action",
                   {"os-volume_upload_image": {"image_name": "raw-copy"}})  # fmt: skip
-    volumes.wait(f"/volumes/{volume['id']}", "volume", "available")
+    # 1 GiB through the image's MD5 and SHA-512: seconds, and on a slow CPU more than 10.
+    volumes.wait(f"/volumes/{volume['id']}", "volume", "available", within_s=60)
     image_id = raw.json()["os-volume_upload_image"]["image_id"]
     shown = volumes.cloud.client.get(f"/image/v2/images/{image_id}", headers=headers).json()
     assert (shown["status"], shown["size"]) == ("active", GIB)
