@@ -1002,16 +1002,6 @@ def _claim_in_one_statement(ctx: RequestContext, claim: ConsumerClaim) -> bool:
             return False
 
 
-def _fits(inventories: Mapping[str, Any], resources: Mapping[str, int]) -> bool:
-    """Every amount within its inventory's units and capacity."""
-    return bool(resources) and all(
-        (inventory := inventories.get(class_name)) is not None
-        and not _violates_units(inventory, amount)
-        and not _exceeds_capacity(inventory, amount)
-        for class_name, amount in resources.items()
-    )
-
-
 def _violates_units(inventory: Any, amount: int) -> bool:
     return bool(
         amount < inventory.min_unit or amount > inventory.max_unit or amount % inventory.step_size

@@ -6,8 +6,8 @@ their chunk straight from the file (pread), skip it if it is all zeros, hash it
 (zstd) and store it; a chunk that would not shrink is stored as it is, framed as
 zstd raw blocks, so every chunk reads back the same way. So an incremental
 backup, whose unchanged chunks hash as its parent's did, stores only what
-changed. Restore runs the other way and
-checks every chunk's hash before it writes it. Processes, not threads: hashing
+changed. Restore runs the other way and checks every chunk's hash before it
+writes it. Processes, not threads: hashing
 and compressing are CPU work, and each worker has its own interpreter. The
 processes stay for the next backup, each with a read buffer it reuses.
 
