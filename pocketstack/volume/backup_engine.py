@@ -269,8 +269,12 @@ def _chunks_with_data(path: Path, size_bytes: int) -> set[int]:
 def _pool(workers: int) -> ProcessPoolExecutor:
     """The worker processes, started once and kept for the next backup (starting them
     costs more than backing up a small volume). Spawned, not forked: the service process
-    runs threads (a fork copies their locks)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    runs threads (a fork copies their locks). All are started here: the pool starts one
+    only when a call finds none idle, so a backup after a small one would start its
+    second worker halfway, and pay for it. Calls submitted at once each find none idle."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    wait([pool.submit(os.getpid) for _ in range(workers)])
+    return pool
 
 
 def _in_order(
