@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -130,9 +131,22 @@ def _store_run(repository: Repository, path: str, indexes: Sequence[int]) -> lis
                            prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=start) as run:  # fmt: skip
                 run.madvise(mmap.MADV_SEQUENTIAL)
                 run.madvise(mmap.MADV_HUGEPAGE)  # read ahead in 2 MiB folios, not 4 KiB pages
-                return _store_mapped(repository, run)
+                try:
+                    return _store_mapped(repository, run)
+                except BaseException as error:
+                    _clear_frames(error)
+                    raise
         finally:
             os.posix_fadvise(source.fileno(), start, length, os.POSIX_FADV_DONTNEED)
+
+
+def _clear_frames(error: BaseException | None) -> None:
+    """The locals of the frames an error and the errors behind it passed through, dropped:
+    among them are views of the mapping (a chunk being written, its raw blocks), and a
+    mapping with views may not close, which would hide the error behind a BufferError."""
+    while error is not None:
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def _store_mapped(repository: Repository, run: mmap.mmap) -> list[StoredChunk]:

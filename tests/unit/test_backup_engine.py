@@ -110,3 +110,23 @@ def test_a_chunk_that_would_not_shrink_is_stored_as_it_is_and_reads_back_as_zstd
     decoder = zstandard.ZstdDecompressor()
     assert decoder.decompress(first.read_bytes()) == random_chunk
     assert decoder.decompress(second.read_bytes()) == mostly_zeros
+
+
+def test_a_chunk_the_repository_cannot_take_fails_the_backup_and_the_next_one_works(
+    tmp_path: Path,
+) -> None:
+    """Chunks are written on a thread of their own while the next are hashed: a write
+    that fails still fails the backup, and leaves the workers fit for the next one."""
+    source, data = _volume(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "chunks").write_text("a file where the chunk folders should be")
+    with pytest.raises(OSError):
+        backup_engine.back_up(source, len(data), DirectoryRepository(broken), 1,
+                              lambda done, total: None)  # fmt: skip
+    repository = DirectoryRepository(tmp_path / "repo")
+    result = backup_engine.back_up(source, len(data), repository, 1, lambda done, total: None)
+    target = tmp_path / "restored.raw"
+    target.touch()
+    backup_engine.restore(result.manifest, repository, target, 1, lambda done, total: None)
+    assert target.read_bytes() == data
